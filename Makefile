@@ -1,0 +1,43 @@
+# Frontdesk — the two commands: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PYTEST_ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test lint typecheck unit bench bench-quick clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+## Create the venv, migrate a SQLite database under var/, load demo data and serve on http://$(HOST):$(PORT)
+demo: $(VENV)/.installed
+	$(BIN)/frontdesk migrate
+	$(BIN)/frontdesk demo
+	$(BIN)/frontdesk serve --host $(HOST) --port $(PORT)
+
+## Lint, type-check and run the whole test suite (SQLite + PostgreSQL, memory hub + Redis)
+test: $(VENV)/.installed lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check frontdesk tests bench
+	$(BIN)/ruff format --check frontdesk tests bench
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+bench-quick: $(VENV)/.installed
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache .ruff_cache

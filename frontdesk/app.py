@@ -1,0 +1,98 @@
+"""The FastAPI application: routers, middleware and the lifespan that starts loops and listeners."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from frontdesk import __version__, errors, health, migrate
+from frontdesk.db import Database
+from frontdesk.metrics import MetricsMiddleware
+from frontdesk.realtime import make_hub
+from frontdesk.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class SchemaNotReady(RuntimeError):
+    """The database is not at this version's schema; the message says what to do."""
+
+
+async def prepare_database(settings: Settings) -> None:
+    """Migrate (embedded mode) or refuse to start on a database at the wrong schema."""
+    url = settings.effective_database_url
+    if settings.should_auto_migrate:
+        state = await migrate.schema_state(url)
+        if state.current is not None and state.current not in migrate.known_revisions():
+            raise SchemaNotReady(state.problem() or "unknown schema")
+        if not state.ok:
+            log.info("migrating database %s → %s", state.current, state.head)
+            await migrate.upgrade_async(url)
+        return
+    state = await migrate.schema_state(url)
+    if problem := state.problem():
+        raise SchemaNotReady(problem)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from frontdesk.conversations.ingest import IngestWriter
+    from frontdesk.timers import start_loops
+
+    settings: Settings = app.state.settings
+    await prepare_database(settings)
+    db = Database(settings.effective_database_url)
+    hub = make_hub(settings.redis_url)
+    await hub.start()
+    db.attach_hub(hub)
+    app.state.db = db
+    app.state.hub = hub
+    app.state.ingest = IngestWriter(db, settings)
+    await app.state.ingest.start()
+    loops = await start_loops(db, settings) if settings.run_loops else None
+    app.state.loops = loops
+    try:
+        yield
+    finally:
+        if loops is not None:
+            await loops.stop()
+        await app.state.ingest.stop()
+        await hub.close()
+        await db.dispose()
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
+    settings = settings or get_settings()
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    app = FastAPI(
+        title="Frontdesk",
+        version=__version__,
+        summary="Omnichannel, proactive customer service: one customer, one timeline.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware)
+
+    from frontdesk.auth.api import router as auth_router
+    from frontdesk.channels.api import router as inbox_router
+    from frontdesk.conversations.api import router as conversations_router
+    from frontdesk.customers.api import router as customers_router
+    from frontdesk.proactive.api import router as events_router
+    from frontdesk.web.pages import router as pages_router
+    from frontdesk.web.ws import router as ws_router
+
+    app.include_router(health.router)
+    for router in (auth_router, customers_router, conversations_router, events_router, inbox_router):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(ws_router)
+    app.include_router(pages_router)
+    return app

@@ -1,0 +1,40 @@
+"""Write audit entries. Call from services in the same unit of work as the change they describe."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.models import AuditEntry
+
+
+class Actor(Protocol):
+    user_id: uuid.UUID
+
+    @property
+    def actor_kind(self) -> str: ...
+
+
+async def record(
+    session: AsyncSession,
+    actor: Actor | None,
+    action: str,
+    entity_type: str,
+    entity_id: uuid.UUID | str | None = None,
+    data: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> None:
+    """Add one audit row; ``actor`` ``None`` means the system did it."""
+    session.add(
+        AuditEntry(
+            actor_id=actor.user_id if actor else None,
+            actor_kind=actor.actor_kind if actor else "system",
+            action=action,
+            entity_type=entity_type,
+            entity_id=str(entity_id) if entity_id is not None else None,
+            data=data or {},
+            ip=ip,
+        )
+    )

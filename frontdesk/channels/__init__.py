@@ -1,0 +1,1 @@
+"""Channel adapters (one subpackage each) and inboxes."""

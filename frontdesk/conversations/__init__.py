@@ -1,0 +1,1 @@
+"""Conversations, messages, notes, tags, the inbound ingest path and the outbox."""

@@ -1,0 +1,1 @@
+"""Customers: identities, consents, search, the timeline."""

@@ -1,0 +1,147 @@
+"""Database plumbing: engine, sessions, the declarative ``Base`` and column types.
+
+Only the request or job boundary commits (:func:`Database.session` / :func:`transaction`);
+services ``flush()`` when they need ids. Side effects that must not happen for rolled-back
+work (realtime pushes, wake-ups of the outbox) are queued with :func:`after_commit` and run
+by the boundary after a successful commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, Uuid
+
+from frontdesk import clock
+from frontdesk.ids import new_id
+
+log = logging.getLogger(__name__)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use frontdesk.clock.now()")
+        value = clock.ensure_utc(value)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else clock.ensure_utc(value)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), uuid.UUID: Uuid(), dict[str, Any]: JSONType}
+
+
+class IdMixin:
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
+
+
+# -- engine and sessions ------------------------------------------------------------------
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+        return engine
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+Effect = Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, effect: Effect) -> None:
+    """Run ``effect`` once the surrounding unit of work has committed (never if it rolls back)."""
+    session.info.setdefault("after_commit", []).append(effect)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    effects: list[Effect] = session.info.pop("after_commit", [])
+    for effect in effects:
+        try:
+            await effect()
+        except Exception:  # an effect must never undo a committed request
+            log.exception("after-commit effect failed")
+
+
+class Database:
+    """One engine and its session factory. ``app.state.db`` in the server."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self.hub: Any = None
+
+    def attach_hub(self, hub: Any) -> None:
+        """Make the realtime hub reachable from every session (``session.info["hub"]``)."""
+        self.hub = hub
+        self.sessionmaker.configure(info={"hub": hub})
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commit on success, roll back on error, then release after-commit effects."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                session.info.pop("after_commit", None)
+                raise
+            await run_after_commit(session)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,49 @@
+"""Prometheus metrics: request counts and latency, plus domain counters other modules bump."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+REQUESTS = Counter("frontdesk_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "frontdesk_http_request_seconds", "HTTP request latency", ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+INBOUND_MESSAGES = Counter("frontdesk_inbound_messages_total", "Inbound messages stored", ["channel"])
+OUTBOUND_DELIVERIES = Counter("frontdesk_outbound_deliveries_total", "Outbound delivery attempts", ["channel", "result"])
+TIMERS_RUN = Counter("frontdesk_timers_run_total", "Timers run", ["kind", "result"])
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (cheap on the hot path): counts and times every HTTP request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def _send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            REQUESTS.labels(method, path, str(status["code"])).inc()
+            LATENCY.labels(method, path).observe(time.perf_counter() - start)
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST

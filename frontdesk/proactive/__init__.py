@@ -1,0 +1,1 @@
+"""Proactive service: customer events, journeys, the contact policy."""

@@ -1,0 +1,157 @@
+"""Configuration: ``FRONTDESK_*`` environment variables, then an optional ``frontdesk.toml``.
+
+Environment variables win over the file. ``FRONTDESK_CONFIG`` names another file.
+``frontdesk config`` prints the effective values with secrets masked.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("FRONTDESK_CONFIG", "frontdesk.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FRONTDESK_", extra="ignore")
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the SQLite file, attachments and secrets live.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL. Default: a SQLite file under data_dir. "
+        "Use postgresql+asyncpg://… for the scaled mode.",
+    )
+    redis_url: str | None = Field(None, description="Redis URL for the realtime hub; unset = in-process hub.")
+    secret_key: SecretStr | None = Field(
+        None, description="Signs cookies and visitor tokens. Default: generated once into data_dir/secret_key."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = Field("", description="Base URL users reach this server at (for links in emails).")
+    auto_migrate: bool | None = Field(
+        None, description="Migrate on start. Default: on for SQLite (embedded mode), off otherwise."
+    )
+    cookie_secure: bool | None = Field(
+        None, description="Mark the session cookie Secure. Default: on unless public_url is plain http."
+    )
+    session_hours: int = Field(12, ge=1, description="How long a browser session lasts without use.")
+    login_attempts_per_minute: int = Field(10, ge=1, description="Failed sign-ins allowed per IP and email.")
+    attachments_backend: str = Field("local", description="local | s3")
+    attachments_dir: Path | None = None
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    max_attachment_mb: int = 25
+    timers_poll_seconds: float = Field(0.5, gt=0)
+    timers_lease_seconds: float = Field(60.0, gt=0)
+    run_loops: bool = Field(True, description="Run the timer/outbox loops inside `serve`.")
+    ingest_batch_max: int = Field(256, ge=1, description="Most inbound messages written in one commit.")
+    log_level: str = "info"
+    log_json: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.strip()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # -- derived values -------------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'frontdesk.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return bool(self.public_url) and not self.public_url.startswith("http://")
+
+    @property
+    def effective_attachments_dir(self) -> Path:
+        return self.attachments_dir or self.data_dir / "attachments"
+
+    def secret(self) -> str:
+        """The signing secret; generated and kept in ``data_dir/secret_key`` when not configured."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret_key"
+        if path.is_file():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        return value
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration with every secret masked (for ``frontdesk config``)."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********"
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, str) and "://" in value:
+                value = mask_url(value)
+            out[name] = value
+        out["database_url"] = mask_url(self.effective_database_url)
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a URL: ``postgresql://u:secret@h/db`` → ``postgresql://u:****@h/db``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
