@@ -85,13 +85,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.auth.api import router as auth_router
     from frontdesk.channels.api import router as inbox_router
     from frontdesk.conversations.api import router as conversations_router
+    from frontdesk.conversations.ingest_api import router as ingest_router
     from frontdesk.customers.api import router as customers_router
     from frontdesk.proactive.api import router as events_router
     from frontdesk.web.pages import router as pages_router
     from frontdesk.web.ws import router as ws_router
 
     app.include_router(health.router)
-    for router in (auth_router, customers_router, conversations_router, events_router, inbox_router):
+    for router in (auth_router, customers_router, conversations_router, ingest_router, events_router, inbox_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(ws_router)
     app.include_router(pages_router)

@@ -47,6 +47,27 @@ def _unavailable(what: str, url: str) -> None:
     pytest.skip(reason)
 
 
+async def create_schema(url: str) -> None:
+    """Create every table from the models and stamp the migration head.
+
+    Tests build the schema from the models so a model change is testable at once;
+    ``tests/integration/test_migrations.py`` proves the migrations produce the same schema.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    import frontdesk.models  # noqa: F401
+
+    database = Database(url)
+    try:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+            script = ScriptDirectory.from_config(migrate.alembic_config(url))
+            await conn.run_sync(lambda c: MigrationContext.configure(c).stamp(script, "head"))
+    finally:
+        await database.dispose()
+
+
 # -- PostgreSQL: one fresh database per test run ---------------------------------------------
 
 
@@ -72,7 +93,7 @@ def postgres_url() -> Iterator[str]:
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     parts = urlsplit(POSTGRES_URL)
     url = parts._replace(path=f"/{name}").geturl()
-    migrate.upgrade(url)
+    asyncio.run(create_schema(url))
     yield url
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -80,7 +101,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
-    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    asyncio.run(create_schema(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
