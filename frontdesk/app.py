@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from frontdesk import __version__, errors, health, migrate
+from frontdesk import __version__, errors, health, migrate, openapi
 from frontdesk.db import Database
 from frontdesk.metrics import MetricsMiddleware
 from frontdesk.realtime import make_hub
@@ -40,6 +41,8 @@ async def prepare_database(settings: Settings) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from frontdesk.auth import cache as credentials_cache
+    from frontdesk.auth.api import close_login_limiter
     from frontdesk.conversations.ingest import IngestWriter
     from frontdesk.timers import start_loops
 
@@ -55,12 +58,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.ingest.start()
     loops = await start_loops(db, settings) if settings.run_loops else None
     app.state.loops = loops
+    auth_listener = asyncio.create_task(credentials_cache.listen(hub), name="auth-cache-listener")
     try:
         yield
     finally:
+        auth_listener.cancel()
         if loops is not None:
             await loops.stop()
         await app.state.ingest.stop()
+        await close_login_limiter(app)
+        if (store := getattr(app.state, "attachment_store", None)) is not None:
+            await store.close()
         await hub.close()
         await db.dispose()
 
@@ -82,6 +90,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
 
+    from frontdesk.audit.api import router as audit_router
     from frontdesk.auth.api import router as auth_router
     from frontdesk.channels.api import router as inbox_router
     from frontdesk.conversations.api import router as conversations_router
@@ -92,8 +101,17 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.web.ws import router as ws_router
 
     app.include_router(health.router)
-    for router in (auth_router, customers_router, conversations_router, ingest_router, events_router, inbox_router):
+    for router in (
+        auth_router,
+        customers_router,
+        conversations_router,
+        ingest_router,
+        events_router,
+        inbox_router,
+        audit_router,
+    ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(ws_router)
     app.include_router(pages_router)
+    openapi.install(app)
     return app

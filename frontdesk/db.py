@@ -75,6 +75,10 @@ class TimestampMixin:
 # -- engine and sessions ------------------------------------------------------------------
 
 
+def _casefold(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
@@ -87,6 +91,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
+            # SQLite's lower()/LIKE fold ASCII only; searches on names (Иван, Ærø) need Unicode.
+            dbapi_conn.create_function("fd_casefold", 1, _casefold, deterministic=True)
 
         return engine
     kwargs.setdefault("pool_size", 20)
@@ -121,10 +127,19 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self.hub: Any = None
 
-    def attach_hub(self, hub: Any) -> None:
-        """Make the realtime hub reachable from every session (``session.info["hub"]``)."""
+    def attach_hub(self, hub: Any, *, outbox_wakeup: Callable[[], None] | None = None) -> None:
+        """Make the realtime hub reachable from every session (``session.info["hub"]``).
+
+        ``outbox_wakeup`` (set by ``timers.start_loops``) becomes ``session.info["outbox_wakeup"]``:
+        ``outbox.enqueue`` calls it after commit so the dispatcher delivers at once.
+        """
         self.hub = hub
-        self.sessionmaker.configure(info={"hub": hub})
+        info: dict[str, Any] = {"hub": hub}
+        wakeup = outbox_wakeup or getattr(self, "_outbox_wakeup", None)
+        if wakeup is not None:
+            self._outbox_wakeup = wakeup
+            info["outbox_wakeup"] = wakeup
+        self.sessionmaker.configure(info=info)
 
     @property
     def dialect(self) -> str:

@@ -45,5 +45,5 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         await run_after_commit(session)
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]  # commit before the response
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

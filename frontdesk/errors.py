@@ -7,6 +7,7 @@ it. Validation errors name the offending field. Nothing a client sends may produ
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,7 +80,7 @@ def problem_response(
     slug: str | None = None,
     instance: str | None = None,
     extra: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": _TYPE_BASE + (slug or title.lower().replace(" ", "-")),
@@ -91,7 +92,7 @@ def problem_response(
         body["instance"] = instance
     if extra:
         body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -105,8 +106,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(
-            exc.status, exc.title, exc.detail, slug=exc.slug, instance=request.url.path,
-            extra=exc.extra, headers=exc.headers,
+            exc.status,
+            exc.title,
+            exc.detail,
+            slug=exc.slug,
+            instance=request.url.path,
+            extra=exc.extra,
+            headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -135,6 +141,9 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
-            500, "Internal error", "Something went wrong on our side; it has been logged.",
-            slug="internal", instance=request.url.path,
+            500,
+            "Internal error",
+            "Something went wrong on our side; it has been logged.",
+            slug="internal",
+            instance=request.url.path,
         )

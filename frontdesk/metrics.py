@@ -9,11 +9,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 REQUESTS = Counter("frontdesk_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
-    "frontdesk_http_request_seconds", "HTTP request latency", ["method", "route"],
+    "frontdesk_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 INBOUND_MESSAGES = Counter("frontdesk_inbound_messages_total", "Inbound messages stored", ["channel"])
-OUTBOUND_DELIVERIES = Counter("frontdesk_outbound_deliveries_total", "Outbound delivery attempts", ["channel", "result"])
+OUTBOUND_DELIVERIES = Counter(
+    "frontdesk_outbound_deliveries_total", "Outbound delivery attempts", ["channel", "result"]
+)
 TIMERS_RUN = Counter("frontdesk_timers_run_total", "Timers run", ["kind", "result"])
 
 

@@ -1,18 +1,24 @@
 """Publish/subscribe hub for pushes to agent desktops and widgets.
 
-Two backends with one interface: in-process (embedded mode) and Redis pub/sub (scaled mode).
-Events carry a per-topic increasing ``id`` so a client that reconnects can resume from the last
-one it saw; when the gap is no longer buffered it is told to fetch a fresh snapshot.
+Two backends with one interface: in-process (embedded mode) and Redis pub/sub (scaled mode,
+``frontdesk.realtime_redis``). Events carry a per-topic increasing ``id`` so a client that
+reconnects can resume from the last one it saw; when the gap is no longer buffered it is told to
+fetch a fresh snapshot. ``Hub.epoch`` names the id sequence: a client holding ids of another epoch
+(the in-process hub restarted, Redis was flushed) must take a snapshot too.
+
+Topics: ``desk`` (every agent desktop), ``user:<id>`` (one user), ``conversation:<id>`` (an open
+conversation view), ``widget:<conversation_id>`` (the customer's chat widget).
 
 Services never publish directly: they call :func:`publish_after_commit` so nothing is pushed
-for work that was rolled back.
+for work that was rolled back. See docs/architecture/realtime.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +28,9 @@ from frontdesk import clock
 from frontdesk.db import after_commit
 
 BUFFER_PER_TOPIC = 1000
+# A subscriber that falls this far behind is cut off (its iterator ends) rather than letting
+# one stuck browser grow the server's memory without bound; it reconnects and resumes.
+SUBSCRIBER_QUEUE_MAX = 10_000
 
 
 @dataclass
@@ -35,9 +44,75 @@ class Event:
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "topic": self.topic, "type": self.type, "data": self.data, "at": self.at}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Event:
+        return cls(topic=d["topic"], type=d["type"], data=d.get("data") or {}, id=int(d["id"]), at=d.get("at", ""))
+
+
+class Subscription:
+    """A live subscription to a set of topics that can grow and shrink.
+
+    Returned by :meth:`Hub.open` once it is registered: every event published after ``open``
+    returns reaches it. Iterate it for events; the iteration ends when the hub closes or the
+    subscriber fell too far behind (``overflowed``).
+    """
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self.topics: set[str] = set()
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.closed = False
+        self.overflowed = False
+
+    def _deliver(self, event: Event) -> None:
+        if self.closed:
+            return
+        if self.queue.qsize() >= SUBSCRIBER_QUEUE_MAX:
+            self.overflowed = True
+            self.queue.put_nowait(None)
+            self.closed = True
+            return
+        self.queue.put_nowait(event)
+
+    def _end(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)
+
+    async def add(self, topics: Iterable[str]) -> None:
+        new = [t for t in topics if t not in self.topics]
+        if new:
+            self.topics.update(new)
+            await self._hub._register(self, new)
+
+    async def remove(self, topics: Iterable[str]) -> None:
+        gone = [t for t in topics if t in self.topics]
+        if gone:
+            self.topics.difference_update(gone)
+            await self._hub._unregister(self, gone)
+
+    async def close(self) -> None:
+        topics = list(self.topics)
+        self.topics.clear()
+        self._end()
+        if topics:
+            await self._hub._unregister(self, topics)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self.queue.get()
+        if event is None:
+            self.closed = True
+            raise StopAsyncIteration
+        return event
+
 
 class Hub:
     """Interface of every hub backend."""
+
+    epoch: str = ""
 
     async def start(self) -> None:
         """Connect (no-op for the memory hub)."""
@@ -48,8 +123,20 @@ class Hub:
     async def publish(self, topic: str, type: str, data: dict[str, Any]) -> Event:
         raise NotImplementedError
 
-    def subscribe(self, topics: list[str]) -> AsyncIterator[Event]:
-        raise NotImplementedError
+    async def open(self, topics: Iterable[str] = ()) -> Subscription:
+        """A subscription, registered (live) when this returns."""
+        sub = Subscription(self)
+        await sub.add(topics)
+        return sub
+
+    async def subscribe(self, topics: list[str]) -> AsyncIterator[Event]:
+        """Iterate the events of ``topics`` (registration happens on the first iteration)."""
+        sub = await self.open(topics)
+        try:
+            async for event in sub:
+                yield event
+        finally:
+            await sub.close()
 
     async def replay(self, topic: str, after_id: int) -> list[Event] | None:
         """Events of ``topic`` after ``after_id``; ``None`` if some are no longer buffered."""
@@ -58,50 +145,69 @@ class Hub:
     async def ping(self) -> bool:
         return True
 
+    # -- backend hooks ---------------------------------------------------------------------
+
+    async def _register(self, sub: Subscription, topics: list[str]) -> None:
+        raise NotImplementedError
+
+    async def _unregister(self, sub: Subscription, topics: list[str]) -> None:
+        raise NotImplementedError
+
+
+def replay_from(buffer: Iterable[Event], last_id: int, after_id: int) -> list[Event] | None:
+    """The resume rule both backends share.
+
+    ``after_id == last_id``: nothing missed. ``after_id > last_id``: the client holds ids this
+    sequence never issued (state was lost) → ``None``. Otherwise the buffer must still hold
+    ``after_id + 1``, else the gap is gone → ``None``.
+    """
+    if after_id == last_id:
+        return []
+    if after_id > last_id or after_id < 0:
+        return None
+    events = [e for e in buffer if e.id > after_id]
+    if not events or events[0].id != after_id + 1:
+        return None
+    return events
+
 
 class MemoryHub(Hub):
     """In-process hub: fan-out to asyncio queues, a ring buffer per topic for resume."""
 
     def __init__(self, buffer: int = BUFFER_PER_TOPIC) -> None:
-        self._subs: dict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
+        self.epoch = uuid.uuid4().hex
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._buffers: dict[str, deque[Event]] = defaultdict(lambda: deque(maxlen=buffer))
         self._seq: dict[str, int] = defaultdict(int)
 
     async def close(self) -> None:
-        for queues in self._subs.values():
-            for q in queues:
-                q.put_nowait(None)
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub._end()
+        self._subs.clear()
 
     async def publish(self, topic: str, type: str, data: dict[str, Any]) -> Event:
         self._seq[topic] += 1
         event = Event(topic=topic, type=type, data=data, id=self._seq[topic])
         self._buffers[topic].append(event)
-        for q in list(self._subs.get(topic, ())):
-            q.put_nowait(event)
+        for sub in list(self._subs.get(topic, ())):
+            sub._deliver(event)
         return event
 
-    async def subscribe(self, topics: list[str]) -> AsyncIterator[Event]:  # type: ignore[override]
-        q: asyncio.Queue[Event | None] = asyncio.Queue()
-        for t in topics:
-            self._subs[t].add(q)
-        try:
-            while True:
-                event = await q.get()
-                if event is None:
-                    return
-                yield event
-        finally:
-            for t in topics:
-                self._subs[t].discard(q)
-
     async def replay(self, topic: str, after_id: int) -> list[Event] | None:
-        buf = self._buffers.get(topic)
-        last = self._seq.get(topic, 0)
-        if after_id >= last:
-            return []
-        if not buf or buf[0].id > after_id + 1:
-            return None
-        return [e for e in buf if e.id > after_id]
+        return replay_from(self._buffers.get(topic, ()), self._seq.get(topic, 0), after_id)
+
+    async def _register(self, sub: Subscription, topics: list[str]) -> None:
+        for t in topics:
+            self._subs[t].add(sub)
+
+    async def _unregister(self, sub: Subscription, topics: list[str]) -> None:
+        for t in topics:
+            subs = self._subs.get(t)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[t]
 
 
 def publish_after_commit(session: AsyncSession, topic: str, type: str, data: dict[str, Any]) -> None:
@@ -119,9 +225,17 @@ def publish_after_commit(session: AsyncSession, topic: str, type: str, data: dic
     after_commit(session, _push)
 
 
-def make_hub(redis_url: str | None) -> Hub:
+def conversation_topics(conversation_id: uuid.UUID | str, assignee_id: uuid.UUID | str | None = None) -> list[str]:
+    """Where a conversation's events go: every desktop, the open conversation view, its assignee."""
+    topics = ["desk", f"conversation:{conversation_id}"]
+    if assignee_id is not None:
+        topics.append(f"user:{assignee_id}")
+    return topics
+
+
+def make_hub(redis_url: str | None, *, prefix: str = "fd") -> Hub:
     if redis_url:
         from frontdesk.realtime_redis import RedisHub
 
-        return RedisHub(redis_url)
+        return RedisHub(redis_url, prefix=prefix)
     return MemoryHub()

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     max_attachment_mb: int = 25
     timers_poll_seconds: float = Field(0.5, gt=0)
     timers_lease_seconds: float = Field(60.0, gt=0)
+    timers_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles per attempt.")
+    ws_heartbeat_seconds: float = Field(20.0, gt=0, description="Ping interval on /ws connections.")
     run_loops: bool = Field(True, description="Run the timer/outbox loops inside `serve`.")
     ingest_batch_max: int = Field(256, ge=1, description="Most inbound messages written in one commit.")
     log_level: str = "info"

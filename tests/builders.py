@@ -13,12 +13,18 @@ DEFAULT_PASSWORD = "correct horse battery staple"
 
 
 async def make_user(
-    db: Database, *, role: str = "agent", email: str | None = None, name: str = "Test User",
+    db: Database,
+    *,
+    role: str = "agent",
+    email: str | None = None,
+    name: str = "Test User",
     password: str = DEFAULT_PASSWORD,
 ) -> User:
     async with db.transaction() as s:
         user = User(
-            email=email or f"{role}-{uuid.uuid4().hex[:8]}@example.com", name=name, role=role,
+            email=email or f"{role}-{uuid.uuid4().hex[:8]}@example.com",
+            name=name,
+            role=role,
             password_hash=hash_password(password),
         )
         s.add(user)
@@ -28,8 +34,15 @@ async def make_user(
 async def make_token(db: Database, user: User, scopes: list[str] | None = None) -> str:
     token = new_secret_token()
     async with db.transaction() as s:
-        s.add(ApiToken(user_id=user.id, name="test", token_hash=hash_token(token), prefix=token[:8],
-                       scopes=scopes or ["read", "write"]))
+        s.add(
+            ApiToken(
+                user_id=user.id,
+                name="test",
+                token_hash=hash_token(token),
+                prefix=token[:8],
+                scopes=scopes or ["read", "write"],
+            )
+        )
     return token
 
 

@@ -76,8 +76,11 @@ async def _pg_admin(sql: str) -> None:
 
     parts = urlsplit(POSTGRES_URL.replace("+asyncpg", ""))
     conn = await asyncpg.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
-        password=parts.password, database=parts.path.lstrip("/") or "postgres",
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password,
+        database=parts.path.lstrip("/") or "postgres",
     )
     try:
         await conn.execute(sql)

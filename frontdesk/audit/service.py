@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.models import AuditEntry
@@ -38,3 +39,28 @@ async def record(
             ip=ip,
         )
     )
+
+
+async def list_entries(
+    session: AsyncSession,
+    *,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    actor_id: uuid.UUID | None = None,
+    action: str | None = None,
+    before: uuid.UUID | None = None,
+    limit: int = 50,
+) -> list[AuditEntry]:
+    """Newest first; ``before`` is the id of the last entry of the previous page (ids are time-ordered)."""
+    stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if entity_type:
+        stmt = stmt.where(AuditEntry.entity_type == entity_type)
+    if entity_id:
+        stmt = stmt.where(AuditEntry.entity_id == entity_id)
+    if actor_id:
+        stmt = stmt.where(AuditEntry.actor_id == actor_id)
+    if action:
+        stmt = stmt.where(AuditEntry.action == action)
+    if before:
+        stmt = stmt.where(AuditEntry.id < before)
+    return list((await session.scalars(stmt)).all())

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
+from frontdesk.auth import cache
 from frontdesk.auth.security import constant_time_equal, hash_token
 from frontdesk.deps import SessionDep
 from frontdesk.errors import Forbidden, Unauthorized
@@ -63,41 +65,20 @@ async def authenticate(request: Request, session: SessionDep) -> Principal | Non
     now = clock.now()
     token = _bearer(request)
     if token is not None:
-        row = (
-            await session.execute(
-                select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
-                    ApiToken.token_hash == hash_token(token)
-                )
-            )
-        ).first()
-        if row is None:
-            raise Unauthorized("The API token is not valid.", headers={"WWW-Authenticate": "Bearer"})
-        api_token, user = row
-        if api_token.revoked_at is not None:
-            raise Unauthorized("The API token has been revoked.", headers={"WWW-Authenticate": "Bearer"})
-        if api_token.expires_at is not None and api_token.expires_at <= now:
-            raise Unauthorized("The API token has expired.", headers={"WWW-Authenticate": "Bearer"})
-        if not user.is_active:
-            raise Unauthorized("The token's user is disabled.", headers={"WWW-Authenticate": "Bearer"})
-        if api_token.last_used_at is None or now - api_token.last_used_at > timedelta(minutes=1):
-            await session.execute(update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now))
-        return Principal(
-            user_id=user.id, email=user.email, name=user.name, role=Role(user.role), via="token",
-            token_id=api_token.id, scopes=frozenset(api_token.scopes or ()),
-        )
+        return await _token_principal(session, token, now)
 
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        row = (
+        srow = (
             await session.execute(
-                select(UserSession, User).join(User, User.id == UserSession.user_id).where(
-                    UserSession.id == hash_token(cookie)
-                )
+                select(UserSession, User)
+                .join(User, User.id == UserSession.user_id)
+                .where(UserSession.id == hash_token(cookie))
             )
         ).first()
-        if row is None or row[0].expires_at <= now or not row[1].is_active:
+        if srow is None or srow[0].expires_at <= now or not srow[1].is_active:
             raise Unauthorized("Your session has ended; please sign in again.")
-        user_session, user = row
+        user_session, user = srow
         if request.method not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
             if not sent or not constant_time_equal(sent, user_session.csrf_token):
@@ -105,15 +86,56 @@ async def authenticate(request: Request, session: SessionDep) -> Principal | Non
         if now - user_session.last_seen_at > timedelta(minutes=1):
             settings = request.app.state.settings
             await session.execute(
-                update(UserSession).where(UserSession.id == user_session.id).values(
-                    last_seen_at=now, expires_at=now + timedelta(hours=settings.session_hours)
-                )
+                update(UserSession)
+                .where(UserSession.id == user_session.id)
+                .values(last_seen_at=now, expires_at=now + timedelta(hours=settings.session_hours))
             )
         return Principal(
-            user_id=user.id, email=user.email, name=user.name, role=Role(user.role), via="session",
+            user_id=user.id,
+            email=user.email,
+            name=user.name,
+            role=Role(user.role),
+            via="session",
             session_id=user_session.id,
         )
     return None
+
+
+async def _token_principal(session: AsyncSession, token: str, now: datetime) -> Principal:
+    """Resolve a Bearer token, from the short-lived cache when possible (see auth/cache.py)."""
+    token_hash = hash_token(token)
+    cached = cache.get(token_hash)
+    if cached is not None:
+        principal, expires_at = cached
+        if expires_at is None or expires_at > now:
+            return principal  # type: ignore[no-any-return]
+    row = (
+        await session.execute(
+            select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == token_hash)
+        )
+    ).first()
+    if row is None:
+        raise Unauthorized("The API token is not valid.", headers={"WWW-Authenticate": "Bearer"})
+    api_token, user = row
+    if api_token.revoked_at is not None:
+        raise Unauthorized("The API token has been revoked.", headers={"WWW-Authenticate": "Bearer"})
+    if api_token.expires_at is not None and api_token.expires_at <= now:
+        raise Unauthorized("The API token has expired.", headers={"WWW-Authenticate": "Bearer"})
+    if not user.is_active:
+        raise Unauthorized("The token's user is disabled.", headers={"WWW-Authenticate": "Bearer"})
+    if api_token.last_used_at is None or now - api_token.last_used_at > timedelta(minutes=1):
+        await session.execute(update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now))
+    principal = Principal(
+        user_id=user.id,
+        email=user.email,
+        name=user.name,
+        role=Role(user.role),
+        via="token",
+        token_id=api_token.id,
+        scopes=frozenset(api_token.scopes or ()),
+    )
+    cache.put(token_hash, (principal, api_token.expires_at))
+    return principal
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(authenticate)]

@@ -1,17 +1,752 @@
-"""Placeholder: group-commit ingest writer (being filled in)."""
+"""The inbound path every channel adapter takes: a group-commit writer.
+
+An adapter (web chat, SMTP, IMAP, SMS webhook, the public API…) turns what it received into an
+:class:`InboundMessage` and calls :meth:`IngestWriter.submit`. Requests in flight wait on a
+future; one writer task takes everything queued (up to ``settings.ingest_batch_max``) and
+writes it in ONE transaction with a handful of SQLAlchemy Core statements, whatever the batch
+size:
+
+1. find messages already stored under the batch's idempotency keys (``channel, external_id``);
+2. look up the identities (``(kind, value) IN …``); create the missing customers and identities
+   (``ON CONFLICT DO NOTHING`` on ``(kind, value)``, then re-select: another process may have
+   won the race, and its customer is used);
+3. find the open (not resolved) conversations of those customers on that channel and inbox; open
+   the missing ones;
+4. insert the messages (``ON CONFLICT (channel, external_id) DO NOTHING``; a message that lost a
+   race is answered with the original's ids);
+5. bump ``last_message_at``/``message_count`` of the conversations, re-opening pending and
+   snoozed ones;
+6. commit, THEN resolve the futures and publish ``conversation.message_created``.
+
+If the batch fails, its items are retried one by one so a bad item fails only its own request.
+Code that is already inside a unit of work calls :func:`receive` instead (same rules; it
+flushes, the boundary commits and releases the push). See ``docs/architecture/ingest.md``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+from sqlalchemy import Table, bindparam, case, delete, null, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from frontdesk import clock
+from frontdesk.conversations import sanitize
+from frontdesk.db import Database, after_commit, make_engine
+from frontdesk.errors import Invalid, ServiceUnavailable
+from frontdesk.ids import new_id
+from frontdesk.metrics import INBOUND_MESSAGES
+from frontdesk.models import Conversation, Customer, Identity, Inbox, Message
+from frontdesk.models.enums import (
+    AuthorType,
+    Channel,
+    ConversationStatus,
+    DeliveryStatus,
+    Direction,
+    IdentityKind,
+)
+from frontdesk.realtime import publish_after_commit
+from frontdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE = "conversation.message_created"
+DESK_TOPIC = "desk"
+MAX_TEXT_BYTES = 64 * 1024
+MAX_HTML_BYTES = 256 * 1024
+MAX_EXTERNAL_ID = 500
+MAX_NAME = 300
+MAX_SUBJECT = 500
+PREVIEW_CHARS = 140
+
+_customers: Table = Customer.__table__  # type: ignore[assignment]
+_identities: Table = Identity.__table__  # type: ignore[assignment]
+_conversations: Table = Conversation.__table__  # type: ignore[assignment]
+_messages: Table = Message.__table__  # type: ignore[assignment]
+_inboxes: Table = Inbox.__table__  # type: ignore[assignment]
+
+_REOPENS = (ConversationStatus.pending.value, ConversationStatus.snoozed.value)
+
+
+# -- the message an adapter hands in --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class InboundMessage:
+    """One message from a customer, as a channel adapter received it.
+
+    ``external_id`` is the provider's id (email Message-ID, SMS sid, widget client id): the
+    idempotency key, unique per channel. :meth:`prepared` validates and normalises it (done by
+    :meth:`IngestWriter.submit` and :func:`receive`, so adapters need not call it).
+    """
+
+    identity_kind: IdentityKind | str
+    identity_value: str
+    channel: Channel | str
+    external_id: str
+    text: str = ""
+    name: str | None = None
+    inbox_id: uuid.UUID | None = None
+    html: str | None = None
+    subject: str | None = None
+    occurred_at: datetime | None = None
+
+    def prepared(self) -> InboundMessage:
+        """A validated copy: identity normalised, HTML sanitised, sizes and characters checked.
+
+        Raises :class:`Invalid` naming the field (``identity.value``, ``text``…).
+        """
+        try:
+            kind = IdentityKind(self.identity_kind)
+        except ValueError as exc:
+            allowed = ", ".join(k.value for k in IdentityKind)
+            raise Invalid(f"unknown identity kind; use one of: {allowed}", field="identity.kind") from exc
+        try:
+            channel = Channel(self.channel)
+        except ValueError as exc:
+            allowed = ", ".join(c.value for c in Channel)
+            raise Invalid(f"unknown channel; use one of: {allowed}", field="channel") from exc
+        _check_text(self.identity_value, "identity.value", 320)
+        value = _normalise(kind, self.identity_value)
+        external_id = _check_text(self.external_id, "external_id", MAX_EXTERNAL_ID).strip()
+        if not external_id:
+            raise Invalid("must not be empty", field="external_id")
+        text = _check_text(self.text or "", "text", MAX_TEXT_BYTES, in_bytes=True)
+        html = None
+        if self.html is not None:
+            html = sanitise_html(_check_text(self.html, "html", MAX_HTML_BYTES, in_bytes=True)) or None
+        if not text.strip() and html:
+            text = sanitize.html_to_text(html)[: MAX_TEXT_BYTES // 4]  # every message carries plain text
+        if not text.strip() and not html:
+            raise Invalid("the message has no text (send text, html or both)", field="text")
+        name = _check_text(self.name, "name", MAX_NAME).strip() or None
+        subject = _check_text(self.subject, "subject", MAX_SUBJECT).strip() or None
+        occurred_at = self.occurred_at
+        if occurred_at is not None:
+            if occurred_at.tzinfo is None:
+                raise Invalid("must carry a time zone (e.g. 2026-01-31T12:00:00Z)", field="occurred_at")
+            occurred_at = clock.ensure_utc(occurred_at)
+        return InboundMessage(
+            identity_kind=kind,
+            identity_value=value,
+            channel=channel,
+            external_id=external_id,
+            text=text,
+            name=name,
+            inbox_id=self.inbox_id,
+            html=html,
+            subject=subject,
+            occurred_at=occurred_at,
+        )
+
+
+@functools.lru_cache(maxsize=16384)
+def _normalise(kind: IdentityKind, value: str) -> str:
+    """:func:`frontdesk.customers.identity.normalise`, remembered: returning customers are the
+    common case and email validation is the costliest step of preparing a message. Errors are
+    not cached (``lru_cache`` does not keep exceptions)."""
+    from frontdesk.customers.identity import normalise
+
+    return normalise(kind, value, field="identity.value")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    customer_id: uuid.UUID
+    created: bool  # False: the external_id was seen before; these are the original message's ids
+
+
+def sanitise_html(html: str) -> str:
+    """Sanitised HTML (the shared allow-list of :mod:`frontdesk.conversations.sanitize`)."""
+    return sanitize.sanitize_html(html)
+
+
+def _check_text(value: str | None, field: str, limit: int, *, in_bytes: bool = False) -> str:
+    """Reject what a database would choke on (NUL, lone surrogates) and oversized values."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise Invalid("must be a string", field=field)
+    if "\x00" in value:
+        raise Invalid("must not contain NUL characters", field=field)
+    try:
+        size = len(value.encode("utf-8")) if in_bytes else len(value)
+    except UnicodeEncodeError as exc:
+        raise Invalid("is not valid Unicode text (lone surrogate)", field=field) from exc
+    if size > limit:
+        unit = "bytes of UTF-8" if in_bytes else "characters"
+        raise Invalid(f"longer than {limit} {unit}", field=field)
+    return value
+
+
+# -- the batch write (Core, a few statements per batch) -----------------------------------
+
+
+@dataclass(slots=True)
+class _Event:
+    conversation_id: uuid.UUID
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Written:
+    results: list[IngestResult]
+    events: list[_Event] = field(default_factory=list)
+    created_by_channel: dict[str, int] = field(default_factory=dict)
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+_B_LAST = bindparam("b_last", type_=_conversations.c.last_message_at.type)
+_UPDATE_CONVERSATION = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("b_id"))
+    .values(
+        last_message_at=case(
+            ((_conversations.c.last_message_at.is_(None)) | (_conversations.c.last_message_at < _B_LAST), _B_LAST),
+            else_=_conversations.c.last_message_at,
+        ),
+        message_count=_conversations.c.message_count + bindparam("b_n"),
+        # No IN (…) here: expanding parameters cannot be used with executemany.
+        status=case(
+            (
+                (_conversations.c.status == ConversationStatus.pending.value)
+                | (_conversations.c.status == ConversationStatus.snoozed.value),
+                ConversationStatus.open.value,
+            ),
+            else_=_conversations.c.status,
+        ),
+        snoozed_until=case(
+            (_conversations.c.status == ConversationStatus.snoozed.value, null()),
+            else_=_conversations.c.snoozed_until,
+        ),
+        updated_at=bindparam("b_now", type_=_conversations.c.updated_at.type),
+    )
+)
+
+
+async def write_batch(conn: AsyncConnection, items: Sequence[InboundMessage]) -> _Written:
+    """Store prepared ``items`` on ``conn`` (inside its transaction; the caller commits).
+
+    Returns one result per item, in order, and the events to publish after the commit.
+    """
+    dialect = conn.dialect.name
+    now = clock.now()
+    results: list[IngestResult | None] = [None] * len(items)
+
+    # 0. One leader per idempotency key; repeats inside the batch follow their leader.
+    leaders: dict[tuple[str, str], int] = {}
+    followers: list[tuple[int, int]] = []
+    for i, m in enumerate(items):
+        key = (str(m.channel), m.external_id)
+        if key in leaders:
+            followers.append((i, leaders[key]))
+        else:
+            leaders[key] = i
+
+    # 1. Keys already stored (a provider retry): answer with the original ids, touch nothing.
+    seen = await _existing_messages(conn, list(leaders))
+    todo: list[int] = []
+    for key, i in leaders.items():
+        if key in seen:
+            results[i] = seen[key]
+        else:
+            todo.append(i)
+
+    written = _Written(results=[])
+    if todo:
+        await _store(conn, dialect, items, todo, results, written, now)
+
+    for i, leader in followers:
+        r = results[leader]
+        assert r is not None
+        results[i] = IngestResult(r.message_id, r.conversation_id, r.customer_id, created=False)
+    written.results = [r for r in results if r is not None]
+    assert len(written.results) == len(items)
+    return written
+
+
+async def _existing_messages(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], IngestResult]:
+    if not keys:
+        return {}
+    m = _messages.c
+    rows = await conn.execute(
+        select(m.channel, m.external_id, m.id, m.conversation_id, m.customer_id).where(
+            tuple_(m.channel, m.external_id).in_(keys)
+        )
+    )
+    return {(r[0], r[1]): IngestResult(r[2], r[3], r[4], created=False) for r in rows}
+
+
+async def _resolve_customers(
+    conn: AsyncConnection, dialect: str, items: Sequence[InboundMessage], todo: list[int], now: datetime
+) -> tuple[dict[tuple[str, str], uuid.UUID], set[uuid.UUID]]:
+    """Customer id per (kind, value); also the ids of customers created by this batch."""
+    wanted: dict[tuple[str, str], int] = {}
+    for i in todo:
+        wanted.setdefault((str(items[i].identity_kind), items[i].identity_value), i)
+    found = await _select_identities(conn, list(wanted))
+    missing = [k for k in wanted if k not in found]
+    created: set[uuid.UUID] = set()
+    if not missing:
+        return found, created
+
+    new_customer: dict[tuple[str, str], uuid.UUID] = {k: new_id() for k in missing}
+    await conn.execute(
+        _insert(dialect, _customers),
+        [
+            {
+                "id": new_customer[k],
+                "name": items[wanted[k]].name,
+                "locale": None,
+                "time_zone": None,
+                "attributes": {},
+                "satisfaction_tier": "unknown",
+                "lifetime_value": Decimal("0"),
+                "merged_into_id": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for k in missing
+        ],
+    )
+    identity_rows = [
+        {
+            "id": new_id(),
+            "customer_id": new_customer[k],
+            "kind": k[0],
+            "value": k[1],
+            "verified": False,
+            "undeliverable": False,
+            "created_at": now,
+        }
+        for k in missing
+    ]
+    stmt = _insert(dialect, _identities).on_conflict_do_nothing(index_elements=["kind", "value"])
+    inserted = {r[0] for r in await conn.execute(stmt.returning(_identities.c.id), identity_rows)}
+    lost: list[tuple[str, str]] = []
+    for k, row in zip(missing, identity_rows, strict=True):
+        if row["id"] in inserted:
+            found[k] = new_customer[k]
+            created.add(new_customer[k])
+        else:
+            lost.append(k)
+    if lost:
+        # Another writer created these identities between our SELECT and INSERT: use its customers
+        # and drop the ones we made for nothing.
+        found.update(await _select_identities(conn, lost))
+        await conn.execute(delete(_customers).where(_customers.c.id.in_([new_customer[k] for k in lost])))
+        log.info("ingest: %d identities were created concurrently elsewhere; reused", len(lost))
+    return found, created
+
+
+async def _select_identities(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
+    if not keys:
+        return {}
+    i, c = _identities.c, _customers.c
+    rows = await conn.execute(
+        select(i.kind, i.value, i.customer_id, c.merged_into_id)
+        .join_from(_identities, _customers, c.id == i.customer_id)
+        .where(tuple_(i.kind, i.value).in_(keys))
+    )
+    # A merged customer's identities are normally moved to the survivor; follow the pointer anyway.
+    return {(r[0], r[1]): (r[3] or r[2]) for r in rows}
+
+
+async def _store(
+    conn: AsyncConnection,
+    dialect: str,
+    items: Sequence[InboundMessage],
+    todo: list[int],
+    results: list[IngestResult | None],
+    written: _Written,
+    now: datetime,
+) -> None:
+    customer_of, new_customers = await _resolve_customers(conn, dialect, items, todo, now)
+
+    # Open conversations of the known customers on these channels; the newest one wins.
+    ConvKey = tuple[uuid.UUID, str, uuid.UUID | None]
+    open_conv: dict[ConvKey, tuple[uuid.UUID, str]] = {}
+    known = {customer_of[(str(items[i].identity_kind), items[i].identity_value)] for i in todo} - new_customers
+    if known:
+        cv = _conversations.c
+        rows = await conn.execute(
+            select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status)
+            .where(
+                cv.customer_id.in_(known),
+                cv.status != ConversationStatus.resolved.value,
+                cv.channel.in_({str(items[i].channel) for i in todo}),
+            )
+            .order_by(cv.id)
+        )
+        for r in rows:
+            open_conv[(r[1], r[2], r[3])] = (r[0], r[4])
+
+    new_convs: dict[ConvKey, dict[str, Any]] = {}
+    bumps: dict[uuid.UUID, dict[str, Any]] = {}
+    message_rows: list[dict[str, Any]] = []
+    meta_of: list[tuple[int, ConvKey, bool, bool]] = []  # item index, conversation key, new?, reopened?
+    for i in todo:
+        m = items[i]
+        channel = str(m.channel)
+        customer_id = customer_of[(str(m.identity_kind), m.identity_value)]
+        at = min(m.occurred_at, now) if m.occurred_at is not None else now
+        ckey: ConvKey = (customer_id, channel, m.inbox_id)
+        reopened = False
+        if ckey in open_conv:
+            conv_id, status = open_conv[ckey]
+            is_new = False
+            reopened = status in _REOPENS
+            bump = bumps.setdefault(conv_id, {"b_id": conv_id, "b_last": at, "b_n": 0, "b_now": now})
+            bump["b_n"] += 1
+            bump["b_last"] = max(bump["b_last"], at)
+        elif ckey in new_convs:
+            conv = new_convs[ckey]
+            conv_id, is_new = conv["id"], False
+            conv["message_count"] += 1
+            conv["last_message_at"] = max(conv["last_message_at"], at)
+        else:
+            conv_id, is_new = new_id(), True
+            new_convs[ckey] = {
+                "id": conv_id,
+                "customer_id": customer_id,
+                "channel": channel,
+                "inbox_id": m.inbox_id,
+                "subject": m.subject,
+                "status": ConversationStatus.open.value,
+                "priority": "normal",
+                "queue_id": None,
+                "assignee_id": None,
+                "team_id": None,
+                "snoozed_until": None,
+                "last_message_at": at,
+                "first_response_at": None,
+                "resolved_at": None,
+                "first_response_seconds": None,
+                "resolution_seconds": None,
+                "message_count": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+        message_rows.append(
+            {
+                "id": new_id(),
+                "conversation_id": conv_id,
+                "customer_id": customer_id,
+                "direction": Direction.inbound.value,
+                "channel": channel,
+                "author_type": AuthorType.customer.value,
+                "author_id": None,
+                "text": m.text,
+                "html": m.html,
+                "external_id": m.external_id,
+                "delivery_status": DeliveryStatus.received.value,
+                "error": None,
+                "meta": {"subject": m.subject} if m.subject else {},
+                "created_at": at,
+                "status_at": None,
+            }
+        )
+        meta_of.append((i, ckey, is_new, reopened))
+
+    if new_convs:
+        await conn.execute(_insert(dialect, _conversations), list(new_convs.values()))
+    stmt = _insert(dialect, _messages).on_conflict_do_nothing(index_elements=["channel", "external_id"])
+    inserted = {r[0] for r in await conn.execute(stmt.returning(_messages.c.id), message_rows)}
+
+    raced: list[tuple[str, str]] = []
+    for row in message_rows:
+        if row["id"] not in inserted:
+            raced.append((row["channel"], row["external_id"]))
+            conv_id = row["conversation_id"]
+            if conv_id in bumps:
+                bumps[conv_id]["b_n"] -= 1
+    originals = await _existing_messages(conn, raced) if raced else {}
+    if raced:
+        # Stored by another writer since step 1: answer with its ids; drop conversations we opened
+        # only for these messages.
+        empty = [
+            c["id"]
+            for c in new_convs.values()
+            if not any(r["conversation_id"] == c["id"] for r in message_rows if r["id"] in inserted)
+        ]
+        if empty:
+            await conn.execute(delete(_conversations).where(_conversations.c.id.in_(empty)))
+        log.info("ingest: %d messages were stored concurrently elsewhere; answered as duplicates", len(raced))
+
+    live_bumps = [b for b in bumps.values() if b["b_n"] > 0]
+    if live_bumps:
+        await conn.execute(_UPDATE_CONVERSATION, live_bumps)
+
+    for row, (i, _ckey, is_new, reopened) in zip(message_rows, meta_of, strict=True):
+        if row["id"] not in inserted:
+            results[i] = originals[(row["channel"], row["external_id"])]
+            continue
+        results[i] = IngestResult(row["id"], row["conversation_id"], row["customer_id"], created=True)
+        written.created_by_channel[row["channel"]] = written.created_by_channel.get(row["channel"], 0) + 1
+        written.events.append(
+            _Event(
+                row["conversation_id"],
+                {
+                    "conversation_id": str(row["conversation_id"]),
+                    "message_id": str(row["id"]),
+                    "customer_id": str(row["customer_id"]),
+                    "channel": row["channel"],
+                    "inbox_id": str(items[i].inbox_id) if items[i].inbox_id else None,
+                    "direction": row["direction"],
+                    "author_type": row["author_type"],
+                    "created_at": row["created_at"].isoformat(),
+                    "preview": row["text"][:PREVIEW_CHARS],
+                    "new_conversation": is_new,
+                    "reopened": reopened,
+                },
+            )
+        )
+
+
+async def _explain_failure(conn: AsyncConnection, item: InboundMessage, exc: Exception) -> Exception:
+    """Turn a database error of a single item into a problem the caller can act on."""
+    if isinstance(exc, IntegrityError) and item.inbox_id is not None:
+        exists = (await conn.execute(select(_inboxes.c.id).where(_inboxes.c.id == item.inbox_id))).first()
+        if exists is None:
+            return Invalid(f"no inbox with id {item.inbox_id}", field="inbox_id")
+    return exc
+
+
+def _brief(exc: BaseException) -> str:
+    """The first line of an error, without the SQL parameters (personal data, and long)."""
+    inner = getattr(exc, "orig", None) or exc
+    first = (str(inner).strip().splitlines() or [""])[0]
+    return f"{type(inner).__name__}: {first[:300]}"
+
+
+# -- inside an existing unit of work ----------------------------------------------------------
+
+
+async def receive(session: AsyncSession, msg: InboundMessage) -> IngestResult:
+    """Store one inbound message in ``session``'s unit of work (flushes; the boundary commits).
+
+    Same rules as :meth:`IngestWriter.submit`; the realtime push is released after the commit.
+    """
+    item = msg.prepared()
+    await session.flush()
+    conn = await session.connection()
+    if item.inbox_id is not None:
+        # Checked first: a failed statement would spoil the caller's whole unit of work.
+        known = (await conn.execute(select(_inboxes.c.id).where(_inboxes.c.id == item.inbox_id))).first()
+        if known is None:
+            raise Invalid(f"no inbox with id {item.inbox_id}", field="inbox_id")
+    written = await write_batch(conn, [item])
+    for ev in written.events:
+        publish_after_commit(session, DESK_TOPIC, EVENT_TYPE, ev.data)
+        publish_after_commit(session, f"conversation:{ev.conversation_id}", EVENT_TYPE, ev.data)
+    if written.created_by_channel:
+        counts = dict(written.created_by_channel)
+
+        async def _count() -> None:
+            for channel, n in counts.items():
+                INBOUND_MESSAGES.labels(channel).inc(n)
+
+        after_commit(session, _count)
+    return written.results[0]
+
+
+# -- the group-commit writer ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Pending:
+    item: InboundMessage
+    future: asyncio.Future[IngestResult]
+
+
+Listener = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 class IngestWriter:
-    def __init__(self, db: Any, settings: Any) -> None:
+    """Group commit for inbound messages: ``app.state.ingest`` in the server.
+
+    ``submit`` may be called from any task of the event loop; one writer task drains the queue.
+    The writer uses its own small connection pool, so requests that hold a pooled connection
+    while they wait can never starve it.
+    """
+
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self.batch_max = settings.ingest_batch_max
+        self._engine: AsyncEngine | None = None
+        self._pending: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._events: asyncio.Queue[list[_Event] | None] = asyncio.Queue()
+        self._stopping = False
+        self.listeners: list[Listener] = []
+        # Figures for tests and benchmarks.
+        self.batches = 0
+        self.largest_batch = 0
+        self.fallbacks = 0  # batches that failed and were retried item by item
 
     async def start(self) -> None:
-        return None
+        if self._task is not None:
+            return
+        # Its own small pool, without a ping per checkout (a round trip per batch): a dropped
+        # connection fails the batch, which is then retried once on a fresh connection.
+        kw: dict[str, Any] = {} if self.db.url.startswith("sqlite") else {"pool_pre_ping": False}
+        self._engine = make_engine(self.db.url, pool_size=2, max_overflow=0, **kw)
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="ingest-writer")
+        self._publisher = asyncio.create_task(self._publish_loop(), name="ingest-publisher")
 
     async def stop(self) -> None:
-        return None
+        """Write what is queued, publish what was written, then stop."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        await self._task
+        self._task = None
+        self._events.put_nowait(None)
+        if self._publisher is not None:
+            await self._publisher
+            self._publisher = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def submit(self, msg: InboundMessage) -> IngestResult:
+        """Store ``msg`` (idempotent by ``channel, external_id``) and return once it is committed.
+
+        Raises :class:`Invalid` for bad input (naming the field) before anything is queued.
+        """
+        item = msg.prepared()
+        if self._task is None or self._stopping:
+            raise ServiceUnavailable("The server is shutting down; retry in a moment.")
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(item, future))
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._stopping:
+                    return
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                continue
+            batch = self._pending[: self.batch_max]
+            del self._pending[: self.batch_max]
+            batch = [p for p in batch if not p.future.done()]  # callers that gave up
+            if not batch:
+                continue
+            try:
+                await self._write(batch)
+            except Exception as exc:  # never let the writer die; fail the batch instead
+                log.exception("ingest writer failed")
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        assert self._engine is not None
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        try:
+            written = await self._attempt([p.item for p in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                await self._fail(batch[0], exc)
+                return
+            self.fallbacks += 1
+            log.warning("ingest batch of %d failed (%s); retrying its items one by one", len(batch), _brief(exc))
+            for p in batch:
+                await self._write_one(p)
+            return
+        self._done(batch, written)
+
+    async def _write_one(self, p: _Pending) -> None:
+        assert self._engine is not None
+        try:
+            written = await self._attempt([p.item])
+        except Exception as exc:
+            await self._fail(p, exc)
+            return
+        self._done([p], written)
+
+    async def _attempt(self, items: list[InboundMessage]) -> _Written:
+        """One transaction; again once if the connection had dropped (the pool does not ping)."""
+        assert self._engine is not None
+        for attempt in (1, 2):
+            try:
+                async with self._engine.begin() as conn:
+                    return await write_batch(conn, items)
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+                log.warning("ingest: database connection lost; retrying the batch on a new one")
+        raise AssertionError("unreachable")
+
+    async def _fail(self, p: _Pending, exc: Exception) -> None:
+        assert self._engine is not None
+        try:
+            async with self._engine.connect() as conn:
+                exc = await _explain_failure(conn, p.item, exc)
+        except Exception:  # explaining must not hide the original error
+            log.exception("ingest: could not explain a failure")
+        if not isinstance(exc, Invalid):
+            log.error("ingest: message %s/%s failed: %s", p.item.channel, p.item.external_id, _brief(exc))
+        if not p.future.done():
+            p.future.set_exception(exc)
+
+    def _done(self, batch: list[_Pending], written: _Written) -> None:
+        for p, result in zip(batch, written.results, strict=True):
+            if not p.future.done():
+                p.future.set_result(result)
+        for channel, n in written.created_by_channel.items():
+            INBOUND_MESSAGES.labels(channel).inc(n)
+        if written.events:
+            self._events.put_nowait(written.events)
+
+    async def _publish_loop(self) -> None:
+        """Push committed messages in commit order, off the writer's path."""
+        while True:
+            events = await self._events.get()
+            if events is None:
+                return
+            hub = self.db.hub
+            if hub is not None:
+                for ev in events:
+                    try:
+                        await hub.publish(DESK_TOPIC, EVENT_TYPE, ev.data)
+                        await hub.publish(f"conversation:{ev.conversation_id}", EVENT_TYPE, ev.data)
+                    except Exception:
+                        log.exception("ingest: realtime publish failed")
+            for listener in list(self.listeners):
+                try:
+                    await listener([ev.data for ev in events])
+                except Exception:
+                    log.exception("ingest: listener failed")
+
+
+__all__ = ["InboundMessage", "IngestResult", "IngestWriter", "receive", "sanitise_html", "write_batch"]

@@ -1,5 +1,123 @@
-"""Placeholder router; filled in by its package."""
+"""HTTP face of the inbound path: ``POST /api/v1/messages/inbound`` (and the bare ``/echo``).
 
-from fastapi import APIRouter
+The route is thin on purpose: parse, hand an :class:`InboundMessage` to the group-commit
+writer (``app.state.ingest``), shape the answer. The writer commits before it answers, so a
+2xx means the message is durable.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from frontdesk.auth.deps import AgentDep
+from frontdesk.conversations.ingest import (
+    MAX_EXTERNAL_ID,
+    MAX_HTML_BYTES,
+    MAX_NAME,
+    MAX_SUBJECT,
+    MAX_TEXT_BYTES,
+    InboundMessage,
+    IngestWriter,
+)
+from frontdesk.deps import SessionDep
+from frontdesk.errors import BadRequest
+from frontdesk.models.enums import Channel, IdentityKind
+
+router = APIRouter(tags=["messages"])
+
+ECHO_MAX_BYTES = 16 * 1024
+
+
+class IdentityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: IdentityKind
+    value: str = Field(min_length=1, max_length=320, examples=["ada@example.com"])
+
+
+class InboundIn(BaseModel):
+    """A message a customer sent, as the channel received it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identity: IdentityIn = Field(description="Who sent it; normalised (E.164 phones, lower-cased emails).")
+    name: str | None = Field(None, max_length=MAX_NAME, description="The sender's name, for a new customer.")
+    channel: Channel
+    inbox_id: uuid.UUID | None = Field(None, description="The inbox (channel instance) it arrived in.")
+    external_id: str = Field(
+        min_length=1,
+        max_length=MAX_EXTERNAL_ID,
+        description="The provider's id for this message (idempotency key, unique per channel).",
+    )
+    text: str = Field("", max_length=MAX_TEXT_BYTES, description="Plain text, at most 64 KB of UTF-8.")
+    html: str | None = Field(None, max_length=MAX_HTML_BYTES, description="HTML body; sanitised before storage.")
+    subject: str | None = Field(None, max_length=MAX_SUBJECT)
+    occurred_at: AwareDatetime | None = Field(None, description="When the customer sent it (default: now).")
+
+
+class InboundOut(BaseModel):
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    customer_id: uuid.UUID
+    duplicate: bool = Field(description="True when this external_id was received before; the ids are the original's.")
+
+
+@router.post(
+    "/messages/inbound",
+    response_model=InboundOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Receive an inbound customer message (the path every channel adapter takes)",
+    responses={200: {"model": InboundOut, "description": "Already received (same channel and external_id)."}},
+)
+async def post_inbound(
+    body: InboundIn, request: Request, response: Response, principal: AgentDep, session: SessionDep
+) -> InboundOut:
+    writer: IngestWriter = request.app.state.ingest
+    # The request's own unit of work holds only what authentication touched (a token's
+    # last_used_at). Finish it before waiting on the writer: on SQLite that update holds the
+    # database's write lock, and on any backend it holds a pooled connection while we wait.
+    if session.in_transaction():
+        await session.commit()
+    result = await writer.submit(
+        InboundMessage(
+            identity_kind=body.identity.kind,
+            identity_value=body.identity.value,
+            channel=body.channel,
+            external_id=body.external_id,
+            text=body.text,
+            name=body.name,
+            inbox_id=body.inbox_id,
+            html=body.html,
+            subject=body.subject,
+            occurred_at=body.occurred_at,
+        )
+    )
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return InboundOut(
+        message_id=result.message_id,
+        conversation_id=result.conversation_id,
+        customer_id=result.customer_id,
+        duplicate=not result.created,
+    )
+
+
+def _small_body(request: Request) -> None:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > ECHO_MAX_BYTES):
+        raise BadRequest(f"The body must be at most {ECHO_MAX_BYTES} bytes.")
+
+
+@router.post(
+    "/echo",
+    response_model=dict[str, Any],
+    status_code=status.HTTP_200_OK,
+    summary="Echo a small JSON object (public; a reachability check and the benchmarks' ceiling)",
+    dependencies=[Depends(_small_body)],
+)
+async def post_echo(payload: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    return payload

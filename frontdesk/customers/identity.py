@@ -7,6 +7,8 @@ naming the field, never a 500.
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
@@ -15,17 +17,34 @@ from frontdesk.models.enums import IdentityKind
 
 MAX_VALUE = 320
 
+# "tel:", "sms:", "whatsapp:" prefixes that providers put in front of numbers.
+_PHONE_SCHEME = re.compile(r"^(tel|sms|whatsapp|callto):", re.IGNORECASE)
+_MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
+_PHONE_CHARS = re.compile(r"^[+(]?[0-9][0-9 ()./\-]*$")
+
+
+def _check_text(value: str, field: str) -> None:
+    if "\x00" in value:
+        raise Invalid("must not contain NUL characters", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Invalid("is not valid Unicode text", field=field) from exc
+
 
 def normalise_email(value: str, field: str = "value") -> str:
+    raw = _MAILTO.sub("", value.strip())
     try:
-        result = validate_email(value.strip(), check_deliverability=False)
+        result = validate_email(raw, check_deliverability=False)
     except EmailNotValidError as exc:
         raise Invalid(f"not a valid email address: {exc}", field=field) from exc
     return result.normalized.lower()
 
 
 def normalise_phone(value: str, default_region: str | None = None, field: str = "value") -> str:
-    raw = value.strip()
+    raw = _PHONE_SCHEME.sub("", value.strip()).strip()
+    if raw.startswith("00"):  # international prefix used across most of the world
+        raw = "+" + raw[2:]
     try:
         number = phonenumbers.parse(raw, None if raw.startswith("+") else default_region)
     except phonenumbers.NumberParseException as exc:
@@ -42,15 +61,45 @@ def normalise(kind: str, value: str, *, default_region: str | None = None, field
         ik = IdentityKind(kind)
     except ValueError as exc:
         allowed = ", ".join(k.value for k in IdentityKind)
-        raise Invalid(f"unknown identity kind '{kind}'; use one of: {allowed}", field="kind") from exc
+        kind_field = field.rsplit(".", 1)[0] + ".kind" if "." in field else "kind"
+        raise Invalid(f"unknown identity kind '{kind}'; use one of: {allowed}", field=kind_field) from exc
     if not isinstance(value, str) or not value.strip():
         raise Invalid("must not be empty", field=field)
     if len(value) > MAX_VALUE:
         raise Invalid(f"longer than {MAX_VALUE} characters", field=field)
+    _check_text(value, field)
     if ik is IdentityKind.email:
         return normalise_email(value, field)
     if ik is IdentityKind.phone:
         return normalise_phone(value, default_region, field)
-    if "\x00" in value:
-        raise Invalid("must not contain NUL characters", field=field)
     return value.strip()
+
+
+def guess_kind(value: str) -> IdentityKind | None:
+    """The kind a bare search term most likely is: an email, a phone number, or neither."""
+    raw = value.strip()
+    if "@" in _MAILTO.sub("", raw):
+        return IdentityKind.email
+    stripped = _PHONE_SCHEME.sub("", raw).strip()
+    if _PHONE_CHARS.match(stripped) and sum(ch.isdigit() for ch in stripped) >= 6:
+        return IdentityKind.phone
+    return None
+
+
+def parse_identity(text: str, *, default_region: str | None = None, field: str = "identity") -> tuple[str, str]:
+    """Parse ``kind:value`` or a bare email/phone into a normalised ``(kind, value)``.
+
+    ``email:Ann@Example.com`` → ``("email", "ann@example.com")``; ``+44 20 7946 0958`` →
+    ``("phone", "+442079460958")``. Anything else raises :class:`Invalid` naming ``field``.
+    """
+    raw = text.strip()
+    prefix, sep, rest = raw.partition(":")
+    if sep and prefix in IdentityKind.__members__:
+        return prefix, normalise(prefix, rest, default_region=default_region, field=field)
+    kind = guess_kind(raw)
+    if kind is None:
+        allowed = ", ".join(k.value for k in IdentityKind)
+        raise Invalid(
+            f"'{raw[:50]}' is neither kind:value (kinds: {allowed}) nor an email or phone number", field=field
+        )
+    return kind.value, normalise(kind.value, raw, default_region=default_region, field=field)

@@ -25,6 +25,8 @@ class Customer(IdMixin, TimestampMixin, Base):
     lifetime_value: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0"))
     # Set when this record was merged into another; the survivor's id.
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    # Set when the customer's personal data was erased on request (the row stays for reports).
+    erased_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_customers_name", "name"),)
 
@@ -47,7 +49,7 @@ class Identity(IdMixin, Base):
 
 
 class Consent(IdMixin, Base):
-    """The customer's answer for one channel × category (e.g. sms × marketing)."""
+    """The customer's answer for one channel and category (e.g. sms, marketing)."""
 
     __tablename__ = "consents"
     __table_args__ = (UniqueConstraint("customer_id", "channel", "category"),)

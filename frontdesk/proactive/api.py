@@ -1,5 +1,219 @@
-"""Placeholder router; filled in by its package."""
+"""Customer events API: single and batch ingest (idempotent), and a customer's events.
 
-from fastapi import APIRouter
+The ingest routes read the raw body themselves: a body that is not JSON, or an event that fails
+validation, is answered with a 422 problem **and** kept raw in ``rejected_inputs`` (source
+``api.events``), so nothing a sender gave us is silently dropped. The request schema is still
+published in /openapi.json.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from frontdesk.auth.deps import AgentDep
+from frontdesk.deps import SessionDep
+from frontdesk.errors import ProblemError, problem_response
+from frontdesk.pagination import Page
+from frontdesk.proactive import service
+from frontdesk.proactive.schemas import (
+    MAX_BATCH,
+    BatchItemResult,
+    BatchResult,
+    EventBatchIn,
+    EventIn,
+    EventOut,
+    EventType,
+)
+
+router = APIRouter(tags=["events"])
+
+MAX_EVENT_BODY = 64 * 1024
+MAX_BATCH_BODY = 16 * 1024 * 1024
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its ``$defs`` inlined, for ``openapi_extra``."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return resolve(defs[ref.removeprefix("#/$defs/")]) | resolve(rest)
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": resolve(schema)}}}}
+
+
+class _Rejected(Exception):
+    def __init__(self, response: JSONResponse) -> None:
+        self.response = response
+
+
+def _validation_errors(exc: ValidationError, prefix: str = "") -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for e in exc.errors():
+        field = ".".join(str(p) for p in e.get("loc", ())) or "body"
+        errors.append({"field": prefix + field, "message": e.get("msg", "invalid"), "type": e.get("type")})
+    first = errors[0] if errors else {"field": "body", "message": "invalid"}
+    detail = f"{first['field']}: {first['message']}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return detail, errors
+
+
+async def _read_json(request: Request, session: SessionDep, limit: int) -> tuple[Any, bytes]:
+    """The parsed and the raw body; on failure the raw body is kept and a 422/413 problem raised as ``_Rejected``."""
+    content_type = request.headers.get("content-type")
+    chunks: list[bytes] = []
+    size = 0
+    too_big = False
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            too_big = True
+            chunks.append(chunk[: max(0, limit - (size - len(chunk)))])
+            break
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if too_big:
+        reason = f"body larger than {limit} bytes"
+        service.keep_rejected(session, body, reason, content_type)
+        raise _Rejected(problem_response(413, "Payload too large", reason, slug="too-large", instance=request.url.path))
+    try:
+        return orjson.loads(body), body
+    except orjson.JSONDecodeError as exc:
+        reason = "the body is empty" if not body.strip() else f"the body is not JSON: {exc}"
+        service.keep_rejected(session, body, reason, content_type)
+        raise _Rejected(
+            problem_response(
+                422,
+                "Validation failed",
+                f"body: {reason}",
+                slug="validation",
+                instance=request.url.path,
+                extra={"errors": [{"field": "body", "message": reason, "type": "json_invalid"}]},
+            )
+        ) from exc
+
+
+@router.post(
+    "/events",
+    response_model=EventOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Record a customer event",
+    description="201 with the new event; 200 with `duplicate: true` and the original when the "
+    "`idempotency_key` was seen before. Invalid input is answered with 422 and kept for inspection.",
+    openapi_extra=_inline_schema(EventIn),
+    responses={200: {"model": EventOut, "description": "Duplicate: the original event"}},
+)
+async def post_event(request: Request, response: Response, session: SessionDep, principal: AgentDep) -> Any:
+    try:
+        data, raw = await _read_json(request, session, MAX_EVENT_BODY)
+    except _Rejected as rejected:
+        return rejected.response
+    content_type = request.headers.get("content-type")
+    try:
+        event_in = EventIn.model_validate(data)
+    except ValidationError as exc:
+        detail, errors = _validation_errors(exc)
+        service.keep_rejected(session, raw, detail, content_type)
+        return problem_response(
+            422, "Validation failed", detail, slug="validation", instance=request.url.path, extra={"errors": errors}
+        )
+    try:
+        event, created = await service.ingest(session, event_in)
+    except ProblemError as exc:
+        service.keep_rejected(session, raw, exc.detail, content_type)
+        return problem_response(
+            exc.status, exc.title, exc.detail, slug=exc.slug, instance=request.url.path, extra=exc.extra
+        )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return service.event_out(event, duplicate=not created)
+
+
+@router.post(
+    "/events/batch",
+    response_model=BatchResult,
+    summary="Record up to 1000 customer events",
+    description="Each item is validated and stored on its own: one bad item never fails the others. "
+    "`results[i].status` is accepted, duplicate (idempotency key seen before) or rejected (with "
+    "`error`; the item is kept for inspection). A bare JSON array of events is accepted too.",
+    openapi_extra=_inline_schema(EventBatchIn),
+)
+async def post_events_batch(request: Request, session: SessionDep, principal: AgentDep) -> Any:
+    try:
+        data, raw = await _read_json(request, session, MAX_BATCH_BODY)
+    except _Rejected as rejected:
+        return rejected.response
+    content_type = request.headers.get("content-type")
+    items = data.get("events") if isinstance(data, dict) else data
+    problem = None
+    if not isinstance(items, list):
+        problem = ("events", 'must be a list of events (send {"events": [...]})')
+    elif len(items) > MAX_BATCH:
+        problem = ("events", f"holds {len(items)} events; at most {MAX_BATCH} per batch")
+    elif isinstance(data, dict) and set(data) - {"events"}:
+        problem = ("body", f"unknown field(s): {', '.join(sorted(map(str, set(data) - {'events'})))[:200]}")
+    if problem is not None:
+        field, message = problem
+        service.keep_rejected(session, raw, f"{field}: {message}", content_type)
+        return problem_response(
+            422,
+            "Validation failed",
+            f"{field}: {message}",
+            slug="validation",
+            instance=request.url.path,
+            extra={"errors": [{"field": field, "message": message}]},
+        )
+    assert isinstance(items, list)
+
+    results: list[BatchItemResult] = []
+    for index, item in enumerate(items):
+        try:
+            event_in = EventIn.model_validate(item)
+        except ValidationError as exc:
+            detail, _ = _validation_errors(exc, prefix=f"events.{index}.")
+            service.keep_rejected(session, orjson.dumps(item), detail, content_type)
+            results.append(BatchItemResult(index=index, status="rejected", error=detail))
+            continue
+        try:
+            async with session.begin_nested():
+                event, created = await service.ingest(session, event_in)
+        except ProblemError as exc:
+            service.keep_rejected(session, orjson.dumps(item), exc.detail, content_type)
+            results.append(BatchItemResult(index=index, status="rejected", error=exc.detail))
+            continue
+        results.append(BatchItemResult(index=index, status="accepted" if created else "duplicate", event_id=event.id))
+    await session.flush()
+    return BatchResult(
+        accepted=sum(r.status == "accepted" for r in results),
+        duplicates=sum(r.status == "duplicate" for r in results),
+        rejected=sum(r.status == "rejected" for r in results),
+        results=results,
+    )
+
+
+@router.get("/customers/{customer_id}/events", response_model=Page[EventOut], summary="A customer's events")
+async def list_events(
+    customer_id: uuid.UUID,
+    session: SessionDep,
+    principal: AgentDep,
+    type: Annotated[EventType | None, Query(description="Only events of this type")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[EventOut]:
+    events, next_cursor = await service.list_events(session, customer_id, type=type, limit=limit, cursor=cursor)
+    return Page[EventOut](items=[service.event_out(e) for e in events], next_cursor=next_cursor)

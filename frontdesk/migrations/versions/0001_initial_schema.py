@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 16:20:24.175228
+Create Date: 2026-11-23 16:44:58.219763
 """
 
 from collections.abc import Sequence
@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('satisfaction_tier', sa.String(length=20), nullable=False),
     sa.Column('lifetime_value', sa.Numeric(precision=14, scale=2), nullable=False),
     sa.Column('merged_into_id', sa.Uuid(), nullable=True),
+    sa.Column('erased_at', frontdesk.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', frontdesk.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', frontdesk.db.UTCDateTime(timezone=True), nullable=False),

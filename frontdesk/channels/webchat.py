@@ -1,0 +1,25 @@
+"""The web-chat channel: an outbound message is pushed to the customer's widget.
+
+The widget listens on hub topic ``widget:<conversation_id>``; a widget that was away resumes
+from its last event id (or reloads the conversation), so a push is as good as delivered.
+"""
+
+from __future__ import annotations
+
+from frontdesk.channels.base import ChannelContext, OutboundMessage, SendResult, TransientError, register_adapter
+
+
+@register_adapter("webchat")
+class WebchatAdapter:
+    name = "webchat"
+
+    def __init__(self, ctx: ChannelContext) -> None:
+        self.ctx = ctx
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        hub = self.ctx.hub
+        if hub is None:
+            raise TransientError("no realtime hub to reach the widget")
+        payload = message.as_payload()["message"]
+        await hub.publish(f"widget:{message.conversation_id}", "conversation.message_created", payload)
+        return SendResult(status="delivered", external_id=None, detail="pushed to widget")

@@ -1,0 +1,162 @@
+"""Request and response bodies of the conversations API (conversations, messages, attachments, timeline)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from frontdesk.models.enums import Channel, ConversationStatus, Priority
+
+MAX_TEXT = 100_000
+MAX_HTML = 500_000
+MAX_TAGS = 20
+MAX_ATTACHMENTS = 20
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- conversations -------------------------------------------------------------------------------
+
+
+class ConversationCreate(_In):
+    customer_id: uuid.UUID
+    channel: Channel = Field(description="The channel the conversation started on.")
+    inbox_id: uuid.UUID | None = None
+    subject: str | None = Field(None, max_length=500)
+    priority: Priority = Priority.normal
+    queue_id: uuid.UUID | None = None
+    team_id: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS, description="Contact reasons.")
+
+
+class ConversationUpdate(_In):
+    """Only the fields sent are changed; send ``null`` to clear assignee, team or queue."""
+
+    subject: str | None = Field(None, max_length=500)
+    priority: Priority | None = None
+    status: ConversationStatus | None = None
+    snoozed_until: datetime | None = Field(None, description="Required (and in the future) when status is snoozed.")
+    assignee_id: uuid.UUID | None = None
+    team_id: uuid.UUID | None = None
+    queue_id: uuid.UUID | None = None
+    note: str | None = Field(
+        None, min_length=1, max_length=10_000, description="Why it was assigned or transferred; kept as a note."
+    )
+
+
+class ConversationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    customer_name: str | None = None
+    channel: str
+    inbox_id: uuid.UUID | None
+    subject: str | None
+    status: str
+    priority: str
+    queue_id: uuid.UUID | None
+    assignee_id: uuid.UUID | None
+    team_id: uuid.UUID | None
+    tags: list[str] = Field(default_factory=list)
+    snoozed_until: datetime | None
+    last_message_at: datetime | None
+    first_response_at: datetime | None
+    first_response_seconds: int | None
+    resolved_at: datetime | None
+    resolution_seconds: int | None
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationSort(StrEnum):
+    last_message_at = "last_message_at"
+    created_at = "created_at"
+
+
+# -- attachments and messages --------------------------------------------------------------------
+
+
+class AttachmentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    message_id: uuid.UUID | None
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime
+    url: str = Field(description="Where to download the bytes (agent+).")
+
+
+class ReplyIn(_In):
+    text: str | None = Field(None, max_length=MAX_TEXT)
+    html: str | None = Field(None, max_length=MAX_HTML, description="Sanitised; a text version is derived if no text.")
+    channel: Channel | None = Field(None, description="Defaults to the conversation's channel.")
+    attachment_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+
+
+class NoteIn(_In):
+    text: str = Field(max_length=MAX_TEXT)
+    html: str | None = Field(None, max_length=MAX_HTML)
+    attachment_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    customer_id: uuid.UUID
+    direction: str
+    channel: str
+    author_type: str
+    author_id: uuid.UUID | None
+    text: str
+    html: str | None
+    external_id: str | None
+    delivery_status: str
+    error: str | None
+    created_at: datetime
+    status_at: datetime | None
+    attachments: list[AttachmentOut] = Field(default_factory=list)
+
+
+# -- timeline ------------------------------------------------------------------------------------
+
+
+class TimelineKind(StrEnum):
+    message = "message"
+    note = "note"
+    call = "call"
+    event = "event"
+
+
+class TimelineOrder(StrEnum):
+    desc = "desc"
+    asc = "asc"
+
+
+class TimelineItem(BaseModel):
+    kind: TimelineKind
+    id: uuid.UUID
+    at: datetime
+    channel: str | None = None
+    direction: str | None = None
+    conversation_id: uuid.UUID | None = None
+    text: str | None = Field(None, description="Message text (shortened; the full one is at /messages/{id}).")
+    summary: str | None = None
+    author_type: str | None = None
+    author_id: uuid.UUID | None = None
+    event_type: str | None = None
+    source: str | None = None
+    properties: dict[str, Any] | None = None

@@ -1,0 +1,461 @@
+"""Customers: create, find, search, change, delete; identities, consents, export and erase.
+
+Functions other domains call: :func:`resolve_by_identity` (the inbound path: who is this?),
+:func:`find_by_identity`, :func:`get_customer`, :func:`follow_merges`. All take the caller's
+session first, flush but never commit.
+
+Merged customers (``merged_into_id`` set) are ghosts: :func:`follow_merges` leads to the
+survivor, searches never list them, and writes to them are refused with a 409 naming the survivor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, cast, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import Text
+
+from frontdesk import clock
+from frontdesk.audit.service import Actor, record
+from frontdesk.customers import personal
+from frontdesk.customers.identity import guess_kind, normalise, parse_identity
+from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
+from frontdesk.errors import Conflict, Invalid, NotFound
+from frontdesk.models import Consent, Conversation, Customer, Identity
+from frontdesk.pagination import decode_cursor, encode_cursor
+
+MAX_MERGE_HOPS = 20
+ATTRIBUTE_FILTER = re.compile(r"^(?P<key>[A-Za-z0-9_\-. ]{1,100})=(?P<value>.{0,500})$", re.DOTALL)
+
+
+# -- lookups ------------------------------------------------------------------------------------
+
+
+async def get_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer:
+    """The customer row with this id, merged or not (``NotFound`` if there is none)."""
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"No customer with id {customer_id}.")
+    return customer
+
+
+async def follow_merges(session: AsyncSession, customer: Customer) -> Customer:
+    """The surviving record ``customer`` was merged into (itself when it was never merged)."""
+    hops = 0
+    while customer.merged_into_id is not None and hops < MAX_MERGE_HOPS:
+        customer = await get_customer(session, customer.merged_into_id)
+        hops += 1
+    return customer
+
+
+async def get_live_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer:
+    """Like :func:`get_customer` but refuses merged records with a 409 naming the survivor."""
+    customer = await get_customer(session, customer_id)
+    if customer.merged_into_id is not None:
+        survivor = await follow_merges(session, customer)
+        raise Conflict(
+            f"Customer {customer_id} was merged into {survivor.id}; make the change there.",
+            extra={"survivor_id": str(survivor.id)},
+        )
+    return customer
+
+
+async def _owner(session: AsyncSession, kind: str, value: str) -> Customer | None:
+    stmt = (
+        select(Customer)
+        .join(Identity, Identity.customer_id == Customer.id)
+        .where(Identity.kind == kind, Identity.value == value)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Customer | None:
+    """The (surviving) customer owning identity ``kind``/``value``; the value is normalised first."""
+    customer = await _owner(session, kind, normalise(kind, value))
+    return None if customer is None else await follow_merges(session, customer)
+
+
+async def resolve_by_identity(
+    session: AsyncSession, kind: str, value: str, *, name: str | None = None, create: bool = True
+) -> Customer:
+    """Who is this? The owner of the identity, or a new customer holding it.
+
+    Safe under concurrency: the insert runs in a SAVEPOINT; when another transaction created the
+    same identity first, the unique (kind, value) constraint fails, the savepoint is rolled back
+    and the lookup repeated. Raises ``Invalid`` for a bad value, ``NotFound`` when ``create`` is
+    false and nobody owns the identity.
+    """
+    norm = normalise(kind, value)
+    found = await _owner(session, kind, norm)
+    if found is not None:
+        return await follow_merges(session, found)
+    if not create:
+        raise NotFound(f"No customer has the identity {kind}:{norm}.")
+    customer = Customer(name=name[:300] if name else None, attributes={})
+    try:
+        async with session.begin_nested():
+            session.add(customer)
+            await session.flush()
+            session.add(Identity(customer_id=customer.id, kind=kind, value=norm))
+            await session.flush()
+    except IntegrityError:
+        found = await _owner(session, kind, norm)
+        if found is None:
+            raise
+        return await follow_merges(session, found)
+    return customer
+
+
+# -- search -------------------------------------------------------------------------------------
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _folded(session: AsyncSession, column: Any) -> Any:
+    # PostgreSQL's lower() is Unicode-aware; SQLite's is ASCII-only, so db.py registers fd_casefold.
+    return func.fd_casefold(column) if _dialect(session) == "sqlite" else func.lower(column)
+
+
+def _attribute_equals(session: AsyncSession, key: str, value: str) -> ColumnElement[bool]:
+    """``attributes[key]`` equals ``value``: strings exactly, numbers and booleans by their JSON text."""
+    if _dialect(session) == "postgresql":
+        return func.jsonb_extract_path_text(Customer.attributes, key) == value
+    path = '$."' + key + '"'
+    kind = func.json_type(Customer.attributes, path)
+    text_value = case(
+        (kind == "text", func.json_extract(Customer.attributes, path)),
+        (kind.in_(("true", "false", "null")), kind),
+        else_=cast(func.json_extract(Customer.attributes, path), Text),
+    )
+    return text_value == value
+
+
+def parse_attribute_filter(raw: str) -> tuple[str, str]:
+    match = ATTRIBUTE_FILTER.match(raw)
+    if match is None:
+        raise Invalid(
+            "use key=value (key: letters, digits, _ - . and spaces, at most 100 characters)", field="attribute"
+        )
+    return match["key"], match["value"]
+
+
+def _check_query_text(value: str, field: str) -> str:
+    if "\x00" in value:
+        raise Invalid("must not contain NUL characters", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Invalid("is not valid Unicode text", field=field) from exc
+    return value
+
+
+async def list_customers(
+    session: AsyncSession,
+    *,
+    q: str | None = None,
+    identity: str | None = None,
+    attributes: list[str] | None = None,
+    satisfaction_tier: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Customer], str | None]:
+    """Customers matching every filter given, newest first, and the cursor of the next page."""
+    stmt = select(Customer).where(Customer.merged_into_id.is_(None))
+    if q is not None and q.strip():
+        term = _check_query_text(q.strip(), "q")
+        values = {term, term.lower()}
+        kind = guess_kind(term)
+        if kind is not None:
+            with contextlib.suppress(Invalid):
+                values.add(normalise(kind.value, term))
+        stmt = stmt.where(
+            or_(
+                _folded(session, Customer.name).contains(term.casefold(), autoescape=True),
+                Customer.id.in_(select(Identity.customer_id).where(Identity.value.in_(values))),
+            )
+        )
+    if identity is not None:
+        kind_s, value = parse_identity(_check_query_text(identity, "identity"), field="identity")
+        stmt = stmt.where(
+            Customer.id.in_(select(Identity.customer_id).where(Identity.kind == kind_s, Identity.value == value))
+        )
+    for raw in attributes or ():
+        key, value = parse_attribute_filter(_check_query_text(raw, "attribute"))
+        stmt = stmt.where(_attribute_equals(session, key, value))
+    if satisfaction_tier is not None:
+        stmt = stmt.where(Customer.satisfaction_tier == satisfaction_tier)
+    if cursor:
+        created_s, id_s = decode_cursor(cursor, 2)
+        try:
+            created = clock.ensure_utc(datetime.fromisoformat(created_s))
+            last_id = uuid.UUID(id_s)
+        except ValueError as exc:
+            raise Invalid("cursor is not one this server issued", field="cursor") from exc
+        stmt = stmt.where(
+            or_(Customer.created_at < created, and_(Customer.created_at == created, Customer.id < last_id))
+        )
+    stmt = stmt.order_by(Customer.created_at.desc(), Customer.id.desc()).limit(limit + 1)
+    rows = list((await session.scalars(stmt)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last.created_at.isoformat(), last.id)
+    return rows, next_cursor
+
+
+async def identities_of(session: AsyncSession, customer_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Identity]]:
+    """Identities of several customers in one query, grouped by customer."""
+    out: dict[uuid.UUID, list[Identity]] = {cid: [] for cid in customer_ids}
+    if customer_ids:
+        rows = await session.scalars(
+            select(Identity).where(Identity.customer_id.in_(customer_ids)).order_by(Identity.created_at, Identity.id)
+        )
+        for ident in rows:
+            out.setdefault(ident.customer_id, []).append(ident)
+    return out
+
+
+async def consents_of(session: AsyncSession, customer_id: uuid.UUID) -> list[Consent]:
+    stmt = select(Consent).where(Consent.customer_id == customer_id).order_by(Consent.channel, Consent.category)
+    return list((await session.scalars(stmt)).all())
+
+
+# -- writes -------------------------------------------------------------------------------------
+
+
+def _identity_conflict(kind: str, value: str, owner_id: uuid.UUID, field: str) -> Conflict:
+    return Conflict(
+        f"The identity {kind}:{value} already belongs to customer {owner_id}.",
+        extra={
+            "errors": [{"field": field, "message": "already belongs to another customer"}],
+            "customer_id": str(owner_id),
+            "identity": {"kind": kind, "value": value},
+        },
+    )
+
+
+async def create_customer(session: AsyncSession, data: CustomerCreate, actor: Actor | None) -> Customer:
+    """A new customer with its identities (normalised; 409 when one is already someone's)."""
+    pairs: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for i, ident in enumerate(data.identities):
+        field = f"identities.{i}.value"
+        norm = normalise(ident.kind.value, ident.value, field=field)
+        if (ident.kind.value, norm) in seen:
+            continue
+        seen.add((ident.kind.value, norm))
+        owner = await _owner(session, ident.kind.value, norm)
+        if owner is not None:
+            raise _identity_conflict(ident.kind.value, norm, owner.id, field)
+        pairs.append((ident.kind.value, norm, field))
+
+    customer = Customer(
+        name=data.name or None,
+        locale=data.locale,
+        time_zone=data.time_zone,
+        attributes=dict(data.attributes),
+        satisfaction_tier=data.satisfaction_tier.value,
+        lifetime_value=data.lifetime_value,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(customer)
+            await session.flush()
+            for kind, value, _field in pairs:
+                session.add(Identity(customer_id=customer.id, kind=kind, value=value))
+            await session.flush()
+    except IntegrityError:  # another request took one of the identities meanwhile
+        for kind, value, field in pairs:
+            owner = await _owner(session, kind, value)
+            if owner is not None:
+                raise _identity_conflict(kind, value, owner.id, field) from None
+        raise
+    await record(
+        session,
+        actor,
+        "customer.created",
+        "customer",
+        customer.id,
+        {"fields": sorted(data.model_fields_set - {"identities"}), "identity_kinds": [k for k, _, _ in pairs]},
+    )
+    return customer
+
+
+async def update_customer(
+    session: AsyncSession, customer_id: uuid.UUID, data: CustomerUpdate, actor: Actor | None
+) -> Customer:
+    """Change the fields sent; ``attributes`` is merged (a key sent as null is deleted)."""
+    customer = await get_live_customer(session, customer_id)
+    sent = data.model_fields_set
+    changed: list[str] = []
+    for field in ("name", "locale", "time_zone"):
+        if field in sent:
+            setattr(customer, field, getattr(data, field) or None)
+            changed.append(field)
+    for field in ("satisfaction_tier", "lifetime_value"):
+        if field in sent:
+            value = getattr(data, field)
+            if value is None:
+                raise Invalid("cannot be null", field=field)
+            setattr(customer, field, value.value if field == "satisfaction_tier" else value)
+            changed.append(field)
+    if "attributes" in sent and data.attributes is not None:
+        merged = dict(customer.attributes or {})
+        for key, value in data.attributes.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        if len(merged) > 200:
+            raise Invalid("would hold more than 200 keys after the merge", field="attributes")
+        if json_size(merged) > MAX_ATTRIBUTES_BYTES:
+            raise Invalid(f"would be larger than {MAX_ATTRIBUTES_BYTES} bytes after the merge", field="attributes")
+        customer.attributes = merged
+        changed.append("attributes")
+    if changed:
+        customer.updated_at = clock.now()
+        await session.flush()
+        await record(session, actor, "customer.updated", "customer", customer.id, {"fields": changed})
+    return customer
+
+
+async def delete_customer(session: AsyncSession, customer_id: uuid.UUID, actor: Actor | None) -> None:
+    """Delete a customer who never talked to us (409 otherwise: erase keeps reports whole)."""
+    customer = await get_customer(session, customer_id)
+    conversations = await session.scalar(
+        select(func.count()).select_from(Conversation).where(Conversation.customer_id == customer_id)
+    )
+    if conversations:
+        raise Conflict(
+            f"Customer {customer_id} has {conversations} conversation(s) and cannot be deleted; "
+            f"erase their personal data instead (POST /api/v1/customers/{customer_id}/erase)."
+        )
+    merged = await session.scalar(
+        select(func.count()).select_from(Customer).where(Customer.merged_into_id == customer_id)
+    )
+    if merged:
+        raise Conflict(f"{merged} other customer record(s) were merged into {customer_id}; erase instead of deleting.")
+    try:
+        async with session.begin_nested():
+            await session.delete(customer)
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(
+            f"Customer {customer_id} is still referenced by other records; erase their personal data instead."
+        ) from exc
+    await record(session, actor, "customer.deleted", "customer", customer_id)
+
+
+async def add_identity(
+    session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, actor: Actor | None
+) -> tuple[Identity, bool]:
+    """Attach an identity; ``(identity, False)`` when this customer already had it."""
+    customer = await get_live_customer(session, customer_id)
+    norm = normalise(kind, value)
+    existing = (await session.scalars(select(Identity).where(Identity.kind == kind, Identity.value == norm))).first()
+    if existing is not None:
+        if existing.customer_id == customer.id:
+            return existing, False
+        raise _identity_conflict(kind, norm, existing.customer_id, "value")
+    identity = Identity(customer_id=customer.id, kind=kind, value=norm)
+    try:
+        async with session.begin_nested():
+            session.add(identity)
+            await session.flush()
+    except IntegrityError:
+        owner = await _owner(session, kind, norm)
+        if owner is None:
+            raise
+        raise _identity_conflict(kind, norm, owner.id, "value") from None
+    await record(session, actor, "customer.identity_added", "customer", customer.id, {"kind": kind})
+    return identity, True
+
+
+async def remove_identity(
+    session: AsyncSession, customer_id: uuid.UUID, identity_id: uuid.UUID, actor: Actor | None
+) -> None:
+    await get_customer(session, customer_id)
+    identity = await session.get(Identity, identity_id)
+    if identity is None or identity.customer_id != customer_id:
+        raise NotFound(f"Customer {customer_id} has no identity {identity_id}.")
+    await session.delete(identity)
+    await session.flush()
+    await record(session, actor, "customer.identity_removed", "customer", customer_id, {"kind": identity.kind})
+
+
+async def set_consent(
+    session: AsyncSession,
+    customer_id: uuid.UUID,
+    channel: str,
+    category: str,
+    status: str,
+    source: str | None,
+    actor: Actor | None,
+) -> Consent:
+    """Record the customer's answer for ``channel`` and ``category`` (insert or replace)."""
+    customer = await get_live_customer(session, customer_id)
+    now = clock.now()
+
+    async def _existing() -> Consent | None:
+        stmt = select(Consent).where(
+            Consent.customer_id == customer.id, Consent.channel == channel, Consent.category == category
+        )
+        return (await session.scalars(stmt)).first()
+
+    consent = await _existing()
+    if consent is None:
+        consent = Consent(customer_id=customer.id, channel=channel, category=category)
+        try:
+            async with session.begin_nested():
+                consent.status, consent.source, consent.recorded_at = status, source, now
+                session.add(consent)
+                await session.flush()
+        except IntegrityError:
+            consent = await _existing()  # type: ignore[assignment]
+            if consent is None:
+                raise
+    consent.status, consent.source, consent.recorded_at = status, source, now
+    await session.flush()
+    await record(
+        session,
+        actor,
+        "customer.consent_recorded",
+        "customer",
+        customer.id,
+        {"channel": channel, "category": category, "status": status},
+    )
+    return consent
+
+
+async def export_customer(session: AsyncSession, customer_id: uuid.UUID, actor: Actor | None) -> dict[str, Any]:
+    """Everything we hold about the customer (following a merge to the survivor)."""
+    customer = await follow_merges(session, await get_customer(session, customer_id))
+    data = await personal.export(session, customer)
+    await record(session, actor, "customer.exported", "customer", customer.id)
+    return data
+
+
+async def erase_customer(session: AsyncSession, customer_id: uuid.UUID, actor: Actor | None) -> dict[str, Any]:
+    """Erase the personal data of the customer and every record merged into them (see personal.py)."""
+    customer = await follow_merges(session, await get_customer(session, customer_id))
+    result = await personal.erase(session, customer)
+    await record(
+        session,
+        actor,
+        "customer.erased",
+        "customer",
+        customer.id,
+        {k: (v if isinstance(v, int) else str(v)) for k, v in result.items() if k != "erased_customer_ids"}
+        | {"erased_customer_ids": [str(i) for i in result["erased_customer_ids"]]},
+    )
+    return result

@@ -1,0 +1,390 @@
+"""The inbound path: group-commit writer, ``receive`` inside a unit of work, and the HTTP route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from frontdesk.conversations.ingest import EVENT_TYPE, InboundMessage, IngestWriter, receive
+from frontdesk.db import Database
+from frontdesk.errors import Invalid
+from frontdesk.models import Conversation, Customer, Identity, Inbox, Message
+from frontdesk.realtime import MemoryHub
+from frontdesk.settings import Settings
+from tests.builders import auth_headers
+
+
+def msg(email: str, external_id: str, text: str = "hello", **kw: Any) -> InboundMessage:
+    kw.setdefault("channel", "email")
+    return InboundMessage(identity_kind="email", identity_value=email, external_id=external_id, text=text, **kw)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """No timer/outbox loops: these tests are about the inbound path alone."""
+    return settings.model_copy(update={"run_loops": False})
+
+
+@pytest.fixture
+async def writer(db: Database, settings: Settings):
+    w = IngestWriter(db, settings.model_copy(update={"ingest_batch_max": 32}))
+    await w.start()
+    yield w
+    await w.stop()
+
+
+async def count(db: Database, model: Any, *where: Any) -> int:
+    async with db.sessionmaker() as s:
+        return int((await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
+
+
+async def conversation(db: Database, conv_id: uuid.UUID) -> Conversation:
+    async with db.sessionmaker() as s:
+        return (await s.execute(select(Conversation).where(Conversation.id == conv_id))).scalar_one()
+
+
+async def set_status(db: Database, conv_id: uuid.UUID, status: str, **values: Any) -> None:
+    async with db.transaction() as s:
+        await s.execute(update(Conversation).where(Conversation.id == conv_id).values(status=status, **values))
+
+
+# -- the writer -------------------------------------------------------------------------------
+
+
+async def test_same_external_id_twice_is_stored_once(db, writer):
+    first = await writer.submit(msg("ada@example.com", "m-1"))
+    again = await writer.submit(msg("ada@example.com", "m-1", text="a retry with other text"))
+    assert first.created
+    assert not again.created
+    assert (again.message_id, again.conversation_id, again.customer_id) == (
+        first.message_id,
+        first.conversation_id,
+        first.customer_id,
+    )
+    assert await count(db, Message) == 1
+    # The same provider id on another channel is another message.
+    other = await writer.submit(msg("ada@example.com", "m-1", channel="sms"))
+    assert other.created
+    assert other.message_id != first.message_id
+    assert await count(db, Message) == 2
+
+
+async def test_known_email_lands_in_the_known_customer(db, writer):
+    async with db.transaction() as s:
+        customer = Customer(name="Ada Lovelace")
+        s.add(customer)
+        await s.flush()
+        s.add(Identity(customer_id=customer.id, kind="email", value="ada@example.com"))
+    result = await writer.submit(msg("  ADA@Example.COM ", "m-1"))
+    assert result.customer_id == customer.id
+    assert await count(db, Customer) == 1
+    assert await count(db, Identity) == 1
+
+
+async def test_concurrent_burst_writes_exactly_the_right_rows(db, writer):
+    customers = [f"c{n}@example.com" for n in range(37)] + [f"+44 20 7946 {n:04d}" for n in range(13)]
+    items: list[InboundMessage] = []
+    for n in range(180):
+        who = customers[n % len(customers)]
+        kind = "phone" if who.startswith("+") else "email"
+        items.append(InboundMessage(kind, who, "email", f"ext-{n}", text=f"message {n}", name=f"Customer {n}"))
+    # 20 provider retries of earlier messages, interleaved so some share a batch with the original.
+    repeats = [items[n * 9] for n in range(20)]
+    burst = items[:90] + repeats[:10] + items[90:] + repeats[10:]
+    assert len(burst) == 200
+
+    results = await asyncio.gather(*(writer.submit(m) for m in burst))
+
+    assert writer.largest_batch > 1  # the requests were really written together
+    assert writer.fallbacks == 0  # …and no batch had to be retried item by item
+    assert writer.batches < len(burst)
+    assert sum(r.created for r in results) == 180
+    by_ext: dict[str, Any] = {}
+    for m, r in zip(burst, results, strict=True):
+        if m.external_id in by_ext:
+            assert r.message_id == by_ext[m.external_id].message_id
+            assert not r.created
+        else:
+            by_ext[m.external_id] = r
+    assert await count(db, Message) == 180
+    assert await count(db, Customer) == 50
+    assert await count(db, Identity) == 50
+    assert await count(db, Conversation) == 50  # one conversation per customer on this channel
+    async with db.sessionmaker() as s:
+        total = (await s.execute(select(func.sum(Conversation.message_count)))).scalar_one()
+        per_customer = (
+            await s.execute(
+                select(Message.customer_id, func.count(func.distinct(Message.conversation_id))).group_by(
+                    Message.customer_id
+                )
+            )
+        ).all()
+    assert total == 180
+    assert all(n == 1 for _, n in per_customer)
+
+
+async def test_two_messages_of_a_new_customer_in_one_batch_make_one_customer_and_conversation(db, writer):
+    a, b = await asyncio.gather(
+        writer.submit(msg("new@example.com", "x-1")), writer.submit(msg("new@example.com", "x-2"))
+    )
+    assert (a.created, b.created) == (True, True)
+    assert (a.customer_id, a.conversation_id) == (b.customer_id, b.conversation_id)
+    conv = await conversation(db, a.conversation_id)
+    assert conv.message_count == 2
+    assert await count(db, Customer) == 1
+
+
+async def test_resolved_conversation_starts_a_new_one_and_pending_or_snoozed_reopens(db, writer, frozen_clock):
+    first = await writer.submit(msg("ada@example.com", "m-1", subject="Order 17"))
+    conv = await conversation(db, first.conversation_id)
+    assert (conv.status, conv.subject, conv.message_count) == ("open", "Order 17", 1)
+    await set_status(db, first.conversation_id, "resolved")
+
+    frozen_clock.advance(minutes=5)
+    second = await writer.submit(msg("ada@example.com", "m-2"))
+    assert second.customer_id == first.customer_id
+    assert second.conversation_id != first.conversation_id
+    assert (await conversation(db, first.conversation_id)).message_count == 1
+
+    await set_status(db, second.conversation_id, "pending")
+    frozen_clock.advance(minutes=5)
+    third = await writer.submit(msg("ada@example.com", "m-3"))
+    assert third.conversation_id == second.conversation_id
+    conv = await conversation(db, second.conversation_id)
+    assert conv.status == "open"
+    assert conv.message_count == 2
+    assert conv.last_message_at == frozen_clock.current
+
+    await set_status(db, second.conversation_id, "snoozed", snoozed_until=frozen_clock.current)
+    fourth = await writer.submit(msg("ada@example.com", "m-4"))
+    conv = await conversation(db, second.conversation_id)
+    assert fourth.conversation_id == second.conversation_id
+    assert (conv.status, conv.snoozed_until, conv.message_count) == ("open", None, 3)
+    assert await count(db, Conversation) == 2
+
+
+async def test_a_poisoned_item_fails_alone(db, writer):
+    good = [msg(f"p{n}@example.com", f"p-{n}") for n in range(9)]
+    poisoned = msg("bad@example.com", "p-bad", inbox_id=uuid.uuid4())  # no such inbox
+    outcomes = await asyncio.gather(
+        *(writer.submit(m) for m in [*good[:4], poisoned, *good[4:]]), return_exceptions=True
+    )
+    assert writer.largest_batch == 10  # all in one batch, which failed and was retried item by item
+    assert writer.fallbacks == 1
+    failure = outcomes[4]
+    assert isinstance(failure, Invalid)
+    assert failure.extra["errors"][0]["field"] == "inbox_id"
+    assert all(not isinstance(o, BaseException) and o.created for i, o in enumerate(outcomes) if i != 4)
+    assert await count(db, Message) == 9
+    assert await count(db, Message, Message.external_id == "p-bad") == 0
+    # The poisoned customer was rolled back with its item.
+    assert await count(db, Identity, Identity.value == "bad@example.com") == 0
+
+
+async def test_messages_go_to_the_inbox_they_arrived_in(db, writer):
+    async with db.transaction() as s:
+        inbox = Inbox(name="Support mailbox", channel="email", public_token="tok-1")
+        s.add(inbox)
+    a = await writer.submit(msg("ada@example.com", "m-1", inbox_id=inbox.id))
+    b = await writer.submit(msg("ada@example.com", "m-2"))
+    c = await writer.submit(msg("ada@example.com", "m-3", inbox_id=inbox.id))
+    assert a.conversation_id == c.conversation_id != b.conversation_id
+    assert (await conversation(db, a.conversation_id)).inbox_id == inbox.id
+
+
+class RecordingHub(MemoryHub):
+    """Notes, at each publish, whether the message is already visible to another connection."""
+
+    def __init__(self, db_url: str) -> None:
+        super().__init__()
+        self.observer = Database(db_url)
+        self.seen: list[tuple[str, str, bool]] = []
+
+    async def publish(self, topic: str, type: str, data: dict[str, Any]):
+        async with self.observer.sessionmaker() as s:
+            visible = (
+                await s.execute(select(Message.id).where(Message.id == uuid.UUID(data["message_id"])))
+            ).first() is not None
+        self.seen.append((topic, data["message_id"], visible))
+        return await super().publish(topic, type, data)
+
+
+async def test_realtime_event_is_published_only_after_commit(db, writer):
+    hub = RecordingHub(db.url)
+    db.attach_hub(hub)
+    try:
+        desk = hub.subscribe(["desk"])
+        nxt = asyncio.ensure_future(desk.__anext__())
+        ok, bad = await asyncio.gather(
+            writer.submit(msg("ada@example.com", "e-1")),
+            writer.submit(msg("bob@example.com", "e-2", inbox_id=uuid.uuid4())),
+            return_exceptions=True,
+        )
+        assert isinstance(bad, Invalid)
+        event = await asyncio.wait_for(nxt, 5)
+        assert event.type == EVENT_TYPE
+        assert event.data["message_id"] == str(ok.message_id)
+        assert event.data["new_conversation"] is True
+        await writer.stop()  # drains the publisher
+        assert hub.seen == [
+            ("desk", str(ok.message_id), True),
+            (f"conversation:{ok.conversation_id}", str(ok.message_id), True),
+        ]
+        await desk.aclose()
+    finally:
+        await hub.observer.dispose()
+
+
+async def test_receive_inside_a_unit_of_work(db):
+    hub = MemoryHub()
+    db.attach_hub(hub)
+    async with db.transaction() as s:
+        r1 = await receive(s, msg("ada@example.com", "u-1"))
+        r2 = await receive(s, msg("ada@example.com", "u-2"))
+        again = await receive(s, msg("ada@example.com", "u-1"))
+        assert await hub.replay("desk", 0) == []  # nothing pushed before the commit
+    assert r1.conversation_id == r2.conversation_id
+    assert not again.created
+    pushed = [e.data["message_id"] for e in await hub.replay("desk", 0) or []]
+    assert pushed == [str(r1.message_id), str(r2.message_id)]
+    assert (await conversation(db, r1.conversation_id)).message_count == 2
+
+    async def failing_unit_of_work() -> None:
+        async with db.transaction() as s:
+            await receive(s, msg("eve@example.com", "u-3"))
+            raise RuntimeError("the unit of work fails later")
+
+    with pytest.raises(RuntimeError):
+        await failing_unit_of_work()
+    assert await count(db, Message, Message.external_id == "u-3") == 0
+    assert len(await hub.replay("desk", 0) or []) == 2
+
+
+async def test_submitting_after_stop_is_refused(db, settings):
+    w = IngestWriter(db, settings)
+    await w.start()
+    await w.stop()
+    with pytest.raises(Exception, match="shutting down"):
+        await w.submit(msg("ada@example.com", "late"))
+
+
+# -- the HTTP route ---------------------------------------------------------------------------
+
+
+BODY = {
+    "identity": {"kind": "email", "value": "Ada@Example.com"},
+    "name": "Ada",
+    "channel": "api",
+    "external_id": "api-1",
+    "text": "My order has not arrived",
+    "html": "<p>My order <b>has not</b> arrived<script>alert(1)</script></p>",
+    "subject": "Order 17",
+    "occurred_at": "2026-01-31T12:00:00Z",
+}
+
+
+async def test_post_inbound_then_retry_is_a_duplicate(client, app):
+    headers = await auth_headers(app)
+    r = await client.post("/api/v1/messages/inbound", json=BODY, headers=headers)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["duplicate"] is False
+    r = await client.post("/api/v1/messages/inbound", json=BODY, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json() == {**created, "duplicate": True}
+
+    db: Database = app.state.db
+    async with db.sessionmaker() as s:
+        stored = (await s.execute(select(Message))).scalars().all()
+        ident = (await s.execute(select(Identity))).scalar_one()
+    assert len(stored) == 1
+    html = stored[0].html or ""
+    assert "<script>" not in html
+    assert "<b>has not</b>" in html
+    assert (stored[0].direction, stored[0].author_type) == ("in", "customer")
+    assert (ident.kind, ident.value) == ("email", "ada@example.com")
+
+
+async def test_post_inbound_needs_an_agent(client):
+    r = await client.post("/api/v1/messages/inbound", json=BODY)
+    assert r.status_code == 401
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"identity": {"kind": "email", "value": "not an email"}}, "identity.value"),
+        ({"identity": {"kind": "phone", "value": "12"}}, "identity.value"),
+        ({"identity": {"kind": "fax", "value": "1"}}, "identity.kind"),
+        ({"channel": "pigeon"}, "channel"),
+        ({"external_id": ""}, "external_id"),
+        ({"text": "x" * 70_000}, "text"),
+        ({"text": "é" * 40_000}, "text"),  # 80 KB of UTF-8
+        ({"text": "nul\x00byte"}, "text"),
+        ({"text": "lone \ud800 surrogate"}, "text"),
+        ({"text": " ", "html": None}, "text"),
+        ({"occurred_at": "2026-01-31T12:00:00"}, "occurred_at"),
+        ({"inbox_id": str(uuid.UUID(int=7))}, "inbox_id"),
+        ({"inbox_id": "not-a-uuid"}, "inbox_id"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+async def test_bad_input_is_a_422_problem_naming_the_field(client, app, change, field):
+    headers = await auth_headers(app)
+    body = {k: v for k, v in {**BODY, **change}.items() if v is not None}
+    content = json.dumps(body).encode()  # ASCII escapes, so even a lone surrogate can be sent
+    r = await client.post(
+        "/api/v1/messages/inbound", content=content, headers={**headers, "content-type": "application/json"}
+    )
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert problem["errors"][0]["field"] == field, problem
+    assert problem["detail"]
+
+
+async def test_echo_returns_its_body(client):
+    r = await client.post("/api/v1/echo", json={"hello": ["world", 1]})
+    assert r.status_code == 200
+    assert r.json() == {"hello": ["world", 1]}
+    r = await client.post("/api/v1/echo", json={"big": "x" * 20_000})
+    assert r.status_code == 400
+    assert "at most" in r.json()["detail"]
+
+
+async def test_rows_written_elsewhere_between_lookup_and_insert_are_reused(db, writer, monkeypatch):
+    """Another process stores the identity and the message after our SELECTs, before our INSERTs."""
+    from frontdesk.conversations import ingest
+
+    ada = await writer.submit(msg("ada@example.com", "r-1"))
+    bob = await writer.submit(msg("bob@example.com", "r-9"))
+    await set_status(db, bob.conversation_id, "resolved")
+
+    def blind_first_call(fn: Any) -> Any:
+        calls = {"n": 0}
+
+        async def wrapper(conn: Any, keys: Any) -> Any:
+            calls["n"] += 1
+            return {} if calls["n"] == 1 else await fn(conn, keys)
+
+        return wrapper
+
+    monkeypatch.setattr(ingest, "_existing_messages", blind_first_call(ingest._existing_messages))
+    monkeypatch.setattr(ingest, "_select_identities", blind_first_call(ingest._select_identities))
+    items = [msg("ada@example.com", "r-1").prepared(), msg("bob@example.com", "r-9").prepared()]
+    async with db.engine.begin() as conn:
+        written = await ingest.write_batch(conn, items)
+
+    again_ada, again_bob = written.results
+    assert (again_ada.message_id, again_ada.customer_id, again_ada.created) == (ada.message_id, ada.customer_id, False)
+    assert (again_bob.message_id, again_bob.conversation_id) == (bob.message_id, bob.conversation_id)
+    assert written.events == []
+    assert await count(db, Customer) == 2  # the customers made for the lost identities were dropped
+    assert await count(db, Conversation) == 2  # and so was the conversation opened for bob's lost message
+    assert (await conversation(db, ada.conversation_id)).message_count == 1
