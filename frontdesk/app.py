@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
-from frontdesk import __version__, errors, health, migrate, openapi
+from frontdesk import __version__, errors, health, logs, migrate, openapi
 from frontdesk.db import Database
 from frontdesk.metrics import MetricsMiddleware
 from frontdesk.realtime import make_hub
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    if os.environ.get("FRONTDESK_CONFIGURE_LOGGING") == "1":
+        logs.configure(settings)
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
 

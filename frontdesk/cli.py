@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from frontdesk import __version__
+from frontdesk import __version__, logs
 from frontdesk.models.enums import Role
 from frontdesk.settings import Settings, mask_url
 
@@ -211,6 +211,7 @@ def serve(
     port = port or settings.port
     os.environ["FRONTDESK_HOST"] = host  # so the app (and reloaded/forked workers) agree with the command line
     os.environ["FRONTDESK_PORT"] = str(port)
+    os.environ["FRONTDESK_CONFIGURE_LOGGING"] = "1"  # each server process sets up structured logs
     where = mask_url(settings.effective_database_url)
     err.print(f"Frontdesk {__version__} on [bold]http://{host}:{port}[/]  (database {where})")
     uvicorn.run(
@@ -221,6 +222,7 @@ def serve(
         reload=reload,
         workers=None if reload else workers,
         log_level=settings.log_level.lower(),
+        log_config=None,
         proxy_headers=True,
         lifespan="on",
     )
@@ -239,6 +241,7 @@ def worker() -> None:
 
         await run_worker(settings)
 
+    logs.configure(settings)
     err.print(f"Frontdesk worker (database {mask_url(settings.effective_database_url)}); Ctrl+C stops it.")
     try:
         run(_run(), settings)
