@@ -458,7 +458,15 @@ async def paced(
                 conn = await HttpConnection.open(host, port)
             method, path, body, headers = make_request()
             try:
-                status, data = await conn.request(method, path, body, headers)
+                try:
+                    status, data = await conn.request(method, path, body, headers)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    # A kept-alive connection the server closed while it sat idle (uvicorn's
+                    # keep-alive timeout): reconnect and send again, as HTTP clients do.
+                    conn.close()
+                    opened += 1
+                    conn = await HttpConnection.open(host, port)
+                    status, data = await conn.request(method, path, body, headers)
             except Exception as exc:
                 errors.append(repr(exc))
                 conn.close()

@@ -172,7 +172,11 @@ def bench_backend(backend: str, quick: bool, connections: int, use_wrk: bool) ->
                 load(srv, tmp, "echo", token, warm / 2, connections, use_wrk)
 
             log(f"{backend}: inbound messages at full load ({connections} connections, {measure:.0f}s)")
+            before = batch_stats(srv.base_url)
             ingest = load(srv, tmp, "ingest", token, measure, connections, use_wrk)
+            after = batch_stats(srv.base_url)
+            batches = after[1] - before[1]
+            mean_batch = round((after[0] - before[0]) / batches, 1) if batches else 0.0
             log(
                 f"{backend}:   {ingest.requests_per_s:.0f} messages/s, p50 {ingest.p50_ms} ms, "
                 f"p99 {ingest.p99_ms} ms, errors {ingest.errors} {ingest.error_sample}"
@@ -212,10 +216,25 @@ def bench_backend(backend: str, quick: bool, connections: int, use_wrk: bool) ->
         "p50_ms_at_half_load": half.p50_ms,
         "p99_ms_at_half_load": half.p99_ms,
         "messages_stored": stored,
+        "mean_messages_per_commit": mean_batch,
         "load_tool": ingest.tool,
         "connections": connections,
         "seconds_per_run": measure,
     }
+
+
+def batch_stats(base_url: str) -> tuple[float, float]:
+    """(messages, commits) so far, from the server's ``frontdesk_ingest_batch_size`` histogram."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    values = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for key in values:
+            if line.startswith(f"frontdesk_ingest_batch_size_{key} "):
+                values[key] = float(line.split()[1])
+    return values["sum"], values["count"]
 
 
 async def _count_messages(url: str) -> int:

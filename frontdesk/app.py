@@ -105,10 +105,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
 
     app.include_router(health.router)
     for router in (
+        ingest_router,  # the hot path first: routes are matched in order
         auth_router,
         customers_router,
         conversations_router,
-        ingest_router,
         events_router,
         inbox_router,
         audit_router,

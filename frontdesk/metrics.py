@@ -18,6 +18,11 @@ INBOUND_MESSAGES = Counter("frontdesk_inbound_messages_total", "Inbound messages
 OUTBOUND_DELIVERIES = Counter(
     "frontdesk_outbound_deliveries_total", "Outbound delivery attempts", ["channel", "result"]
 )
+INGEST_BATCH = Histogram(
+    "frontdesk_ingest_batch_size",
+    "Inbound messages written per group commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 TIMERS_RUN = Counter("frontdesk_timers_run_total", "Timers run", ["kind", "result"])
 
 
@@ -26,6 +31,7 @@ class MetricsMiddleware:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -45,8 +51,13 @@ class MetricsMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
-            REQUESTS.labels(method, path, str(status["code"])).inc()
-            LATENCY.labels(method, path).observe(time.perf_counter() - start)
+            key = (method, path, status["code"])
+            children = self._children.get(key)
+            if children is None:  # label lookups take a lock; do them once per route and status
+                children = (REQUESTS.labels(method, path, str(status["code"])), LATENCY.labels(method, path))
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)
 
 
 def render() -> tuple[bytes, str]:

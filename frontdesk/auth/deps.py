@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from frontdesk import clock
 from frontdesk.auth import cache
 from frontdesk.auth.security import constant_time_equal, hash_token
-from frontdesk.deps import SessionDep
 from frontdesk.errors import Forbidden, Unauthorized
 from frontdesk.models import ApiToken, User, UserSession
 from frontdesk.models.enums import Role
@@ -60,55 +59,75 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-async def authenticate(request: Request, session: SessionDep) -> Principal | None:
-    """Resolve the caller, or ``None`` when no credentials were sent. Bad credentials raise 401."""
+async def authenticate(request: Request) -> Principal | None:
+    """Resolve the caller, or ``None`` when no credentials were sent. Bad credentials raise 401.
+
+    Authentication keeps its own short unit of work (a token's ``last_used_at``, a session's
+    sliding expiry), separate from the request's, and a cached token needs no database at all:
+    the hot inbound path pays for neither a session nor a connection.
+    """
     now = clock.now()
     token = _bearer(request)
     if token is not None:
-        return await _token_principal(session, token, now)
-
+        cached = _cached_token_principal(token, now)
+        if cached is not None:
+            return cached
+        async with request.app.state.db.transaction() as session:
+            return await _token_principal(session, token, now)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        srow = (
-            await session.execute(
-                select(UserSession, User)
-                .join(User, User.id == UserSession.user_id)
-                .where(UserSession.id == hash_token(cookie))
-            )
-        ).first()
-        if srow is None or srow[0].expires_at <= now or not srow[1].is_active:
-            raise Unauthorized("Your session has ended; please sign in again.")
-        user_session, user = srow
-        if request.method not in SAFE_METHODS:
-            sent = request.headers.get(CSRF_HEADER, "")
-            if not sent or not constant_time_equal(sent, user_session.csrf_token):
-                raise Forbidden(f"Missing or wrong {CSRF_HEADER} header (CSRF protection).")
-        if now - user_session.last_seen_at > timedelta(minutes=1):
-            settings = request.app.state.settings
-            await session.execute(
-                update(UserSession)
-                .where(UserSession.id == user_session.id)
-                .values(last_seen_at=now, expires_at=now + timedelta(hours=settings.session_hours))
-            )
-        return Principal(
-            user_id=user.id,
-            email=user.email,
-            name=user.name,
-            role=Role(user.role),
-            via="session",
-            session_id=user_session.id,
-        )
+        async with request.app.state.db.transaction() as session:
+            return await _session_principal(request, session, cookie, now)
     return None
 
 
+async def _session_principal(request: Request, session: AsyncSession, cookie: str, now: datetime) -> Principal:
+    """Resolve a browser session cookie; unsafe methods must carry the CSRF header."""
+    srow = (
+        await session.execute(
+            select(UserSession, User)
+            .join(User, User.id == UserSession.user_id)
+            .where(UserSession.id == hash_token(cookie))
+        )
+    ).first()
+    if srow is None or srow[0].expires_at <= now or not srow[1].is_active:
+        raise Unauthorized("Your session has ended; please sign in again.")
+    user_session, user = srow
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not constant_time_equal(sent, user_session.csrf_token):
+            raise Forbidden(f"Missing or wrong {CSRF_HEADER} header (CSRF protection).")
+    if now - user_session.last_seen_at > timedelta(minutes=1):
+        settings = request.app.state.settings
+        await session.execute(
+            update(UserSession)
+            .where(UserSession.id == user_session.id)
+            .values(last_seen_at=now, expires_at=now + timedelta(hours=settings.session_hours))
+        )
+    return Principal(
+        user_id=user.id,
+        email=user.email,
+        name=user.name,
+        role=Role(user.role),
+        via="session",
+        session_id=user_session.id,
+    )
+
+
+def _cached_token_principal(token: str, now: datetime) -> Principal | None:
+    """A token resolved in the last few seconds (see auth/cache.py), unless it has expired since."""
+    cached = cache.get(hash_token(token))
+    if cached is None:
+        return None
+    principal, expires_at = cached
+    if expires_at is not None and expires_at <= now:
+        return None
+    return principal  # type: ignore[no-any-return]
+
+
 async def _token_principal(session: AsyncSession, token: str, now: datetime) -> Principal:
-    """Resolve a Bearer token, from the short-lived cache when possible (see auth/cache.py)."""
+    """Resolve a Bearer token from the database and remember it for a few seconds."""
     token_hash = hash_token(token)
-    cached = cache.get(token_hash)
-    if cached is not None:
-        principal, expires_at = cached
-        if expires_at is None or expires_at > now:
-            return principal  # type: ignore[no-any-return]
     row = (
         await session.execute(
             select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == token_hash)
@@ -144,7 +163,8 @@ OptionalPrincipal = Annotated[Principal | None, Depends(authenticate)]
 def require(role: Role = Role.agent):
     """Dependency factory: the caller must be signed in with at least ``role``."""
 
-    async def _dependency(request: Request, principal: OptionalPrincipal) -> Principal:
+    async def _dependency(request: Request) -> Principal:
+        principal = await authenticate(request)  # called directly: one dependency level less per request
         if principal is None:
             raise Unauthorized(
                 "Sign in or send an API token (Authorization: Bearer …).", headers={"WWW-Authenticate": "Bearer"}

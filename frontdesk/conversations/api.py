@@ -64,7 +64,7 @@ Cursor = Annotated[str | None, Query(max_length=500, description="Opaque cursor 
 TagPath = Annotated[str, Path(min_length=1, max_length=64, description="Lower-case a-z, 0-9, '_' or '-'.")]
 
 
-def get_store(request: Request) -> AttachmentStore:
+async def get_store(request: Request) -> AttachmentStore:
     """The attachment store of this app (made once from the settings, kept on ``app.state``)."""
     store: AttachmentStore | None = getattr(request.app.state, "attachment_store", None)
     if store is None:

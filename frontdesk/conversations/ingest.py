@@ -44,7 +44,7 @@ from frontdesk.conversations import sanitize
 from frontdesk.db import Database, after_commit, make_engine
 from frontdesk.errors import Invalid, ServiceUnavailable
 from frontdesk.ids import new_id
-from frontdesk.metrics import INBOUND_MESSAGES
+from frontdesk.metrics import INBOUND_MESSAGES, INGEST_BATCH
 from frontdesk.models import Conversation, Customer, Identity, Inbox, Message
 from frontdesk.models.enums import (
     AuthorType,
@@ -672,6 +672,7 @@ class IngestWriter:
         assert self._engine is not None
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(batch))
+        INGEST_BATCH.observe(len(batch))
         try:
             written = await self._attempt([p.item for p in batch])
         except Exception as exc:
