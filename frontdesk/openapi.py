@@ -51,6 +51,11 @@ PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components
 CHANGING = {"post", "put", "patch", "delete"}
 
 
+def problem(description: str) -> dict[str, Any]:
+    """A documented problem answer, for a route's ``responses={code: problem("…")}``."""
+    return {"description": description, "content": PROBLEM_CONTENT}
+
+
 def _problem_codes(path: str, method: str) -> list[int]:
     codes = [400, 422]
     if path.startswith("/api/"):

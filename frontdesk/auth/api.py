@@ -26,27 +26,10 @@ from frontdesk.auth.schemas import (
 )
 from frontdesk.auth.security import constant_time_equal
 from frontdesk.deps import SessionDep, SettingsDep
-from frontdesk.errors import PROBLEM_JSON, Forbidden, TooManyRequests, problem_response
+from frontdesk.errors import Forbidden, TooManyRequests, problem_response
 from frontdesk.models import Team
 from frontdesk.models.enums import Role
-
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-    },
-}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
-
+from frontdesk.openapi import problem as _problem
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: _problem("The body could not be parsed"),

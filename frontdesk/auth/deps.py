@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from frontdesk import clock
 from frontdesk.auth import cache
 from frontdesk.auth.security import constant_time_equal, hash_token
+from frontdesk.db import Database
 from frontdesk.errors import Forbidden, Unauthorized
 from frontdesk.models import ApiToken, User, UserSession
 from frontdesk.models.enums import Role
@@ -60,28 +61,49 @@ def _bearer(request: Request) -> str | None:
 
 
 async def authenticate(request: Request) -> Principal | None:
-    """Resolve the caller, or ``None`` when no credentials were sent. Bad credentials raise 401.
+    """Resolve the caller, or ``None`` when no credentials were sent. Bad credentials raise 401."""
+    return await resolve_credentials(
+        request.app.state.db,
+        token=_bearer(request),
+        cookie=request.cookies.get(SESSION_COOKIE),
+        unsafe=request.method not in SAFE_METHODS,
+        csrf=request.headers.get(CSRF_HEADER, ""),
+        session_hours=request.app.state.settings.session_hours,
+    )
+
+
+async def resolve_credentials(
+    db: Database,
+    *,
+    token: str | None = None,
+    cookie: str | None = None,
+    unsafe: bool = False,
+    csrf: str = "",
+    session_hours: int = 12,
+) -> Principal | None:
+    """Who a Bearer token or a session cookie belongs to (HTTP routes and the WebSocket alike).
 
     Authentication keeps its own short unit of work (a token's ``last_used_at``, a session's
     sliding expiry), separate from the request's, and a cached token needs no database at all:
-    the hot inbound path pays for neither a session nor a connection.
+    the hot inbound path pays for neither a session nor a connection. ``unsafe`` requests
+    authenticated by cookie must carry the CSRF token.
     """
     now = clock.now()
-    token = _bearer(request)
     if token is not None:
         cached = _cached_token_principal(token, now)
         if cached is not None:
             return cached
-        async with request.app.state.db.transaction() as session:
+        async with db.transaction() as session:
             return await _token_principal(session, token, now)
-    cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        async with request.app.state.db.transaction() as session:
-            return await _session_principal(request, session, cookie, now)
+        async with db.transaction() as session:
+            return await _session_principal(session, cookie, now, unsafe=unsafe, csrf=csrf, hours=session_hours)
     return None
 
 
-async def _session_principal(request: Request, session: AsyncSession, cookie: str, now: datetime) -> Principal:
+async def _session_principal(
+    session: AsyncSession, cookie: str, now: datetime, *, unsafe: bool, csrf: str, hours: int
+) -> Principal:
     """Resolve a browser session cookie; unsafe methods must carry the CSRF header."""
     srow = (
         await session.execute(
@@ -93,16 +115,13 @@ async def _session_principal(request: Request, session: AsyncSession, cookie: st
     if srow is None or srow[0].expires_at <= now or not srow[1].is_active:
         raise Unauthorized("Your session has ended; please sign in again.")
     user_session, user = srow
-    if request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not sent or not constant_time_equal(sent, user_session.csrf_token):
-            raise Forbidden(f"Missing or wrong {CSRF_HEADER} header (CSRF protection).")
+    if unsafe and (not csrf or not constant_time_equal(csrf, user_session.csrf_token)):
+        raise Forbidden(f"Missing or wrong {CSRF_HEADER} header (CSRF protection).")
     if now - user_session.last_seen_at > timedelta(minutes=1):
-        settings = request.app.state.settings
         await session.execute(
             update(UserSession)
             .where(UserSession.id == user_session.id)
-            .values(last_seen_at=now, expires_at=now + timedelta(hours=settings.session_hours))
+            .values(last_seen_at=now, expires_at=now + timedelta(hours=hours))
         )
     return Principal(
         user_id=user.id,

@@ -11,27 +11,9 @@ from frontdesk.auth.deps import AdminDep, AgentDep
 from frontdesk.channels import service
 from frontdesk.channels.schemas import InboxCreate, InboxOut, InboxUpdate
 from frontdesk.deps import SessionDep
-from frontdesk.errors import PROBLEM_JSON
 from frontdesk.models import Inbox
 from frontdesk.models.enums import Channel
-
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-    },
-}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
-
+from frontdesk.openapi import problem as _problem
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: _problem("The body could not be parsed"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
@@ -25,28 +25,11 @@ from frontdesk.conversations.schemas import (
 )
 from frontdesk.conversations.timeline import customer_timeline
 from frontdesk.deps import SessionDep
-from frontdesk.errors import PROBLEM_JSON, NotFound, ServiceUnavailable
+from frontdesk.errors import NotFound, ServiceUnavailable
 from frontdesk.models.enums import Channel, ConversationStatus
+from frontdesk.openapi import problem as _problem
 from frontdesk.pagination import Page
 from frontdesk.storage import AttachmentStore, ObjectMissing, StorageError, make_store
-
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-    },
-}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
-
 
 router = APIRouter(
     tags=["conversations"],

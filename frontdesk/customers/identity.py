@@ -23,7 +23,8 @@ _MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
 _PHONE_CHARS = re.compile(r"^[+(]?[0-9][0-9 ()./\-]*$")
 
 
-def _check_text(value: str, field: str) -> None:
+def check_text(value: str, field: str) -> None:
+    """Refuse NUL characters and lone surrogates (they break databases and JSON)."""
     if "\x00" in value:
         raise Invalid("must not contain NUL characters", field=field)
     try:
@@ -67,7 +68,7 @@ def normalise(kind: str, value: str, *, default_region: str | None = None, field
         raise Invalid("must not be empty", field=field)
     if len(value) > MAX_VALUE:
         raise Invalid(f"longer than {MAX_VALUE} characters", field=field)
-    _check_text(value, field)
+    check_text(value, field)
     if ik is IdentityKind.email:
         return normalise_email(value, field)
     if ik is IdentityKind.phone:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, cast, func, or_, select
+from sqlalchemy import case, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -25,11 +24,11 @@ from sqlalchemy.types import Text
 from frontdesk import clock
 from frontdesk.audit.service import Actor, record
 from frontdesk.customers import personal
-from frontdesk.customers.identity import guess_kind, normalise, parse_identity
+from frontdesk.customers.identity import check_text, guess_kind, normalise, parse_identity
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Consent, Conversation, Customer, Identity
-from frontdesk.pagination import decode_cursor, encode_cursor
+from frontdesk.pagination import cut_page, keyset_condition
 
 MAX_MERGE_HOPS = 20
 ATTRIBUTE_FILTER = re.compile(r"^(?P<key>[A-Za-z0-9_\-. ]{1,100})=(?P<value>.{0,500})$", re.DOTALL)
@@ -149,12 +148,7 @@ def parse_attribute_filter(raw: str) -> tuple[str, str]:
 
 
 def _check_query_text(value: str, field: str) -> str:
-    if "\x00" in value:
-        raise Invalid("must not contain NUL characters", field=field)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise Invalid("is not valid Unicode text", field=field) from exc
+    check_text(value, field)
     return value
 
 
@@ -194,22 +188,9 @@ async def list_customers(
     if satisfaction_tier is not None:
         stmt = stmt.where(Customer.satisfaction_tier == satisfaction_tier)
     if cursor:
-        created_s, id_s = decode_cursor(cursor, 2)
-        try:
-            created = clock.ensure_utc(datetime.fromisoformat(created_s))
-            last_id = uuid.UUID(id_s)
-        except ValueError as exc:
-            raise Invalid("cursor is not one this server issued", field="cursor") from exc
-        stmt = stmt.where(
-            or_(Customer.created_at < created, and_(Customer.created_at == created, Customer.id < last_id))
-        )
+        stmt = stmt.where(keyset_condition(cursor, Customer.created_at, Customer.id))
     stmt = stmt.order_by(Customer.created_at.desc(), Customer.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(stmt)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(last.created_at.isoformat(), last.id)
+    rows, next_cursor = cut_page(list((await session.scalars(stmt)).all()), limit, lambda c: (c.created_at, c.id))
     return rows, next_cursor
 
 

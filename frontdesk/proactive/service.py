@@ -8,18 +8,16 @@ demo); the journeys engine will hang off it. It is idempotent on ``idempotency_k
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
 from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
-from frontdesk.errors import Invalid
 from frontdesk.models import CustomerEvent, RejectedInput
-from frontdesk.pagination import decode_cursor, encode_cursor
+from frontdesk.pagination import cut_page, keyset_condition
 from frontdesk.proactive.schemas import EventIn, EventOut
 from frontdesk.realtime import publish_after_commit
 
@@ -94,21 +92,9 @@ async def list_events(
     if type:
         stmt = stmt.where(CustomerEvent.type == type)
     if cursor:
-        at_s, id_s = decode_cursor(cursor, 2)
-        try:
-            at = clock.ensure_utc(datetime.fromisoformat(at_s))
-            last_id = uuid.UUID(id_s)
-        except ValueError as exc:
-            raise Invalid("cursor is not one this server issued", field="cursor") from exc
-        stmt = stmt.where(
-            or_(CustomerEvent.occurred_at < at, and_(CustomerEvent.occurred_at == at, CustomerEvent.id < last_id))
-        )
+        stmt = stmt.where(keyset_condition(cursor, CustomerEvent.occurred_at, CustomerEvent.id))
     stmt = stmt.order_by(CustomerEvent.occurred_at.desc(), CustomerEvent.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(stmt)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].occurred_at.isoformat(), rows[-1].id)
+    rows, next_cursor = cut_page(list((await session.scalars(stmt)).all()), limit, lambda e: (e.occurred_at, e.id))
     return rows, next_cursor
 
 

@@ -29,13 +29,10 @@ from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from sqlalchemy import select
 
-from frontdesk import clock
-from frontdesk.auth.deps import SESSION_COOKIE
-from frontdesk.auth.security import hash_token
+from frontdesk.auth.deps import SESSION_COOKIE, resolve_credentials
 from frontdesk.db import Database
-from frontdesk.models import ApiToken, User, UserSession
+from frontdesk.errors import ProblemError
 from frontdesk.realtime import Event, Hub, Subscription
 
 log = logging.getLogger(__name__)
@@ -63,38 +60,14 @@ class WsUser:
 
 
 async def _authenticate(db: Database, token: str | None, cookie: str | None) -> WsUser | None:
-    """The same checks as ``auth.deps.authenticate`` (token: not revoked/expired, ``read`` scope)."""
-    now = clock.now()
-    async with db.sessionmaker() as session:
-        if token:
-            row = (
-                await session.execute(
-                    select(ApiToken, User)
-                    .join(User, User.id == ApiToken.user_id)
-                    .where(ApiToken.token_hash == hash_token(token))
-                )
-            ).first()
-            if row is None:
-                return None
-            api_token, user = row
-            if api_token.revoked_at is not None or (api_token.expires_at is not None and api_token.expires_at <= now):
-                return None
-            if "read" not in (api_token.scopes or ()) or not user.is_active:
-                return None
-            return WsUser(user.id, user.email, user.name, user.role)
-        if cookie:
-            srow = (
-                await session.execute(
-                    select(UserSession, User)
-                    .join(User, User.id == UserSession.user_id)
-                    .where(UserSession.id == hash_token(cookie))
-                )
-            ).first()
-            if srow is None or srow[0].expires_at <= now or not srow[1].is_active:
-                return None
-            user = srow[1]
-            return WsUser(user.id, user.email, user.name, user.role)
-    return None
+    """The same checks as HTTP routes (``auth.deps.resolve_credentials``); a token needs ``read``."""
+    try:
+        principal = await resolve_credentials(db, token=token, cookie=cookie)
+    except ProblemError:
+        return None
+    if principal is None or (principal.via == "token" and "read" not in principal.scopes):
+        return None
+    return WsUser(principal.user_id, principal.email, principal.name, principal.role.value)
 
 
 def _same_origin(ws: WebSocket) -> bool:
