@@ -44,6 +44,7 @@ async def prepare_database(settings: Settings) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from frontdesk.auth import cache as credentials_cache
     from frontdesk.auth.api import close_login_limiter
+    from frontdesk.channels import listeners
     from frontdesk.conversations.ingest import IngestWriter
     from frontdesk.timers import start_loops
 
@@ -60,9 +61,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loops = await start_loops(db, settings) if settings.run_loops else None
     app.state.loops = loops
     auth_listener = asyncio.create_task(credentials_cache.listen(hub), name="auth-cache-listener")
+    channel_listeners = await listeners.start_all(app)
     try:
         yield
     finally:
+        await listeners.stop_all(channel_listeners)
         auth_listener.cancel()
         if loops is not None:
             await loops.stop()
@@ -96,12 +99,16 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.audit.api import router as audit_router
     from frontdesk.auth.api import router as auth_router
     from frontdesk.channels.api import router as inbox_router
+    from frontdesk.channels.apichannel.api import router as apichannel_router
+    from frontdesk.channels.email.api import router as email_router
+    from frontdesk.channels.webchat.api import router as webchat_router
     from frontdesk.conversations.api import router as conversations_router
     from frontdesk.conversations.ingest_api import router as ingest_router
     from frontdesk.customers.api import router as customers_router
     from frontdesk.proactive.api import router as events_router
     from frontdesk.web.pages import router as pages_router
     from frontdesk.web.ws import router as ws_router
+    from frontdesk.webhooks.api import router as webhooks_router
 
     app.include_router(health.router)
     for router in (
@@ -111,10 +118,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         conversations_router,
         events_router,
         inbox_router,
+        apichannel_router,
+        email_router,
+        webhooks_router,
         audit_router,
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(ws_router)
+    app.include_router(webchat_router)  # /widget.js, /widget/ws and its own /api/v1/widget/… paths
     app.include_router(pages_router)
     openapi.install(app)
     return app

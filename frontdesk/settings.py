@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     ws_heartbeat_seconds: float = Field(20.0, gt=0, description="Ping interval on /ws connections.")
     run_loops: bool = Field(True, description="Run the timer/outbox loops inside `serve`.")
     ingest_batch_max: int = Field(256, ge=1, description="Most inbound messages written in one commit.")
+    # -- channels -----------------------------------------------------------------------------
+    smtp_listen: str | None = Field(
+        None, description="host:port of the built-in SMTP receiver for inbound email; unset = off."
+    )
+    smtp_relay: SecretStr | None = Field(
+        None,
+        description="Outbound mail relay: smtp://user:pass@host:port (STARTTLS when offered), "
+        "smtps://… (TLS from the start), smtp://host:port?starttls=require.",
+    )
+    mail_domain: str = Field("frontdesk.localhost", description="Domain of reply addresses (reply+<token>@domain).")
+    mail_from: str | None = Field(None, description="Default From address for outbound email.")
+    imap_poll_seconds: float = Field(60.0, gt=0, description="How often IMAP mailboxes are polled.")
+    widget_max_attachment_mb: int = Field(10, ge=1, description="Largest file a web-chat visitor may send.")
+    widget_messages_per_minute: int = Field(30, ge=1, description="Per visitor; per IP it is 5x this.")
     log_level: str = "info"
     log_json: bool = False
 

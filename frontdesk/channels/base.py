@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-ADAPTER_MODULES: list[str] = ["frontdesk.channels.webhook", "frontdesk.channels.webchat"]
+ADAPTER_MODULES: list[str] = ["frontdesk.channels.webhook", "frontdesk.channels.webchat.adapter"]
 
 
 class ChannelError(Exception):

@@ -45,7 +45,7 @@ from frontdesk.db import Database, after_commit, make_engine
 from frontdesk.errors import Invalid, ServiceUnavailable
 from frontdesk.ids import new_id
 from frontdesk.metrics import INBOUND_MESSAGES, INGEST_BATCH
-from frontdesk.models import Conversation, Customer, Identity, Inbox, Message
+from frontdesk.models import Attachment, Conversation, Customer, Identity, Inbox, Message
 from frontdesk.models.enums import (
     AuthorType,
     Channel,
@@ -73,6 +73,7 @@ _identities: Table = Identity.__table__  # type: ignore[assignment]
 _conversations: Table = Conversation.__table__  # type: ignore[assignment]
 _messages: Table = Message.__table__  # type: ignore[assignment]
 _inboxes: Table = Inbox.__table__  # type: ignore[assignment]
+_attachments: Table = Attachment.__table__  # type: ignore[assignment]
 
 _REOPENS = (ConversationStatus.pending.value, ConversationStatus.snoozed.value)
 
@@ -99,6 +100,13 @@ class InboundMessage:
     html: str | None = None
     subject: str | None = None
     occurred_at: datetime | None = None
+    # Thread hint from the channel (an email's In-Reply-To, a widget's open chat): join this
+    # conversation when it belongs to the sender — even a resolved one, which reopens.
+    conversation_id: uuid.UUID | None = None
+    # Attachments already stored (``Attachment`` rows with no message yet) to link to the message.
+    attachment_ids: tuple[uuid.UUID, ...] = ()
+    # Channel details kept on the message (email headers, the widget's client id…); JSON-able.
+    meta: dict[str, Any] | None = None
 
     def prepared(self) -> InboundMessage:
         """A validated copy: identity normalised, HTML sanitised, sizes and characters checked.
@@ -146,6 +154,9 @@ class InboundMessage:
             html=html,
             subject=subject,
             occurred_at=occurred_at,
+            conversation_id=self.conversation_id,
+            attachment_ids=tuple(self.attachment_ids),
+            meta=dict(self.meta) if self.meta else None,
         )
 
 
@@ -217,6 +228,12 @@ def _insert(dialect: str, table: Table) -> Any:
 
 
 _B_LAST = bindparam("b_last", type_=_conversations.c.last_message_at.type)
+_LINK_ATTACHMENT = (
+    update(_attachments)
+    .where(_attachments.c.id == bindparam("a_id"), _attachments.c.message_id.is_(None))
+    .values(message_id=bindparam("a_msg"))
+)
+
 _UPDATE_CONVERSATION = (
     update(_conversations)
     .where(_conversations.c.id == bindparam("b_id"))
@@ -227,13 +244,23 @@ _UPDATE_CONVERSATION = (
         ),
         message_count=_conversations.c.message_count + bindparam("b_n"),
         # No IN (…) here: expanding parameters cannot be used with executemany.
+        # Only a thread hint can bump a resolved conversation; a new message reopens it.
         status=case(
             (
                 (_conversations.c.status == ConversationStatus.pending.value)
-                | (_conversations.c.status == ConversationStatus.snoozed.value),
+                | (_conversations.c.status == ConversationStatus.snoozed.value)
+                | (_conversations.c.status == ConversationStatus.resolved.value),
                 ConversationStatus.open.value,
             ),
             else_=_conversations.c.status,
+        ),
+        resolved_at=case(
+            (_conversations.c.status == ConversationStatus.resolved.value, null()),
+            else_=_conversations.c.resolved_at,
+        ),
+        resolution_seconds=case(
+            (_conversations.c.status == ConversationStatus.resolved.value, null()),
+            else_=_conversations.c.resolution_seconds,
         ),
         snoozed_until=case(
             (_conversations.c.status == ConversationStatus.snoozed.value, null()),
@@ -401,6 +428,14 @@ async def _store(
         for r in rows:
             open_conv[(r[1], r[2], r[3])] = (r[0], r[4])
 
+    # Thread hints: the named conversation, if it is the sender's (any channel, any status).
+    hinted: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}  # conversation id -> (customer id, status)
+    hint_ids = {items[i].conversation_id for i in todo if items[i].conversation_id is not None}
+    if hint_ids:
+        cv = _conversations.c
+        for h in await conn.execute(select(cv.id, cv.customer_id, cv.status).where(cv.id.in_(hint_ids))):
+            hinted[h[0]] = (h[1], h[2])
+
     new_convs: dict[ConvKey, dict[str, Any]] = {}
     bumps: dict[uuid.UUID, dict[str, Any]] = {}
     message_rows: list[dict[str, Any]] = []
@@ -412,7 +447,15 @@ async def _store(
         at = min(m.occurred_at, now) if m.occurred_at is not None else now
         ckey: ConvKey = (customer_id, channel, m.inbox_id)
         reopened = False
-        if ckey in open_conv:
+        hint = hinted.get(m.conversation_id) if m.conversation_id is not None else None
+        if hint is not None and hint[0] == customer_id:
+            assert m.conversation_id is not None
+            conv_id, is_new = m.conversation_id, False
+            reopened = hint[1] in _REOPENS or hint[1] == ConversationStatus.resolved.value
+            bump = bumps.setdefault(conv_id, {"b_id": conv_id, "b_last": at, "b_n": 0, "b_now": now})
+            bump["b_n"] += 1
+            bump["b_last"] = max(bump["b_last"], at)
+        elif ckey in open_conv:
             conv_id, status = open_conv[ckey]
             is_new = False
             reopened = status in _REOPENS
@@ -461,7 +504,7 @@ async def _store(
                 "external_id": m.external_id,
                 "delivery_status": DeliveryStatus.received.value,
                 "error": None,
-                "meta": {"subject": m.subject} if m.subject else {},
+                "meta": {**(m.meta or {}), **({"subject": m.subject} if m.subject else {})},
                 "created_at": at,
                 "status_at": None,
             }
@@ -496,6 +539,15 @@ async def _store(
     live_bumps = [b for b in bumps.values() if b["b_n"] > 0]
     if live_bumps:
         await conn.execute(_UPDATE_CONVERSATION, live_bumps)
+
+    links = [
+        {"a_msg": row["id"], "a_id": att}
+        for row, (i, *_rest) in zip(message_rows, meta_of, strict=True)
+        if row["id"] in inserted
+        for att in items[i].attachment_ids
+    ]
+    if links:
+        await conn.execute(_LINK_ATTACHMENT, links)
 
     for row, (i, _ckey, is_new, reopened) in zip(message_rows, meta_of, strict=True):
         if row["id"] not in inserted:

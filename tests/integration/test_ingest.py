@@ -388,3 +388,52 @@ async def test_rows_written_elsewhere_between_lookup_and_insert_are_reused(db, w
     assert await count(db, Customer) == 2  # the customers made for the lost identities were dropped
     assert await count(db, Conversation) == 2  # and so was the conversation opened for bob's lost message
     assert (await conversation(db, ada.conversation_id)).message_count == 1
+
+
+async def test_a_thread_hint_joins_and_reopens_the_senders_conversation(db, writer):
+    from frontdesk.models import Attachment, Conversation, Message
+
+    first = await writer.submit(
+        InboundMessage(
+            identity_kind="email", identity_value="thread@example.com", channel="email", external_id="<t1@x>", text="hi"
+        )
+    )
+    async with db.transaction() as s:
+        conv = await s.get(Conversation, first.conversation_id)
+        conv.status = "resolved"
+        conv.resolved_at = conv.created_at
+        conv.resolution_seconds = 5
+        att = Attachment(filename="a.txt", content_type="text/plain", size=1, sha256="0" * 64, storage_key="k")
+        s.add(att)
+    reply = await writer.submit(
+        InboundMessage(
+            identity_kind="email",
+            identity_value="thread@example.com",
+            channel="email",
+            external_id="<t2@x>",
+            text="me again",
+            conversation_id=first.conversation_id,
+            attachment_ids=(att.id,),
+            meta={"in_reply_to": "<t1@x>"},
+        )
+    )
+    assert reply.conversation_id == first.conversation_id
+    # Someone else's conversation id is no thread: a stranger gets their own conversation.
+    stranger = await writer.submit(
+        InboundMessage(
+            identity_kind="email",
+            identity_value="stranger@example.com",
+            channel="email",
+            external_id="<t3@x>",
+            text="hello",
+            conversation_id=first.conversation_id,
+        )
+    )
+    assert stranger.conversation_id != first.conversation_id
+    async with db.transaction() as s:
+        conv = await s.get(Conversation, first.conversation_id)
+        assert (conv.status, conv.resolved_at, conv.message_count) == ("open", None, 2)
+        message = await s.get(Message, reply.message_id)
+        assert message.meta["in_reply_to"] == "<t1@x>"
+        linked = await s.get(Attachment, att.id)
+        assert linked.message_id == reply.message_id

@@ -1,0 +1,1 @@
+"""The API channel: integrators post inbound messages (signed) and receive outbound ones by webhook."""

@@ -1,0 +1,1 @@
+"""Email: inbound (SMTP receiver, IMAP polling), MIME parsing, threading, outbound SMTP."""

@@ -1,0 +1,5 @@
+"""Placeholder router; filled in by its package."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

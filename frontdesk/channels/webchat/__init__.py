@@ -1,0 +1,1 @@
+"""Web chat: the widget, its WebSocket protocol, visitors and identity verification."""

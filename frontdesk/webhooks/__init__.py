@@ -1,0 +1,1 @@
+"""Webhook subscriptions: conversation and message events pushed to integrators, signed and retried."""
