@@ -8,6 +8,7 @@ by the boundary after a successful commit.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, Uuid
 
@@ -109,6 +110,76 @@ def after_commit(session: AsyncSession, effect: Effect) -> None:
     session.info.setdefault("after_commit", []).append(effect)
 
 
+# -- before-commit hooks: work that must land in the SAME transaction as the change ---------
+#
+# ``realtime.publish_after_commit`` also records each event it queues (``record_event``). Just
+# before the boundary commits, the registered event hooks turn them into rows of the same
+# transaction (webhook deliveries: a transactional outbox). The ingest writer, which commits with
+# Core, calls :func:`run_event_hooks` on its connection the same way.
+
+EventRecord = tuple[str, str, dict[str, Any]]  # (topic, type, data)
+# An event hook writes on ``conn`` (inside the caller's transaction) and returns plain callables
+# to run once the transaction committed (e.g. waking a delivery loop).
+EventHook = Callable[[AsyncConnection, list[EventRecord]], Awaitable[list[Callable[[], None]]]]
+EVENT_HOOK_MODULES: list[str] = ["frontdesk.webhooks.service"]
+_event_hooks: list[EventHook] = []
+_event_hook_modules_loaded = False
+
+
+def event_hook(fn: EventHook) -> EventHook:
+    """Register ``fn`` to see every unit of work's recorded events before it commits."""
+    if fn not in _event_hooks:
+        _event_hooks.append(fn)
+    return fn
+
+
+def record_event(session: AsyncSession, topic: str, type: str, data: dict[str, Any]) -> None:
+    """Remember an event of this unit of work for the event hooks (dropped on rollback)."""
+    session.info.setdefault("events", []).append((topic, type, data))
+
+
+def before_commit(session: AsyncSession, fn: Effect) -> None:
+    """Run ``fn`` inside the unit of work just before it commits (an error rolls it back)."""
+    session.info.setdefault("before_commit", []).append(fn)
+
+
+async def run_event_hooks(conn: AsyncConnection, events: list[EventRecord]) -> list[Callable[[], None]]:
+    """Call every event hook with ``events`` on ``conn``; the callbacks to run after the commit."""
+    global _event_hook_modules_loaded
+    if not events:
+        return []
+    if not _event_hook_modules_loaded:
+        for module in EVENT_HOOK_MODULES:
+            importlib.import_module(module)
+        _event_hook_modules_loaded = True
+    callbacks: list[Callable[[], None]] = []
+    for hook in list(_event_hooks):
+        callbacks.extend(await hook(conn, events))
+    return callbacks
+
+
+async def run_before_commit(session: AsyncSession) -> None:
+    """The boundary calls this right before ``commit()``: per-session hooks, then event hooks."""
+    for fn in session.info.pop("before_commit", []):
+        await fn()
+    events: list[EventRecord] = session.info.pop("events", [])
+    if not events:
+        return
+    callbacks = await run_event_hooks(await session.connection(), events)
+    for callback in callbacks:
+
+        async def _run(cb: Callable[[], None] = callback) -> None:
+            cb()
+
+        after_commit(session, _run)
+
+
+def discard_pending(session: AsyncSession) -> None:
+    """Forget what a rolled-back unit of work queued (effects, recorded events, hooks)."""
+    for key in ("after_commit", "before_commit", "events"):
+        session.info.pop(key, None)
+
+
 async def run_after_commit(session: AsyncSession) -> None:
     effects: list[Effect] = session.info.pop("after_commit", [])
     for effect in effects:
@@ -151,10 +222,11 @@ class Database:
         async with self.sessionmaker() as session:
             try:
                 yield session
+                await run_before_commit(session)
                 await session.commit()
             except BaseException:
                 await session.rollback()
-                session.info.pop("after_commit", None)
+                discard_pending(session)
                 raise
             await run_after_commit(session)
 

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from frontdesk.db import Database, run_after_commit
+from frontdesk.db import Database, discard_pending, run_after_commit, run_before_commit
+from frontdesk.errors import ServiceUnavailable
 from frontdesk.settings import Settings
+from frontdesk.storage import AttachmentStore, StorageError, app_store
 
 if TYPE_CHECKING:
     from frontdesk.realtime import Hub
@@ -37,13 +39,27 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with db.sessionmaker() as session:
         try:
             yield session
+            await run_before_commit(session)
             await session.commit()
         except BaseException:
             await session.rollback()
-            session.info.pop("after_commit", None)
+            discard_pending(session)
             raise
         await run_after_commit(session)
 
 
+def store_of(request: Request) -> AttachmentStore:
+    """The app's attachment store; 503 when its backend is misconfigured."""
+    try:
+        return app_store(request.app.state)
+    except StorageError as exc:
+        raise ServiceUnavailable(f"The attachment store is not configured: {exc}") from exc
+
+
+async def get_store(request: Request) -> AttachmentStore:
+    return store_of(request)
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]  # commit before the response
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StoreDep = Annotated[AttachmentStore, Depends(get_store)]

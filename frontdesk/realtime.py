@@ -16,16 +16,20 @@ for work that was rolled back. See docs/architecture/realtime.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
-from frontdesk.db import after_commit
+from frontdesk.db import after_commit, record_event
+
+log = logging.getLogger(__name__)
 
 BUFFER_PER_TOPIC = 1000
 # A subscriber that falls this far behind is cut off (its iterator ends) rather than letting
@@ -145,6 +149,15 @@ class Hub:
     async def ping(self) -> bool:
         return True
 
+    async def head(self, topic: str) -> int:
+        """The id of the last event published on ``topic`` (0 if none)."""
+        raise NotImplementedError
+
+    def local_topics(self) -> set[str]:
+        """Topics with at least one live subscription in this process."""
+        subs: dict[str, set[Subscription]] = getattr(self, "_subs", {})
+        return {topic for topic, live in list(subs.items()) if live}
+
     # -- backend hooks ---------------------------------------------------------------------
 
     async def _register(self, sub: Subscription, topics: list[str]) -> None:
@@ -186,6 +199,9 @@ class MemoryHub(Hub):
                 sub._end()
         self._subs.clear()
 
+    async def head(self, topic: str) -> int:
+        return int(self._seq.get(topic, 0))
+
     async def publish(self, topic: str, type: str, data: dict[str, Any]) -> Event:
         self._seq[topic] += 1
         event = Event(topic=topic, type=type, data=data, id=self._seq[topic])
@@ -214,7 +230,10 @@ def publish_after_commit(session: AsyncSession, topic: str, type: str, data: dic
     """Queue a push that happens only if the unit of work commits.
 
     The hub comes from the session (``Database.attach_hub``); without one nothing is pushed.
+    The event is also recorded for the before-commit event hooks (``db.record_event``: webhook
+    deliveries are written in the same transaction), hub or not.
     """
+    record_event(session, topic, type, data)
     hub: Hub | None = session.info.get("hub")
     if hub is None:
         return
@@ -239,3 +258,26 @@ def make_hub(redis_url: str | None, *, prefix: str = "fd") -> Hub:
 
         return RedisHub(redis_url, prefix=prefix)
     return MemoryHub()
+
+
+async def run_socket_loops(*loops: Coroutine[Any, Any, None], label: str) -> None:
+    """Run a WebSocket's loops (push, receive, heartbeat) until the first one ends, then stop the rest.
+
+    The peer leaving ends the receive loop; that is normal and not logged. Anything else that ends a
+    loop with an error is logged with ``label`` (whose socket it was).
+    """
+    from starlette.websockets import WebSocketDisconnect
+
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError | OSError):
+                log.warning("socket of %s ended: %r", label, exc)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task

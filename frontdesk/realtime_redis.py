@@ -128,6 +128,9 @@ class RedisHub(Hub):
         event.id = int(new_id)
         return event
 
+    async def head(self, topic: str) -> int:
+        return int(await self._client().get(self._seq_key(topic)) or 0)
+
     async def replay(self, topic: str, after_id: int) -> list[Event] | None:
         client = self._client()
         async with client.pipeline(transaction=True) as pipe:

@@ -22,7 +22,7 @@ import re
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -288,3 +288,15 @@ def make_store(settings: Settings) -> AttachmentStore:
             region=settings.s3_region,
         )
     raise StorageError(f"unknown attachments backend {settings.attachments_backend!r} (use local or s3)")
+
+
+def app_store(state: Any) -> AttachmentStore:
+    """The attachment store of an app (``app.state``): made once from its settings, then kept.
+
+    Raises :class:`StorageError` when the configured backend cannot be built.
+    """
+    store: AttachmentStore | None = getattr(state, "attachment_store", None)
+    if store is None:
+        store = make_store(state.settings)
+        state.attachment_store = store
+    return store

@@ -353,28 +353,33 @@ def snooze_key(conversation_id: uuid.UUID | str) -> str:
 
 
 class Loops:
-    """The background loops of one process: timers and the outbox dispatcher."""
+    """The background loops of one process: timers, the outbox dispatcher, webhook deliveries."""
 
-    def __init__(self, timers: TimerLoop, dispatcher: WorkLoop) -> None:
+    def __init__(self, timers: TimerLoop, dispatcher: WorkLoop, webhooks: WorkLoop | None = None) -> None:
         self.timers = timers
         self.dispatcher = dispatcher
+        self.webhooks = webhooks
 
     async def stop(self) -> None:
-        await asyncio.gather(self.timers.stop(), self.dispatcher.stop())
+        others = [self.webhooks.stop()] if self.webhooks is not None else []
+        await asyncio.gather(self.timers.stop(), self.dispatcher.stop(), *others)
 
 
 async def start_loops(db: Database, settings: Any) -> Loops:
     """Start the timer loop and the outbox dispatcher in this process (``serve`` and ``worker``)."""
     from frontdesk.conversations.dispatcher import Dispatcher
+    from frontdesk.webhooks.service import WebhookLoop
 
     worker = worker_name()
     dispatcher = Dispatcher(db, settings, hub=db.hub, worker=worker)
     timers = TimerLoop(db, settings, worker=worker)
+    webhooks = WebhookLoop(db, settings, worker=worker)
     db.attach_hub(db.hub, outbox_wakeup=dispatcher.wake)
     timers.start()
     dispatcher.start()
+    webhooks.start()
     log.info("loops started as %s", worker)
-    return Loops(timers, dispatcher)
+    return Loops(timers, dispatcher, webhooks)
 
 
 async def run_worker(settings: Any) -> None:

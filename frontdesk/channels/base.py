@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-ADAPTER_MODULES: list[str] = ["frontdesk.channels.webhook", "frontdesk.channels.webchat.adapter"]
+ADAPTER_MODULES: list[str] = [
+    "frontdesk.channels.webhook",
+    "frontdesk.channels.webchat.adapter",
+    "frontdesk.channels.email.outbound",
+]
 
 
 class ChannelError(Exception):
@@ -93,6 +97,7 @@ class ChannelAdapter(Protocol):
 class ChannelContext:
     hub: Any = None
     settings: Any = None
+    db: Any = None  # the Database, for adapters that read more than the OutboundMessage (email)
 
 
 AdapterFactory = Callable[[ChannelContext], ChannelAdapter]

@@ -18,7 +18,11 @@ log = logging.getLogger(__name__)
 Stop = Callable[[], Awaitable[None]]
 Starter = Callable[[Any], Awaitable[Stop | None]]
 
-LISTENER_MODULES: list[str] = []
+LISTENER_MODULES: list[str] = [
+    "frontdesk.channels.email.imap",
+    "frontdesk.channels.email.smtp_server",
+    "frontdesk.channels.webchat.service",
+]
 _starters: list[Starter] = []
 
 

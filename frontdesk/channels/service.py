@@ -124,6 +124,10 @@ async def create_inbox(
     await _check_name(session, name)
     if config and MASK in str(config):
         config = merge_masked(config, {})  # a new inbox has nothing stored: a mask is an error
+    if chosen is Channel.api:  # signed both ways: generate the secrets the admin did not set
+        config = dict(config or {})
+        for key in ("inbound_secret", "webhook_secret"):
+            config[key] = config.get(key) or secrets.token_urlsafe(32)
     inbox = Inbox(
         name=name,
         channel=chosen.value,

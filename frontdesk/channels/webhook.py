@@ -1,10 +1,21 @@
-"""The API channel: outbound messages are POSTed as JSON to the integrator's webhook.
+"""The API channel's outbound side, and the signing every Frontdesk webhook shares.
 
-Inbox config: ``webhook_url`` (required) and ``webhook_secret`` (recommended). Each request is
-signed ``X-Frontdesk-Signature: sha256=<hex HMAC-SHA256 of the raw body with webhook_secret>``
-and names the delivery in ``X-Frontdesk-Delivery`` (the outbox item id, the same on every
-retry: receivers dedupe by it). 2xx = sent (a JSON ``id``/``external_id`` in the answer is kept
-as the provider id); 4xx other than 408/429 = permanent failure; anything else is retried.
+Outbound messages of an ``api`` inbox are POSTed as JSON to ``config["webhook_url"]`` by the
+outbox dispatcher. Webhook subscriptions (``frontdesk.webhooks``) are delivered the same way, and
+inbound API requests are verified with the same scheme, so an integrator writes one verifier:
+
+- ``X-Frontdesk-Timestamp``: Unix seconds when the request was signed;
+- ``X-Frontdesk-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`` keyed with
+  the secret (``webhook_secret`` of the inbox, or the subscription's secret);
+- ``X-Frontdesk-Delivery``: the delivery id (outbox item / webhook delivery), the same on every
+  retry, so receivers dedupe by it.
+
+Receivers should refuse a timestamp more than :data:`TOLERANCE_SECONDS` away from their clock
+(replay protection). 2xx = delivered (a JSON ``id``/``external_id`` in the answer is kept as the
+provider id); 4xx other than 408/429 = permanent failure; anything else (timeouts, 5xx, refused
+connections) is retried with exponential backoff and jitter (``frontdesk.timers.backoff``) until
+the item's ``max_attempts``, then it is ``failed`` and shows in the dead-letter list
+(``GET /api/v1/dead-letters``) where an admin can replay it. See docs/channels/api.md.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from typing import Any
 import httpx
 import orjson
 
+from frontdesk import clock
 from frontdesk.channels.base import (
     ChannelContext,
     OutboundMessage,
@@ -26,17 +38,65 @@ from frontdesk.channels.base import (
 )
 
 SIGNATURE_HEADER = "X-Frontdesk-Signature"
+TIMESTAMP_HEADER = "X-Frontdesk-Timestamp"
 DELIVERY_HEADER = "X-Frontdesk-Delivery"
+TOLERANCE_SECONDS = 300
 TIMEOUT_SECONDS = 10.0
+USER_AGENT = "Frontdesk-Webhook/1"
 
 
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, timestamp: str | int) -> str:
+    """``sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` keyed with ``secret``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
 
 
-def verify(body: bytes, secret: str, header: str) -> bool:
-    """For receivers (and tests): does ``header`` sign ``body`` with ``secret``?"""
-    return hmac.compare_digest(sign(body, secret), header or "")
+def verify(body: bytes, secret: str, header: str | None, timestamp: str | int | None) -> bool:
+    """Does ``header`` sign ``timestamp`` and ``body`` with ``secret``? (Constant-time; no clock check.)"""
+    if not header or timestamp is None or not secret:
+        return False
+    return hmac.compare_digest(sign(body, secret, timestamp).encode(), header.strip().encode(errors="replace"))
+
+
+def fresh(timestamp: str | None, *, tolerance: int = TOLERANCE_SECONDS) -> bool:
+    """Is ``timestamp`` (Unix seconds) within ``tolerance`` seconds of now?"""
+    if not timestamp or not timestamp.strip().isdigit() or len(timestamp.strip()) > 12:
+        return False
+    return abs(int(clock.now().timestamp()) - int(timestamp)) <= tolerance
+
+
+def signed_headers(body: bytes, secret: str | None, delivery_id: str) -> dict[str, str]:
+    """The headers of a signed POST (unsigned when there is no secret)."""
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, DELIVERY_HEADER: delivery_id}
+    if secret:
+        timestamp = str(int(clock.now().timestamp()))
+        headers[TIMESTAMP_HEADER] = timestamp
+        headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
+    return headers
+
+
+async def post_signed(
+    url: str, body: bytes, secret: str | None, delivery_id: str, *, client: httpx.AsyncClient | None = None
+) -> httpx.Response:
+    """POST ``body`` signed; a 2xx response, else :class:`PermanentError` / :class:`TransientError`."""
+    headers = signed_headers(body, secret, delivery_id)
+    try:
+        if client is None:
+            async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as own:
+                response = await own.post(url, content=body, headers=headers)
+        else:
+            response = await client.post(url, content=body, headers=headers)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise PermanentError(f"not a valid webhook URL: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise TransientError(f"webhook unreachable: {type(exc).__name__}: {exc}") from exc
+    code = response.status_code
+    if 200 <= code < 300:
+        return response
+    text = response.text[:200]
+    if 400 <= code < 500 and code not in (408, 429):
+        raise PermanentError(f"webhook answered HTTP {code}: {text}")
+    raise TransientError(f"webhook answered HTTP {code}: {text}")
 
 
 def _external_id(response: httpx.Response) -> str | None:
@@ -63,25 +123,6 @@ class WebhookAdapter:
         if not url or not isinstance(url, str):
             raise PermanentError("the API inbox has no webhook_url configured")
         body = orjson.dumps(message.as_payload())
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "Frontdesk-Webhook/1",
-            DELIVERY_HEADER: str(message.delivery_id),
-        }
         secret = message.inbox_config.get("webhook_secret")
-        if secret:
-            headers[SIGNATURE_HEADER] = sign(body, str(secret))
-        try:
-            async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
-                response = await client.post(url, content=body, headers=headers)
-        except httpx.InvalidURL as exc:
-            raise PermanentError(f"webhook_url is not a valid URL: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise TransientError(f"webhook unreachable: {type(exc).__name__}: {exc}") from exc
-        code = response.status_code
-        if 200 <= code < 300:
-            return SendResult(status="sent", external_id=_external_id(response), detail=f"HTTP {code}")
-        text = response.text[:200]
-        if 400 <= code < 500 and code not in (408, 429):
-            raise PermanentError(f"webhook answered HTTP {code}: {text}")
-        raise TransientError(f"webhook answered HTTP {code}: {text}")
+        response = await post_signed(url, body, str(secret) if secret else None, str(message.delivery_id))
+        return SendResult(status="sent", external_id=_external_id(response), detail=f"HTTP {response.status_code}")

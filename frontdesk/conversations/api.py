@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from frontdesk.auth.deps import AgentDep
@@ -24,12 +24,12 @@ from frontdesk.conversations.schemas import (
     TimelineOrder,
 )
 from frontdesk.conversations.timeline import customer_timeline
-from frontdesk.deps import SessionDep
+from frontdesk.deps import SessionDep, StoreDep
 from frontdesk.errors import NotFound, ServiceUnavailable
 from frontdesk.models.enums import Channel, ConversationStatus
 from frontdesk.openapi import problem as _problem
 from frontdesk.pagination import Page
-from frontdesk.storage import AttachmentStore, ObjectMissing, StorageError, make_store
+from frontdesk.storage import ObjectMissing, StorageError
 
 router = APIRouter(
     tags=["conversations"],
@@ -45,21 +45,6 @@ router = APIRouter(
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (1-200).")]
 Cursor = Annotated[str | None, Query(max_length=500, description="Opaque cursor from a previous page.")]
 TagPath = Annotated[str, Path(min_length=1, max_length=64, description="Lower-case a-z, 0-9, '_' or '-'.")]
-
-
-async def get_store(request: Request) -> AttachmentStore:
-    """The attachment store of this app (made once from the settings, kept on ``app.state``)."""
-    store: AttachmentStore | None = getattr(request.app.state, "attachment_store", None)
-    if store is None:
-        try:
-            store = make_store(request.app.state.settings)
-        except StorageError as exc:
-            raise ServiceUnavailable(f"The attachment store is not configured: {exc}") from exc
-        request.app.state.attachment_store = store
-    return store
-
-
-StoreDep = Annotated[AttachmentStore, Depends(get_store)]
 
 
 # -- conversations -------------------------------------------------------------------------------

@@ -26,32 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
 from frontdesk.channels.base import ChannelAdapter, ChannelContext, OutboundMessage, PermanentError, build_adapters
+from frontdesk.conversations.outbox import publish_delivery_status
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Inbox, Message, OutboxItem
 from frontdesk.models.enums import DeliveryStatus
-from frontdesk.realtime import conversation_topics, publish_after_commit
 from frontdesk.timers import Claimed, LeaseLost, WorkLoop
 
 log = logging.getLogger(__name__)
-
-MESSAGE_UPDATED = "conversation.message_updated"
-
-
-def _publish_status(session: AsyncSession, message: Message) -> None:
-    """``conversation.message_updated`` with the fields delivery changes (a partial message)."""
-    data = {
-        "conversation_id": str(message.conversation_id),
-        "message": {
-            "id": str(message.id),
-            "channel": message.channel,
-            "delivery_status": message.delivery_status,
-            "external_id": message.external_id,
-            "error": message.error,
-            "status_at": message.status_at.isoformat() if message.status_at else None,
-        },
-    }
-    for topic in conversation_topics(message.conversation_id):
-        publish_after_commit(session, topic, MESSAGE_UPDATED, data)
 
 
 class Dispatcher(WorkLoop):
@@ -68,7 +49,9 @@ class Dispatcher(WorkLoop):
         **kwargs: Any,
     ) -> None:
         super().__init__(db, settings, **kwargs)
-        self.adapters = adapters if adapters is not None else build_adapters(ChannelContext(hub=hub, settings=settings))
+        if adapters is None:
+            adapters = build_adapters(ChannelContext(hub=hub, settings=settings, db=db))
+        self.adapters = adapters
 
     async def _load(self, claimed: Claimed) -> tuple[OutboxItem, OutboundMessage] | None:
         async with self.db.transaction() as session:
@@ -128,7 +111,7 @@ class Dispatcher(WorkLoop):
                     message.external_id = result.external_id
                 message.error = None
                 message.status_at = clock.now()
-                _publish_status(session, message)
+                publish_delivery_status(session, message)
         except LeaseLost:
             log.warning("outbox: sent %s but its lease was lost; the new holder resends it", claimed.id)
 
@@ -145,7 +128,7 @@ class Dispatcher(WorkLoop):
         message.delivery_status = DeliveryStatus.failed.value
         message.error = error
         message.status_at = clock.now()
-        _publish_status(session, message)
+        publish_delivery_status(session, message)
 
     async def on_retry(self, session: AsyncSession, claimed: Claimed, error: str) -> None:
         message = await self._message_of(session, claimed)

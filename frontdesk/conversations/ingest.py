@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from frontdesk import clock
 from frontdesk.conversations import sanitize
-from frontdesk.db import Database, after_commit, make_engine
+from frontdesk.db import Database, after_commit, make_engine, run_event_hooks
 from frontdesk.errors import Invalid, ServiceUnavailable
 from frontdesk.ids import new_id
 from frontdesk.metrics import INBOUND_MESSAGES, INGEST_BATCH
@@ -753,7 +753,12 @@ class IngestWriter:
         for attempt in (1, 2):
             try:
                 async with self._engine.begin() as conn:
-                    return await write_batch(conn, items)
+                    written = await write_batch(conn, items)
+                    # Same transaction: rows the event hooks derive (webhook deliveries).
+                    wakeups = await run_event_hooks(conn, [(DESK_TOPIC, EVENT_TYPE, e.data) for e in written.events])
+                for wakeup in wakeups:
+                    wakeup()
+                return written
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:
                     raise

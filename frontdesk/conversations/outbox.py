@@ -6,12 +6,16 @@ message; the dispatcher (``frontdesk.conversations.dispatcher``) delivers it aft
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.db import after_commit
 from frontdesk.models import Message, OutboxItem
+from frontdesk.realtime import conversation_topics, publish_after_commit
 
 WAKEUP_KEY = "outbox_wakeup"
+MESSAGE_UPDATED = "conversation.message_updated"
 
 
 async def enqueue(session: AsyncSession, message: Message) -> OutboxItem:
@@ -27,3 +31,21 @@ async def enqueue(session: AsyncSession, message: Message) -> OutboxItem:
 
         after_commit(session, _wake)
     return item
+
+
+def publish_delivery_status(session: AsyncSession, message: Message, **extra: Any) -> None:
+    """``conversation.message_updated`` (after commit) with the fields delivery changes."""
+    data = {
+        "conversation_id": str(message.conversation_id),
+        "message": {
+            "id": str(message.id),
+            "channel": message.channel,
+            "delivery_status": message.delivery_status,
+            "external_id": message.external_id,
+            "error": message.error,
+            "status_at": message.status_at.isoformat() if message.status_at else None,
+            **extra,
+        },
+    }
+    for topic in conversation_topics(message.conversation_id):
+        publish_after_commit(session, topic, MESSAGE_UPDATED, data)

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from frontdesk import clock
 from frontdesk.conversations.schemas import TimelineItem, TimelineKind, TimelineOrder
 from frontdesk.conversations.service import decode_time_cursor, time_cursor
+from frontdesk.customers.personal import family_ids
+from frontdesk.customers.service import follow_merges
 from frontdesk.db import UTCDateTime
 from frontdesk.errors import NotFound
 from frontdesk.models import Customer, CustomerEvent, Message
@@ -80,9 +82,15 @@ async def customer_timeline(
     limit: int = 50,
     order: TimelineOrder = TimelineOrder.desc,
 ) -> tuple[list[TimelineItem], str | None]:
-    """One page of the customer's timeline (newest first unless ``order`` is ``asc``)."""
-    if await session.get(Customer, customer_id) is None:
+    """One page of the customer's timeline (newest first unless ``order`` is ``asc``).
+
+    Follows merges: a merged record's id answers with its survivor's timeline, which also reads
+    any row still filed under a record merged into it (a message written while the merge ran).
+    """
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
         raise NotFound(f"No customer with id {customer_id}.")
+    ids = await family_ids(session, (await follow_merges(session, customer)).id)
     desc = order is TimelineOrder.desc
     after: tuple[datetime, uuid.UUID] | None = decode_time_cursor(cursor) if cursor else None
 
@@ -97,8 +105,8 @@ async def customer_timeline(
     def ordering(time_col: Any, id_col: Any) -> tuple[Any, Any]:
         return (time_col.desc(), id_col.desc()) if desc else (time_col.asc(), id_col.asc())
 
-    messages_stmt = select(Message).where(Message.customer_id == customer_id)
-    events_stmt = select(CustomerEvent).where(CustomerEvent.customer_id == customer_id)
+    messages_stmt = select(Message).where(Message.customer_id.in_(ids))
+    events_stmt = select(CustomerEvent).where(CustomerEvent.customer_id.in_(ids))
     if after is not None:
         messages_stmt = messages_stmt.where(keyset(Message.created_at, Message.id))
         events_stmt = events_stmt.where(keyset(CustomerEvent.occurred_at, CustomerEvent.id))

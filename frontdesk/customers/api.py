@@ -3,32 +3,38 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import StringConstraints
 
 from frontdesk.auth.deps import AgentDep, SupervisorDep
-from frontdesk.customers import service
+from frontdesk.customers import merge, service
 from frontdesk.customers.schemas import (
+    AcceptSuggestionIn,
     Category,
     ConsentIn,
     ConsentOut,
     CustomerCreate,
     CustomerDetail,
     CustomerExport,
+    CustomerMergeOut,
     CustomerOut,
     CustomerUpdate,
     EraseResult,
     IdentityIn,
     IdentityOut,
+    MergeIn,
+    MergeSuggestionOut,
 )
 from frontdesk.deps import SessionDep
+from frontdesk.errors import Conflict, problem_response
 from frontdesk.models import Customer
 from frontdesk.models.enums import Channel, SatisfactionTier
+from frontdesk.models.merge import MergeSuggestionStatus
 from frontdesk.pagination import Page
 
-router = APIRouter(prefix="/customers", tags=["customers"])
+customers = APIRouter(prefix="/customers", tags=["customers"])
 
 AttributeFilter = Annotated[str, StringConstraints(max_length=700)]
 
@@ -45,7 +51,7 @@ async def _detail(session: SessionDep, customer: Customer, merged_from: uuid.UUI
     )
 
 
-@router.post(
+@customers.post(
     "",
     response_model=CustomerDetail,
     status_code=status.HTTP_201_CREATED,
@@ -57,7 +63,7 @@ async def create_customer(body: CustomerCreate, session: SessionDep, principal: 
     return await _detail(session, customer)
 
 
-@router.get("", response_model=Page[CustomerOut], summary="Search customers")
+@customers.get("", response_model=Page[CustomerOut], summary="Search customers")
 async def list_customers(
     session: SessionDep,
     principal: AgentDep,
@@ -95,7 +101,7 @@ async def list_customers(
     return Page[CustomerOut](items=items, next_cursor=next_cursor)
 
 
-@router.get(
+@customers.get(
     "/{customer_id}",
     response_model=CustomerDetail,
     summary="Get a customer",
@@ -108,7 +114,7 @@ async def get_customer(customer_id: uuid.UUID, session: SessionDep, principal: A
     return await _detail(session, survivor, merged_from=customer_id if survivor.id != customer_id else None)
 
 
-@router.patch(
+@customers.patch(
     "/{customer_id}",
     response_model=CustomerDetail,
     summary="Change a customer",
@@ -122,7 +128,7 @@ async def update_customer(
     return await _detail(session, customer)
 
 
-@router.delete(
+@customers.delete(
     "/{customer_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
@@ -133,23 +139,45 @@ async def delete_customer(customer_id: uuid.UUID, session: SessionDep, principal
     await service.delete_customer(session, customer_id, principal)
 
 
-@router.post(
+@customers.post(
     "/{customer_id}/identities",
     response_model=IdentityOut,
     status_code=status.HTTP_201_CREATED,
     summary="Add an identity to a customer",
-    description="201 when added, 200 when the customer already had it, 409 when another customer owns it.",
+    description="201 when added, 200 when the customer already had it, 409 when another customer owns it: "
+    "then the two may be one person, so a merge suggestion is recorded (never a silent merge) and its id is "
+    "in the problem as `merge_suggestion_id` (null when agents already rejected that pair).",
+    responses={409: {"description": "Another customer owns the identity; carries `merge_suggestion_id`"}},
 )
 async def add_identity(
-    customer_id: uuid.UUID, body: IdentityIn, session: SessionDep, principal: AgentDep, response: Response
-) -> IdentityOut:
-    identity, created = await service.add_identity(session, customer_id, body.kind.value, body.value, principal)
+    customer_id: uuid.UUID,
+    body: IdentityIn,
+    session: SessionDep,
+    principal: AgentDep,
+    request: Request,
+    response: Response,
+) -> Any:
+    try:
+        identity, created = await service.add_identity(session, customer_id, body.kind.value, body.value, principal)
+    except Conflict as exc:
+        suggestion = await merge.suggest_for_identity_conflict(session, customer_id, exc)
+        if suggestion is None and "identity" not in exc.extra:
+            raise
+        # Answered, not raised: the suggestion is committed with the request.
+        return problem_response(
+            exc.status,
+            exc.title,
+            exc.detail + (" A merge suggestion was recorded for an agent to review." if suggestion is not None else ""),
+            slug=exc.slug,
+            instance=request.url.path,
+            extra={**exc.extra, "merge_suggestion_id": str(suggestion.id) if suggestion is not None else None},
+        )
     if not created:
         response.status_code = status.HTTP_200_OK
     return IdentityOut.model_validate(identity)
 
 
-@router.delete(
+@customers.delete(
     "/{customer_id}/identities/{identity_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
@@ -161,13 +189,13 @@ async def remove_identity(
     await service.remove_identity(session, customer_id, identity_id, principal)
 
 
-@router.get("/{customer_id}/consents", response_model=list[ConsentOut], summary="A customer's consents")
+@customers.get("/{customer_id}/consents", response_model=list[ConsentOut], summary="A customer's consents")
 async def list_consents(customer_id: uuid.UUID, session: SessionDep, principal: AgentDep) -> list[ConsentOut]:
     customer = await service.follow_merges(session, await service.get_customer(session, customer_id))
     return [ConsentOut.model_validate(c) for c in await service.consents_of(session, customer.id)]
 
 
-@router.put(
+@customers.put(
     "/{customer_id}/consents/{channel}/{category}",
     response_model=ConsentOut,
     summary="Record a customer's consent for a channel and category",
@@ -186,7 +214,7 @@ async def set_consent(
     return ConsentOut.model_validate(consent)
 
 
-@router.get(
+@customers.get(
     "/{customer_id}/export",
     response_model=CustomerExport,
     summary="Export everything held about a customer",
@@ -197,7 +225,7 @@ async def export_customer(customer_id: uuid.UUID, session: SessionDep, principal
     return CustomerExport.model_validate(await service.export_customer(session, customer_id, principal))
 
 
-@router.post(
+@customers.post(
     "/{customer_id}/erase",
     response_model=EraseResult,
     summary="Erase a customer's personal data",
@@ -207,3 +235,134 @@ async def export_customer(customer_id: uuid.UUID, session: SessionDep, principal
 )
 async def erase_customer(customer_id: uuid.UUID, session: SessionDep, principal: SupervisorDep) -> EraseResult:
     return EraseResult.model_validate(await service.erase_customer(session, customer_id, principal))
+
+
+# -- one customer: merge suggestions, merge and unmerge ------------------------------------------
+# Agents may review suggestions (accept merges the pair: the evidence is on the suggestion and a
+# supervisor can undo it); merging two customers directly and undoing a merge is supervisor+.
+
+merges = APIRouter(tags=["customer merges"])
+
+
+@customers.post(
+    "/{customer_id}/merge-suggestions",
+    response_model=list[MergeSuggestionOut],
+    summary="Look for duplicates of a customer and suggest merging them",
+    description="Runs the matcher (an email or phone in the attributes that is another customer's identity, "
+    "this customer's email or phone in another's attributes, same name with an identity value in common) and "
+    "returns the open suggestion for each candidate. Idempotent: a repeat returns the same suggestions.",
+)
+async def suggest_duplicates(
+    customer_id: uuid.UUID, session: SessionDep, principal: AgentDep
+) -> list[MergeSuggestionOut]:
+    found = await merge.suggest_candidates(session, customer_id)
+    return [MergeSuggestionOut.model_validate(s) for s in found]
+
+
+@customers.post(
+    "/{customer_id}/merge",
+    response_model=CustomerMergeOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Merge another customer into this one (supervisor)",
+    description="The customer in the path survives: identities, conversations, messages, events and other rows "
+    "of `other_id` move to it; consents by the newer answer; attributes keep the survivor's value on conflict "
+    "(the other's value is kept in the merge record); lifetime values are summed. `other_id` then reads as the "
+    "survivor. Undo with POST /api/v1/customer-merges/{merge_id}/unmerge.",
+    responses={409: {"description": "One of them was already merged or erased"}},
+)
+async def merge_customer(
+    customer_id: uuid.UUID, body: MergeIn, session: SessionDep, principal: SupervisorDep
+) -> CustomerMergeOut:
+    done = await merge.merge_customers(session, customer_id, body.other_id, principal)
+    return CustomerMergeOut.of(done)
+
+
+@customers.get(
+    "/{customer_id}/merges",
+    response_model=list[CustomerMergeOut],
+    summary="Merges a customer took part in",
+    description="As survivor or as the merged record, newest first, including undone ones.",
+)
+async def list_customer_merges(
+    customer_id: uuid.UUID, session: SessionDep, principal: AgentDep
+) -> list[CustomerMergeOut]:
+    return [CustomerMergeOut.of(m) for m in await merge.list_merges(session, customer_id)]
+
+
+@merges.get("/merge-suggestions", response_model=Page[MergeSuggestionOut], summary="Merge suggestions to review")
+async def list_merge_suggestions(
+    session: SessionDep,
+    principal: AgentDep,
+    status_: Annotated[MergeSuggestionStatus | None, Query(alias="status")] = None,
+    customer_id: Annotated[uuid.UUID | None, Query(description="Suggestions naming this customer.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")] = None,
+) -> Page[MergeSuggestionOut]:
+    rows, next_cursor = await merge.list_suggestions(
+        session,
+        status=status_.value if status_ else None,
+        customer_id=customer_id,
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page[MergeSuggestionOut](items=[MergeSuggestionOut.model_validate(s) for s in rows], next_cursor=next_cursor)
+
+
+@merges.get("/merge-suggestions/{suggestion_id}", response_model=MergeSuggestionOut, summary="A merge suggestion")
+async def get_merge_suggestion(
+    suggestion_id: uuid.UUID, session: SessionDep, principal: AgentDep
+) -> MergeSuggestionOut:
+    return MergeSuggestionOut.model_validate(await merge.get_suggestion(session, suggestion_id))
+
+
+@merges.post(
+    "/merge-suggestions/{suggestion_id}/accept",
+    response_model=CustomerMergeOut,
+    summary="Accept a merge suggestion: merge the two customers",
+    description="The older customer survives unless `survivor_id` names the other. 409 when the suggestion "
+    "was already decided.",
+)
+async def accept_merge_suggestion(
+    suggestion_id: uuid.UUID,
+    session: SessionDep,
+    principal: AgentDep,
+    body: Annotated[AcceptSuggestionIn | None, Body()] = None,
+) -> CustomerMergeOut:
+    done = await merge.accept_suggestion(
+        session, suggestion_id, principal, survivor_id=body.survivor_id if body else None
+    )
+    return CustomerMergeOut.of(done)
+
+
+@merges.post(
+    "/merge-suggestions/{suggestion_id}/reject",
+    response_model=MergeSuggestionOut,
+    summary="Reject a merge suggestion",
+    description="The pair is not suggested again for the same reason.",
+)
+async def reject_merge_suggestion(
+    suggestion_id: uuid.UUID, session: SessionDep, principal: AgentDep
+) -> MergeSuggestionOut:
+    return MergeSuggestionOut.model_validate(await merge.reject_suggestion(session, suggestion_id, principal))
+
+
+@merges.get("/customer-merges/{merge_id}", response_model=CustomerMergeOut, summary="A customer merge")
+async def get_customer_merge(merge_id: uuid.UUID, session: SessionDep, principal: AgentDep) -> CustomerMergeOut:
+    return CustomerMergeOut.of(await merge.get_merge(session, merge_id))
+
+
+@merges.post(
+    "/customer-merges/{merge_id}/unmerge",
+    response_model=CustomerMergeOut,
+    summary="Undo a merge (supervisor)",
+    description="Moves back exactly the rows the merge moved (rows created for the survivor since stay; a "
+    "message follows its conversation) and the values it changed, unless changed again since. 409 when already "
+    "undone or when the survivor was merged again later (undo that first).",
+)
+async def unmerge_customers(merge_id: uuid.UUID, session: SessionDep, principal: SupervisorDep) -> CustomerMergeOut:
+    return CustomerMergeOut.of(await merge.unmerge(session, merge_id, principal))
+
+
+router = APIRouter()
+router.include_router(customers)
+router.include_router(merges)

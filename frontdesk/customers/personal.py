@@ -30,7 +30,9 @@ from frontdesk.models import (
     ConversationTag,
     Customer,
     CustomerEvent,
+    CustomerMerge,
     Identity,
+    MergeSuggestion,
     Message,
 )
 
@@ -44,6 +46,9 @@ BLANKED: dict[type[Base], dict[str, Any]] = {
     Message: {"text": "", "html": None, "meta": {}, "error": None},
     Attachment: {"filename": "erased"},
     CustomerEvent: {"properties": {}},
+    # What matched, and the values a merge changed (kept to undo it): may name identities and attributes.
+    MergeSuggestion: {"evidence": {}},
+    CustomerMerge: {"restore": {}},
 }
 
 # The attachment *bytes* live in the attachment store; ``storage_key`` is kept so a cleanup job
@@ -115,6 +120,21 @@ async def export(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         )
     ).all()
 
+    merges = (
+        await session.scalars(
+            select(CustomerMerge)
+            .where(or_(CustomerMerge.survivor_id.in_(ids), CustomerMerge.merged_id.in_(ids)))
+            .order_by(CustomerMerge.created_at, CustomerMerge.id)
+        )
+    ).all()
+    suggestions = (
+        await session.scalars(
+            select(MergeSuggestion)
+            .where(or_(MergeSuggestion.customer_a_id.in_(ids), MergeSuggestion.customer_b_id.in_(ids)))
+            .order_by(MergeSuggestion.created_at, MergeSuggestion.id)
+        )
+    ).all()
+
     tags_by_conv: dict[uuid.UUID, list[str]] = {}
     for conv_id, tag in tags:
         tags_by_conv.setdefault(conv_id, []).append(tag)
@@ -136,6 +156,8 @@ async def export(session: AsyncSession, customer: Customer) -> dict[str, Any]:
             row_dict(c) | {"tags": sorted(tags_by_conv.get(c.id, [])), "messages": msgs_by_conv.get(c.id, [])}
             for c in conversations
         ],
+        "merges": [row_dict(m) for m in merges],
+        "merge_suggestions": [row_dict(m) for m in suggestions],
     }
 
 
@@ -159,6 +181,8 @@ async def erase(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         Message: or_(Message.conversation_id.in_(conv_ids), _of(Message, ids)),
         Attachment: Attachment.message_id.in_(msg_ids),
         CustomerEvent: _of(CustomerEvent, ids),
+        MergeSuggestion: or_(MergeSuggestion.customer_a_id.in_(ids), MergeSuggestion.customer_b_id.in_(ids)),
+        CustomerMerge: or_(CustomerMerge.survivor_id.in_(ids), CustomerMerge.merged_id.in_(ids)),
     }
     for model, values in BLANKED.items():
         extra = {"erased_at": now, "updated_at": now} if model is Customer else {}

@@ -13,6 +13,7 @@ from zoneinfo import available_timezones
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from frontdesk.models.enums import Channel, ConsentStatus, IdentityKind, SatisfactionTier
+from frontdesk.models.merge import MergeStatus, MergeSuggestionStatus
 
 MAX_ATTRIBUTES_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 16
@@ -207,3 +208,87 @@ class CustomerExport(BaseModel):
     consents: list[dict[str, Any]]
     events: list[dict[str, Any]]
     conversations: list[dict[str, Any]]
+    merges: list[dict[str, Any]] = Field(default_factory=list, description="Merges the customer took part in.")
+    merge_suggestions: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# -- one customer: merge suggestions and merges ----------------------------------------------
+
+
+class MergeSuggestionOut(BaseModel):
+    """Two customers that may be one person, with the reason and the evidence."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    customer_a_id: uuid.UUID
+    customer_b_id: uuid.UUID
+    reason: str = Field(
+        description="Why: identity_claimed, attribute_matches_identity, identity_in_attributes, "
+        "same_name_overlapping_identity, or a channel's own reason (e.g. webchat_prechat_email)."
+    )
+    evidence: dict[str, Any] = Field(description="What matched (which identity or attribute).")
+    status: MergeSuggestionStatus
+    merge_id: uuid.UUID | None = Field(None, description="The merge made when the suggestion was accepted.")
+    created_at: datetime
+    decided_at: datetime | None = None
+    decided_by_id: uuid.UUID | None = None
+
+
+class AcceptSuggestionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    survivor_id: uuid.UUID | None = Field(
+        None, description="Which of the two customers survives; the older one when not given."
+    )
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    other_id: uuid.UUID = Field(description="The customer merged into the one in the path (which survives).")
+
+
+class CustomerMergeOut(BaseModel):
+    """One merge: what moved from ``merged_id`` to ``survivor_id``, and whether it was undone."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    survivor_id: uuid.UUID
+    merged_id: uuid.UUID
+    suggestion_id: uuid.UUID | None = None
+    status: MergeStatus
+    created_at: datetime
+    merged_by_id: uuid.UUID | None = None
+    unmerged_at: datetime | None = None
+    unmerged_by_id: uuid.UUID | None = None
+    moved: dict[str, int] = Field(description="Rows moved to the survivor, per table.")
+    lifetime_value_moved: Decimal
+    attributes_added: list[str] = Field(description="Attribute keys the survivor took from the merged record.")
+    attributes_overridden: dict[str, Any] = Field(
+        description="The merged record's values for keys where the survivor's value won (kept here)."
+    )
+    fields_filled: list[str] = Field(description="Blank survivor fields filled from the merged record.")
+    consents_overwritten: int = Field(description="Survivor consents replaced by the merged record's newer answer.")
+
+    @classmethod
+    def of(cls, merge: Any) -> CustomerMergeOut:
+        restore = merge.restore or {}
+        return cls(
+            id=merge.id,
+            survivor_id=merge.survivor_id,
+            merged_id=merge.merged_id,
+            suggestion_id=merge.suggestion_id,
+            status=merge.status,
+            created_at=merge.created_at,
+            merged_by_id=merge.merged_by_id,
+            unmerged_at=merge.unmerged_at,
+            unmerged_by_id=merge.unmerged_by_id,
+            moved={name: len(ids) for name, ids in (merge.moved or {}).items()},
+            lifetime_value_moved=merge.lifetime_value_moved,
+            attributes_added=sorted(restore.get("attributes_added") or {}),
+            attributes_overridden=restore.get("attributes_overridden") or {},
+            fields_filled=sorted(restore.get("fields_filled") or {}),
+            consents_overwritten=len(restore.get("consents_overwritten") or []),
+        )

@@ -6,9 +6,13 @@ from frontdesk.models.conversation import Attachment, Conversation, Conversation
 from frontdesk.models.customer import Consent, Customer, Identity
 from frontdesk.models.event import CustomerEvent
 from frontdesk.models.inbox import Inbox
+from frontdesk.models.mailbox import MailboxState
+from frontdesk.models.merge import CustomerMerge, MergeSuggestion
 from frontdesk.models.queue import Queue
 from frontdesk.models.rejected import RejectedInput
 from frontdesk.models.user import ApiToken, Team, TeamMember, User, UserSession
+from frontdesk.models.webchat import WebchatUpload, WebchatVisitor
+from frontdesk.models.webhook import WebhookDelivery, WebhookSubscription
 from frontdesk.models.work import OutboxItem, Timer
 
 __all__ = [
@@ -21,8 +25,11 @@ __all__ = [
     "ConversationTag",
     "Customer",
     "CustomerEvent",
+    "CustomerMerge",
     "Identity",
     "Inbox",
+    "MailboxState",
+    "MergeSuggestion",
     "Message",
     "OutboxItem",
     "Queue",
@@ -32,4 +39,8 @@ __all__ = [
     "Timer",
     "User",
     "UserSession",
+    "WebchatUpload",
+    "WebchatVisitor",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

@@ -14,11 +14,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from frontdesk.auth.deps import AgentDep
 from frontdesk.deps import SessionDep
 from frontdesk.errors import ProblemError, problem_response
+from frontdesk.openapi import request_body
 from frontdesk.pagination import Page
 from frontdesk.proactive import service
 from frontdesk.proactive.schemas import (
@@ -35,25 +36,6 @@ router = APIRouter(tags=["events"])
 
 MAX_EVENT_BODY = 64 * 1024
 MAX_BATCH_BODY = 16 * 1024 * 1024
-
-
-def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema with its ``$defs`` inlined, for ``openapi_extra``."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                rest = {k: v for k, v in node.items() if k != "$ref"}
-                return resolve(defs[ref.removeprefix("#/$defs/")]) | resolve(rest)
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": resolve(schema)}}}}
 
 
 class _Rejected(Exception):
@@ -115,7 +97,7 @@ async def _read_json(request: Request, session: SessionDep, limit: int) -> tuple
     summary="Record a customer event",
     description="201 with the new event; 200 with `duplicate: true` and the original when the "
     "`idempotency_key` was seen before. Invalid input is answered with 422 and kept for inspection.",
-    openapi_extra=_inline_schema(EventIn),
+    openapi_extra=request_body(EventIn),
     responses={200: {"model": EventOut, "description": "Duplicate: the original event"}},
 )
 async def post_event(request: Request, response: Response, session: SessionDep, principal: AgentDep) -> Any:
@@ -151,7 +133,7 @@ async def post_event(request: Request, response: Response, session: SessionDep, 
     description="Each item is validated and stored on its own: one bad item never fails the others. "
     "`results[i].status` is accepted, duplicate (idempotency key seen before) or rejected (with "
     "`error`; the item is kept for inspection). A bare JSON array of events is accepted too.",
-    openapi_extra=_inline_schema(EventBatchIn),
+    openapi_extra=request_body(EventBatchIn),
 )
 async def post_events_batch(request: Request, session: SessionDep, principal: AgentDep) -> Any:
     try:

@@ -28,12 +28,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from frontdesk.auth.deps import SESSION_COOKIE, resolve_credentials
 from frontdesk.db import Database
 from frontdesk.errors import ProblemError
-from frontdesk.realtime import Event, Hub, Subscription
+from frontdesk.realtime import Event, Hub, Subscription, run_socket_loops
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,6 @@ async def desktop_socket(ws: WebSocket) -> None:
     sub = await hub.open(base_topics)
     conn = _Connection(ws=ws, hub=hub, user=user, sub=sub)
     heartbeat = _heartbeat_seconds(ws)
-    tasks: list[asyncio.Task[Any]] = []
     try:
         await conn.send(
             {"type": "hello", "user": user.as_dict(), "topics": base_topics, "epoch": hub.epoch, "heartbeat": heartbeat}
@@ -236,18 +235,8 @@ async def desktop_socket(ws: WebSocket) -> None:
                 raw = await ws.receive_text()
                 await conn.handle(raw)
 
-        tasks = [asyncio.create_task(pump()), asyncio.create_task(beat()), asyncio.create_task(receive())]
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for t in done:
-            exc = t.exception()
-            if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError | OSError):
-                log.warning("ws: connection of %s ended: %r", user.email, exc)
+        await run_socket_loops(pump(), beat(), receive(), label=user.email)
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
         await sub.close()
         with contextlib.suppress(Exception):
             await ws.close()

@@ -77,8 +77,9 @@ async def test_delivered_signed_to_the_webhook(db: Database, sink: Sink):
 
     assert len(sink.received) == 1
     got = sink.received[0]
-    assert verify(got.body, SECRET, got.headers["x-frontdesk-signature"])
-    assert not verify(got.body, "another-secret", got.headers["x-frontdesk-signature"])
+    stamp = got.headers["x-frontdesk-timestamp"]
+    assert verify(got.body, SECRET, got.headers["x-frontdesk-signature"], stamp)
+    assert not verify(got.body, "another-secret", got.headers["x-frontdesk-signature"], stamp)
     assert got.headers["x-frontdesk-delivery"] == str(item_id)
     body = got.json()
     assert body["message"]["id"] == str(msg_id)

@@ -2,6 +2,10 @@
 
 The widget listens on hub topic ``widget:<conversation_id>``; a widget that was away resumes
 from its last event id (or reloads the conversation), so a push is as good as delivered.
+The widget socket (``channels/webchat/socket.py``) turns the event into a ``message`` frame by
+reading the message from the database (author name, attachments, offer), so the payload only
+has to name it; its ``seq`` is the event id. A retried delivery may publish twice: the widget
+dedupes by message id.
 """
 
 from __future__ import annotations

@@ -1,5 +1,375 @@
-"""Placeholder router; filled in by its package."""
+"""Web chat over HTTP and WebSocket (no prefix: the paths are written out).
 
-from fastapi import APIRouter
+- ``GET /widget.js`` — the widget loader (``frontdesk/web/static/widget.js``), cached for a day;
+- ``POST /api/v1/widget/sessions`` — start or resume a visitor (public; CORS for any site);
+- ``GET /widget/ws?visitor_token=…`` — the widget's socket (docs/architecture/webchat-protocol.md);
+- ``POST /api/v1/widget/attachments`` / ``GET /api/v1/widget/attachments/{id}`` — visitor files;
+- ``POST /api/v1/widget/messages/{id}/read`` — an agent read a visitor's message (agent+);
+- ``POST /api/v1/widget/notices`` — send a proactive notice or offer to a customer's widget (agent+).
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.responses import FileResponse
+
+from frontdesk.auth.deps import AgentDep
+from frontdesk.channels.webchat import service, visitor
+from frontdesk.conversations.api import StoreDep, content_disposition
+from frontdesk.conversations.service import PayloadTooLarge, create_attachment, resolve_content_type, safe_filename
+from frontdesk.customers.schemas import SafeStr
+from frontdesk.deps import SessionDep
+from frontdesk.errors import NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
+from frontdesk.models import Inbox, WebchatUpload
+from frontdesk.models.enums import Channel
+from frontdesk.storage import ObjectMissing, StorageError
+
+log = logging.getLogger(__name__)
+
+WIDGET_JS = Path(__file__).resolve().parents[2] / "web" / "static" / "widget.js"
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+class _CorsRoute(APIRoute):
+    """Public widget endpoints answer any site (no cookies are used), errors included."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        inner = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                response = await inner(request)
+            except Exception as exc:
+                found = None
+                for cls in type(exc).__mro__:
+                    found = request.app.exception_handlers.get(cls)
+                    if found is not None:
+                        break
+                if found is None:
+                    raise
+                response = await found(request, exc)
+            response.headers.update(CORS_HEADERS)
+            return response
+
+        return handler
+
+
+router = APIRouter(tags=["web chat"])
+public = APIRouter(tags=["web chat"], route_class=_CorsRoute)
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+# -- the loader ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/widget.js",
+    summary="The chat widget loader (embed with <script src=/widget.js data-inbox=PUBLIC_TOKEN>)",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/javascript": {}}}, 503: _PROBLEM},
+)
+async def widget_js() -> Response:
+    if not WIDGET_JS.is_file():
+        raise ServiceUnavailable("The widget script is not installed on this server.")
+    return FileResponse(
+        WIDGET_JS,
+        media_type="text/javascript; charset=utf-8",
+        headers={
+            "Cache-Control": "public, max-age=86400, stale-while-revalidate=604800",
+            "Access-Control-Allow-Origin": "*",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+# -- sessions --------------------------------------------------------------------------------------
+
+
+Short = Annotated[SafeStr, StringConstraints(max_length=200)]
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inbox: Annotated[SafeStr, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="The web-chat inbox's public token."
+    )
+    visitor_token: Short | None = Field(None, description="The token this browser was given before, if any.")
+    user_id: Annotated[SafeStr, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        None, description="Your site's user id (needs user_hash)."
+    )
+    user_hash: Annotated[SafeStr, StringConstraints(max_length=128)] | None = Field(
+        None, description="hex HMAC-SHA256(user_id, the inbox's identity_secret), computed by your server."
+    )
+    name: Annotated[SafeStr, StringConstraints(max_length=300)] | None = None
+    email: Annotated[SafeStr, StringConstraints(max_length=320)] | None = None
+    locale: Annotated[SafeStr, StringConstraints(max_length=20)] | None = None
+    page_url: Annotated[SafeStr, StringConstraints(max_length=2000)] | None = None
+
+
+class VisitorCustomer(BaseModel):
+    name: str | None
+    email_known: bool
+
+
+class Availability(BaseModel):
+    open: bool
+    agents_online: int
+    reply_expectation: str = Field(description='"in a few minutes" or "by email"')
+    next_open_at: str | None
+    ask_email: bool
+
+
+class SessionOut(BaseModel):
+    visitor_token: str
+    visitor_id: uuid.UUID
+    customer: VisitorCustomer
+    conversation_id: uuid.UUID | None
+    availability: Availability
+    config: dict[str, Any]
+
+
+async def _inbox(session: Any, public_token: str) -> Inbox:
+    from sqlalchemy import select
+
+    inbox = await session.scalar(select(Inbox).where(Inbox.public_token == public_token, Inbox.is_active.is_(True)))
+    if inbox is None or inbox.channel != Channel.webchat.value:
+        raise NotFound("No active web-chat inbox with that public token.")
+    return inbox  # type: ignore[no-any-return]
+
+
+@public.options("/api/v1/widget/{path:path}", include_in_schema=False)
+async def widget_preflight(path: str) -> Response:
+    return Response(status_code=204, headers=CORS_HEADERS)
+
+
+@public.post(
+    "/api/v1/widget/sessions",
+    response_model=SessionOut,
+    status_code=200,
+    summary="Start or resume a web-chat visitor (public)",
+    responses={403: _PROBLEM, 404: _PROBLEM, 429: _PROBLEM},
+)
+async def start_session(body: SessionIn, request: Request, session: SessionDep) -> SessionOut:
+    """Returns the (possibly new) signed visitor token, availability and the widget config.
+
+    ``user_id`` must come with its ``user_hash``; a wrong or missing hash is a 403 and nothing
+    is trusted. A known ``email`` joins that customer (see docs/channels/webchat.md).
+    """
+    app = request.app
+    rt = service.runtime(app)
+    settings = app.state.settings
+    inbox = await _inbox(session, body.inbox)
+    if not service.origin_allowed(inbox, request.headers.get("origin")):
+        from frontdesk.errors import Forbidden
+
+        raise Forbidden("This site may not embed this inbox's widget (allowed_origins).")
+    ip = service.client_ip(request.client)
+    if visitor.verify_token(rt.key, body.visitor_token) is None:
+        wait = await rt.limiter.hit(f"session-ip:{ip}", settings.widget_messages_per_minute * 5)
+        if wait is not None:
+            raise TooManyRequests(
+                f"Too many new chat visitors from this address; retry in {wait} s.", headers={"Retry-After": str(wait)}
+            )
+    result = await visitor.start_session(
+        session,
+        inbox,
+        rt.key,
+        visitor_token=body.visitor_token,
+        user_id=body.user_id,
+        user_hash_given=body.user_hash,
+        name=body.name,
+        email=body.email,
+        locale=body.locale,
+    )
+    known = await visitor.email_known(session, result.customer.id)
+    conversation = await service.open_conversation(session, result.customer.id, inbox.id)
+    agents = await rt.agents_online(app.state.hub)
+    return SessionOut(
+        visitor_token=result.token,
+        visitor_id=result.visitor.id,
+        customer=VisitorCustomer(name=result.customer.name, email_known=known),
+        conversation_id=conversation.id if conversation else None,
+        availability=Availability(**service.availability(inbox, agents, email_known=known)),
+        config=service.widget_config(inbox, settings.widget_max_attachment_mb),
+    )
+
+
+# -- attachments -------------------------------------------------------------------------------------
+
+
+class WidgetAttachmentOut(BaseModel):
+    id: uuid.UUID
+    filename: str
+    content_type: str
+    size: int
+
+
+async def _visitor_of(session: Any, rt: service.Runtime, token: str | None) -> Any:
+    visitor_id = visitor.verify_token(rt.key, token)
+    found = await visitor.get_visitor(session, visitor_id) if visitor_id else None
+    if found is None:
+        raise Unauthorized("A valid visitor token is needed.", headers={"WWW-Authenticate": "Visitor"})
+    return found
+
+
+@public.post(
+    "/api/v1/widget/attachments",
+    response_model=WidgetAttachmentOut,
+    status_code=201,
+    summary="Upload a file to send in the chat (images, PDF; header Authorization: Visitor <token>)",
+    responses={401: _PROBLEM, 413: _PROBLEM, 415: _PROBLEM, 429: _PROBLEM, 503: _PROBLEM},
+)
+async def upload(
+    request: Request, session: SessionDep, store: StoreDep, file: UploadFile = File(...)
+) -> WidgetAttachmentOut:
+    app = request.app
+    rt = service.runtime(app)
+    settings = app.state.settings
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    who = await _visitor_of(session, rt, token.strip() if scheme.lower() == "visitor" else None)
+    limit = settings.widget_messages_per_minute
+    for key, n in ((f"visitor:{who.id}", limit), (f"ip:{service.client_ip(request.client)}", limit * 5)):
+        wait = await rt.limiter.hit(key, n)
+        if wait is not None:
+            raise TooManyRequests(f"Too many messages; retry in {wait} s.", headers={"Retry-After": str(wait)})
+    max_bytes = settings.widget_max_attachment_mb * 1024 * 1024
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await file.read(1024 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"Files are limited to {settings.widget_max_attachment_mb} MB.")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    name = safe_filename(file.filename)
+    content_type = resolve_content_type(file.content_type, name)
+    service.check_upload(content_type, data)
+    try:
+        attachment = await create_attachment(
+            session, store, filename=name, content_type=content_type, data=data, max_bytes=max_bytes
+        )
+    except StorageError as exc:
+        raise ServiceUnavailable("The attachment store did not accept the file; try again.") from exc
+    session.add(WebchatUpload(attachment_id=attachment.id, visitor_id=who.id))
+    await session.flush()
+    return WidgetAttachmentOut(
+        id=attachment.id, filename=attachment.filename, content_type=attachment.content_type, size=attachment.size
+    )
+
+
+@public.get(
+    "/api/v1/widget/attachments/{attachment_id}",
+    summary="Download a file of your own conversation (?visitor_token=…)",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, 401: _PROBLEM, 404: _PROBLEM, 503: _PROBLEM},
+)
+async def download(
+    attachment_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    visitor_token: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    rt = service.runtime(request.app)
+    who = await _visitor_of(session, rt, visitor_token)
+    attachment = await service.visible_attachment(session, who.customer_id, who.id, attachment_id)
+    try:
+        data = await store.get(attachment.storage_key)
+    except ObjectMissing as exc:
+        raise NotFound(f"The file of attachment {attachment_id} is missing.") from exc
+    except StorageError as exc:
+        raise ServiceUnavailable("The attachment store is not reachable; try again.") from exc
+    inline = attachment.content_type.startswith("image/")
+    disposition = content_disposition(attachment.filename)
+    if inline:
+        disposition = "inline" + disposition[len("attachment") :]
+    return Response(
+        data,
+        media_type=attachment.content_type,
+        headers={
+            "Content-Disposition": disposition,
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, max-age=3600",
+        },
+    )
+
+
+# -- agent side ------------------------------------------------------------------------------------
+
+
+class ReadOut(BaseModel):
+    message_id: uuid.UUID
+    read_by_agent_at: str
+
+
+@router.post(
+    "/api/v1/widget/messages/{message_id}/read",
+    response_model=ReadOut,
+    status_code=200,
+    summary="Mark a customer's web-chat message read (the visitor sees a read receipt)",
+    responses={404: _PROBLEM, 422: _PROBLEM},
+)
+async def agent_read(message_id: uuid.UUID, session: SessionDep, principal: AgentDep) -> ReadOut:
+    message = await service.mark_read_by_agent(session, message_id, principal.user_id)
+    return ReadOut(message_id=message.id, read_by_agent_at=str(message.meta["read_by_agent_at"]))
+
+
+class NoticeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID | None = None
+    conversation_id: uuid.UUID | None = None
+    text: Annotated[SafeStr, StringConstraints(min_length=1, max_length=5000)]
+    offer: service.WidgetOffer | None = None
+
+
+class NoticeOut(BaseModel):
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+
+
+@router.post(
+    "/api/v1/widget/notices",
+    response_model=NoticeOut,
+    status_code=201,
+    summary="Show a proactive notice or offer in a customer's chat widget",
+    responses={404: _PROBLEM, 422: _PROBLEM},
+)
+async def post_notice(body: NoticeRequest, session: SessionDep, principal: AgentDep) -> NoticeOut:
+    from frontdesk.conversations.service import get_conversation
+    from frontdesk.errors import Invalid
+
+    if (body.customer_id is None) == (body.conversation_id is None):
+        raise Invalid("give exactly one of customer_id or conversation_id", field="customer_id")
+    target: Any = body.customer_id
+    if body.conversation_id is not None:
+        target = await get_conversation(session, body.conversation_id)
+        if target.channel != Channel.webchat.value:
+            raise Invalid("the conversation is not a web chat", field="conversation_id")
+    message = await service.send_widget_notice(session, target, body.text, offer=body.offer)
+    return NoticeOut(message_id=message.id, conversation_id=message.conversation_id)
+
+
+# -- the socket -------------------------------------------------------------------------------------
+
+from frontdesk.channels.webchat.socket import widget_socket  # noqa: E402
+
+router.add_api_websocket_route("/widget/ws", widget_socket, name="widget_socket")
+router.include_router(public)

@@ -1,0 +1,217 @@
+"""The API channel: signed inbound messages from an integrator, and its inbox secrets.
+
+Inbound (``POST /api/v1/inboxes/{id}/messages``) is authenticated by the inbox's
+``inbound_secret``, not a user token: :func:`accept` checks the inbox, the signature
+(``channels.webhook.verify``: HMAC-SHA256 of ``"<timestamp>.<raw body>"``), the timestamp's
+freshness (replay protection), the ``Idempotency-Key`` and the body, then hands the message to
+the group-commit ingest writer. ``Idempotency-Key`` becomes the message's ``external_id``,
+namespaced by inbox (``<inbox id>:<key>``) so two integrations never collide. Whatever is
+refused is kept raw in ``rejected_inputs`` (source :data:`REJECTED_SOURCE`) by the route.
+
+This path runs outside a request unit of work (like ``/messages/inbound``): it takes the
+``Database`` and opens short transactions itself. Outbound for API inboxes is
+``frontdesk.channels.webhook``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.audit.service import Actor, record
+from frontdesk.channels.apichannel.schemas import ApiMessageIn
+from frontdesk.channels.webhook import TOLERANCE_SECONDS, fresh, verify
+from frontdesk.conversations.ingest import InboundMessage, IngestResult, IngestWriter
+from frontdesk.db import Database
+from frontdesk.errors import Invalid, NotFound, Unauthorized
+from frontdesk.models import Inbox, Message, RejectedInput
+from frontdesk.models.enums import Channel
+from frontdesk.storage import AttachmentStore
+
+REJECTED_SOURCE = "api.inbound"
+MAX_REJECTED_BODY = 1024 * 1024
+MAX_KEY = 255
+SECRET_KEYS = ("inbound_secret", "webhook_secret")
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
+async def rotate_secrets(
+    session: AsyncSession, actor: Actor | None, inbox_id: uuid.UUID, which: list[str]
+) -> dict[str, str]:
+    """Replace the named secrets of an API inbox; the new values (shown to the caller once)."""
+    inbox = await session.get(Inbox, inbox_id)
+    if inbox is None:
+        raise NotFound(f"No inbox with id {inbox_id}.")
+    if inbox.channel != Channel.api.value:
+        raise Invalid(f"inbox {inbox_id} is a {inbox.channel} inbox; only API inboxes have these secrets", field="id")
+    fresh_values = {key: new_secret() for key in dict.fromkeys(which) if key in SECRET_KEYS}
+    inbox.config = {**(inbox.config or {}), **fresh_values}
+    await session.flush()
+    await record(session, actor, "inbox.secrets_rotated", "inbox", inbox.id, {"secrets": sorted(fresh_values)})
+    return fresh_values
+
+
+# -- inbound ------------------------------------------------------------------------------------
+
+
+async def keep_rejected(db: Database, body: bytes, reason: str, content_type: str | None) -> None:
+    """Store a refused request raw for inspection (its own transaction: the request failed)."""
+    async with db.transaction() as session:
+        session.add(
+            RejectedInput(
+                source=REJECTED_SOURCE,
+                reason=reason[:2000],
+                content_type=(content_type or "")[:200] or None,
+                body=body[:MAX_REJECTED_BODY],
+            )
+        )
+
+
+async def _api_inbox(db: Database, inbox_id: uuid.UUID) -> tuple[uuid.UUID, dict[str, Any]]:
+    async with db.sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(Inbox.id, Inbox.config).where(
+                    Inbox.id == inbox_id, Inbox.is_active.is_(True), Inbox.channel == Channel.api.value
+                )
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"No active API inbox with id {inbox_id}.")
+    return row[0], dict(row[1] or {})
+
+
+def check_signature(config: dict[str, Any], body: bytes, signature: str | None, timestamp: str | None) -> None:
+    """Raise :class:`Unauthorized` unless ``signature`` signs ``timestamp.body`` with the inbound secret."""
+    secret = config.get("inbound_secret")
+    if not isinstance(secret, str) or not secret:
+        raise Unauthorized(
+            "This inbox has no inbound_secret; an admin sets one with POST /api/v1/inboxes/{id}/secrets."
+        )
+    if not signature or not timestamp:
+        raise Unauthorized("X-Frontdesk-Signature and X-Frontdesk-Timestamp headers are required.")
+    if not verify(body, secret, signature, timestamp.strip()):
+        raise Unauthorized(
+            'X-Frontdesk-Signature does not match: sign "<timestamp>.<raw body>" with the inbound_secret.'
+        )
+    if not fresh(timestamp):
+        raise Unauthorized(
+            f"X-Frontdesk-Timestamp is more than {TOLERANCE_SECONDS // 60} minutes from the server's clock "
+            "(Unix seconds expected); a replayed or delayed request is refused."
+        )
+
+
+def _check_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise Invalid("the Idempotency-Key header is required (a unique id per message)", field="Idempotency-Key")
+    key = key.strip()
+    if len(key) > MAX_KEY or not key.isprintable() or not key.isascii():
+        raise Invalid(f"Idempotency-Key must be printable ASCII, at most {MAX_KEY} characters", field="Idempotency-Key")
+    return key
+
+
+def _parse(body: bytes) -> ApiMessageIn:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid("the body is not JSON" if body.strip() else "the body is empty", field="body") from exc
+    try:
+        return ApiMessageIn.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())) or "body", "message": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        detail = f"{first['field']}: {first['message']}"
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more)"
+        raise Invalid(detail, extra={"errors": errors}) from exc
+
+
+async def _store_attachments(
+    db: Database, get_store: Callable[[], AttachmentStore], msg: ApiMessageIn, max_bytes: int
+) -> tuple[uuid.UUID, ...]:
+    if not msg.attachments:
+        return ()
+    from frontdesk.conversations.service import create_attachment
+
+    decoded: list[tuple[str, str | None, bytes]] = []
+    for i, att in enumerate(msg.attachments):
+        try:
+            data = base64.b64decode(att.content_base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise Invalid("is not valid base64", field=f"attachments.{i}.content_base64") from exc
+        decoded.append((att.filename, att.content_type, data))
+    store = get_store()
+    ids: list[uuid.UUID] = []
+    async with db.transaction() as session:
+        for filename, content_type, data in decoded:
+            attachment = await create_attachment(
+                session, store, filename=filename, content_type=content_type, data=data, max_bytes=max_bytes
+            )
+            ids.append(attachment.id)
+    return tuple(ids)
+
+
+async def _already_received(db: Database, external_id: str) -> bool:
+    async with db.sessionmaker() as session:
+        found = await session.scalar(
+            select(Message.id).where(Message.channel == Channel.api.value, Message.external_id == external_id)
+        )
+    return found is not None
+
+
+async def accept(
+    db: Database,
+    ingest: IngestWriter,
+    inbox_id: uuid.UUID,
+    body: bytes,
+    *,
+    signature: str | None,
+    timestamp: str | None,
+    idempotency_key: str | None,
+    get_store: Callable[[], AttachmentStore],
+    max_attachment_bytes: int,
+) -> IngestResult:
+    """Verify and store one signed inbound message; raises a ``ProblemError`` to refuse it."""
+    found_id, config = await _api_inbox(db, inbox_id)
+    check_signature(config, body, signature, timestamp)
+    key = _check_key(idempotency_key)
+    msg = _parse(body)
+    external_id = f"{found_id}:{key}"
+    attachment_ids: tuple[uuid.UUID, ...] = ()
+    if msg.attachments and not await _already_received(db, external_id):
+        attachment_ids = await _store_attachments(db, get_store, msg, max_attachment_bytes)
+    return await ingest.submit(
+        InboundMessage(
+            identity_kind=msg.sender.kind,
+            identity_value=msg.sender.value,
+            name=msg.sender.name,
+            channel=Channel.api,
+            external_id=external_id,
+            inbox_id=found_id,
+            text=msg.text,
+            html=msg.html,
+            subject=msg.subject,
+            occurred_at=msg.occurred_at,
+            conversation_id=msg.conversation_id,
+            attachment_ids=attachment_ids,
+            meta={"idempotency_key": key},
+        )
+    )

@@ -1,0 +1,123 @@
+"""The widget's frames (docs/architecture/webchat-protocol.md), validated at the edge.
+
+Client frames are parsed with :func:`parse_client_frame` (a discriminated union on ``type``);
+anything else is answered with an ``error`` frame, never a crash. Server frames are built by the
+small functions at the bottom so their shape lives in one place.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from frontdesk.customers.schemas import SafeStr, bounded_json_object
+
+MAX_FRAME_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 10_000
+MAX_ATTACHMENTS = 10
+MAX_TRACK_PROPERTIES_BYTES = 8 * 1024
+
+EventName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]+$", min_length=1, max_length=100)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Hello(_Frame):
+    type: Literal["hello"]
+    last_seq: int | None = Field(None, ge=0)
+    # Refinement (optional): what the widget saw in ``welcome``; a mismatch means a snapshot.
+    conversation_id: uuid.UUID | None = None
+    epoch: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+
+class MessageFrame(_Frame):
+    type: Literal["message"]
+    client_id: uuid.UUID
+    text: Annotated[SafeStr, StringConstraints(max_length=MAX_TEXT_CHARS)] = ""
+    attachment_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+
+
+class Typing(_Frame):
+    type: Literal["typing"]
+    on: bool
+
+
+class Read(_Frame):
+    type: Literal["read"]
+    message_id: uuid.UUID
+
+
+class Prechat(_Frame):
+    type: Literal["prechat"]
+    name: Annotated[SafeStr, StringConstraints(max_length=300)] | None = None
+    email: Annotated[SafeStr, StringConstraints(max_length=320)] | None = None
+
+
+class OfferAnswer(_Frame):
+    type: Literal["offer_answer"]
+    offer_id: Annotated[SafeStr, StringConstraints(min_length=1, max_length=200)]
+    answer: Literal["accept", "decline"]
+
+
+class Track(_Frame):
+    type: Literal["track"]
+    event: EventName
+    properties: Annotated[dict[str, Any], bounded_json_object(MAX_TRACK_PROPERTIES_BYTES)] = Field(default_factory=dict)
+
+
+class Ping(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    Hello | MessageFrame | Typing | Read | Prechat | OfferAnswer | Track | Ping, Field(discriminator="type")
+]
+_client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def parse_client_frame(raw: str | bytes) -> ClientFrame:
+    """One client frame, or :class:`FrameError` (``too_large`` / ``invalid``) saying what is wrong."""
+    if len(raw) > MAX_FRAME_BYTES:
+        raise FrameError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError("invalid", "frames must be JSON objects") from exc
+    if not isinstance(data, dict):
+        raise FrameError("invalid", "frames must be JSON objects")
+    try:
+        return _client_frame.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ClientFrameTypes) or "type"
+        raise FrameError("invalid", f"{where}: {first.get('msg', 'invalid')}"[:300]) from exc
+
+
+ClientFrameTypes = ("hello", "message", "typing", "read", "prechat", "offer_answer", "track", "ping")
+
+
+# -- server frames ---------------------------------------------------------------------------------
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    return orjson.dumps(frame, default=str).decode()
+
+
+def error(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "error", "code": code, "detail": detail, **extra}
+
+
+def ack(client_id: uuid.UUID, message_id: uuid.UUID, duplicate: bool) -> dict[str, Any]:
+    return {"type": "ack", "client_id": str(client_id), "message_id": str(message_id), "duplicate": duplicate}

@@ -1,0 +1,391 @@
+"""``/widget/ws``: one visitor's socket (the frames are in docs/architecture/webchat-protocol.md).
+
+Per connection: a hub subscription to ``widget:<conversation_id>`` (replayable frames: messages
+and agent read receipts, ``seq`` = the topic's event id) and ``conversation:<id>`` (agent typing
+and status changes, live only). Visitor messages go through the ingest writer (idempotent on
+``<visitor_id>:<client_id>``) and are acknowledged once committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import WebSocket
+from sqlalchemy import select
+
+from frontdesk import clock
+from frontdesk.channels.webchat import protocol, service, visitor
+from frontdesk.conversations.ingest import InboundMessage
+from frontdesk.customers import service as customers
+from frontdesk.db import Database
+from frontdesk.errors import ProblemError
+from frontdesk.models import Inbox, Message
+from frontdesk.models.enums import Channel, IdentityKind
+from frontdesk.realtime import Event, Hub, Subscription, run_socket_loops
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_TOO_SLOW = 4408
+TYPING_REPEAT_SECONDS = 3.0
+ATTACHMENT_ONLY_TEXT = "(attachment)"
+
+
+class WidgetConnection:
+    def __init__(self, ws: WebSocket, app: Any, visitor_id: uuid.UUID, customer_id: uuid.UUID, inbox: Inbox) -> None:
+        self.ws = ws
+        self.app = app
+        self.db: Database = app.state.db
+        self.hub: Hub = app.state.hub
+        self.settings = app.state.settings
+        self.rt = service.runtime(app)
+        self.visitor_id = visitor_id
+        self.customer_id = customer_id
+        self.inbox = inbox
+        self.ip = service.client_ip(ws.client)
+        self.conversation_id: uuid.UUID | None = None
+        self.hint: uuid.UUID | None = None  # the conversation to join: open, not resolved
+        self.sub: Subscription | None = None
+        self.lock = asyncio.Lock()
+        self.first_live: int | None = None
+        self.last_sent = 0
+        self.typing_on = False
+        self.typing_at = 0.0
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_text(protocol.dumps(frame))
+
+    async def _frames(self, events: list[Event]) -> list[dict[str, Any]]:
+        """Widget frames for events of the widget topic (messages loaded from the database)."""
+        ids: list[uuid.UUID] = []
+        for e in events:
+            if e.type == service.MESSAGE_CREATED and not isinstance(e.data.get("message"), dict):
+                with contextlib.suppress(ValueError, TypeError):
+                    ids.append(uuid.UUID(str(e.data.get("id"))))
+        views: dict[str, dict[str, Any]] = {}
+        if ids:
+            async with self.db.transaction() as s:
+                views = await service.messages_by_id(s, ids)
+        out = []
+        for e in events:
+            if e.type == service.MESSAGE_CREATED:
+                inline = e.data.get("message")
+                view = inline if isinstance(inline, dict) else views.get(str(e.data.get("id")))
+                if view is not None:
+                    out.append({"type": "message", "seq": e.id, "message": view})
+            elif e.type == service.WIDGET_READ:
+                out.append({"type": "read", "seq": e.id, "message_id": e.data.get("message_id")})
+        return out
+
+    async def deliver(self, event: Event) -> None:
+        if event.topic == service.customer_topic(self.customer_id):
+            if event.type == service.CONVERSATION_OPENED and self.conversation_id is None:
+                with contextlib.suppress(ValueError, TypeError):
+                    target = uuid.UUID(str(event.data.get("conversation_id")))
+                    await self.welcome(await self.follow(target))
+            return
+        if self.conversation_id is None:
+            return
+        if event.topic == service.widget_topic(self.conversation_id):
+            async with self.lock:
+                if event.id <= self.last_sent:
+                    return
+                if self.first_live is None:
+                    self.first_live = event.id
+                self.last_sent = event.id
+                for frame in await self._frames([event]):
+                    await self.send(frame)
+        elif event.topic == f"conversation:{self.conversation_id}":
+            await self._conversation_event(event)
+
+    async def _conversation_event(self, event: Event) -> None:
+        data = event.data or {}
+        if event.type == service.TYPING:
+            raw_author = data.get("author")
+            author: dict[str, Any] = raw_author if isinstance(raw_author, dict) else {}
+            kind = data.get("author_type") or author.get("type")
+            if kind == "customer":
+                return
+            name = data.get("author_name") or author.get("name")
+            await self.send({"type": "typing", "on": bool(data.get("on", True)), "author_name": name})
+        elif event.type == "conversation.updated":
+            raw_conv = data.get("conversation")
+            conv: dict[str, Any] = raw_conv if isinstance(raw_conv, dict) else {}
+            status = conv.get("status")
+            if status == "resolved":
+                self.hint = None
+            elif status in ("open", "pending", "snoozed"):
+                self.hint = self.conversation_id
+
+    # -- conversation and resume ---------------------------------------------------------------
+
+    async def follow(self, conversation_id: uuid.UUID | None) -> int:
+        """Follow ``conversation_id``'s topics; returns the widget topic's head (0 without one)."""
+        assert self.sub is not None
+        if conversation_id == self.conversation_id and conversation_id is not None:
+            return await service.topic_head(self.hub, service.widget_topic(conversation_id))
+        old = self.conversation_id
+        if old is not None:
+            await self.sub.remove([service.widget_topic(old), f"conversation:{old}"])
+        self.conversation_id = self.hint = conversation_id
+        self.first_live, self.last_sent = None, 0
+        if conversation_id is None:
+            return 0
+        await self.sub.add([service.widget_topic(conversation_id), f"conversation:{conversation_id}"])
+        head = await service.topic_head(self.hub, service.widget_topic(conversation_id))
+        async with self.lock:
+            self.last_sent = max(self.last_sent, head)
+        return head
+
+    async def welcome(self, head: int) -> None:
+        async with self.db.transaction() as s:
+            known = await visitor.email_known(s, self.customer_id)
+        agents = await self.rt.agents_online(self.hub)
+        await self.send(
+            {
+                "type": "welcome",
+                "visitor_id": str(self.visitor_id),
+                "conversation_id": str(self.conversation_id) if self.conversation_id else None,
+                "last_seq": head,
+                "epoch": self.hub.epoch,
+                "availability": service.availability(self.inbox, agents, email_known=known),
+            }
+        )
+
+    async def snapshot(self) -> None:
+        async with self.lock:
+            head = 0
+            messages: list[dict[str, Any]] = []
+            if self.conversation_id is not None:
+                head = await service.topic_head(self.hub, service.widget_topic(self.conversation_id))
+                async with self.db.transaction() as s:
+                    messages = await service.history(s, self.conversation_id)
+                self.last_sent = max(self.last_sent, head)
+            await self.send({"type": "snapshot", "messages": messages, "last_seq": head})
+
+    async def hello(self, frame: protocol.Hello) -> None:
+        stale = (frame.conversation_id is not None and frame.conversation_id != self.conversation_id) or (
+            frame.epoch is not None and frame.epoch != self.hub.epoch
+        )
+        if self.conversation_id is None or frame.last_seq is None or stale:
+            await self.snapshot()
+            return
+        topic = service.widget_topic(self.conversation_id)
+        async with self.lock:
+            events = await self.hub.replay(topic, frame.last_seq)
+            if events is None:
+                events = []
+                replayable = False
+            else:
+                replayable = True
+                events = [e for e in events if self.first_live is None or e.id < self.first_live]
+            if replayable:
+                for f in await self._frames(events):
+                    await self.send(f)
+                if events:
+                    self.last_sent = max(self.last_sent, events[-1].id)
+        if not replayable:
+            await self.snapshot()
+
+    # -- client frames -----------------------------------------------------------------------------
+
+    async def handle(self, raw: str) -> None:
+        try:
+            frame = protocol.parse_client_frame(raw)
+        except protocol.FrameError as exc:
+            await self.send(protocol.error(exc.code, exc.detail))
+            return
+        try:
+            await self._dispatch(frame)
+        except ProblemError as exc:
+            code = "not_found" if exc.status == 404 else "rate_limited" if exc.status == 429 else "invalid"
+            extra = {"client_id": str(frame.client_id)} if isinstance(frame, protocol.MessageFrame) else {}
+            await self.send(protocol.error(code, exc.detail[:500], **extra))
+
+    async def _dispatch(self, frame: Any) -> None:
+        if isinstance(frame, protocol.Ping):
+            await self.send({"type": "pong"})
+        elif isinstance(frame, protocol.Hello):
+            await self.hello(frame)
+        elif isinstance(frame, protocol.MessageFrame):
+            await self.message(frame)
+        elif isinstance(frame, protocol.Typing):
+            await self.typing(frame.on)
+        elif isinstance(frame, protocol.Read):
+            async with self.db.transaction() as s:
+                await service.mark_read_by_visitor(s, self.customer_id, frame.message_id)
+        elif isinstance(frame, protocol.Prechat):
+            await self.prechat(frame)
+        elif isinstance(frame, protocol.Track):
+            await self._limit("track", 2)
+            async with self.db.transaction() as s:
+                await service.track(s, self.customer_id, frame.event, frame.properties, self.visitor_id)
+        elif isinstance(frame, protocol.OfferAnswer):
+            async with self.db.transaction() as s:
+                await service.answer_offer(s, self.customer_id, frame.offer_id, frame.answer == "accept")
+
+    async def _limit(self, what: str, factor: int = 1) -> None:
+        per_minute = self.settings.widget_messages_per_minute * factor
+        for key, limit in ((f"{what}:visitor:{self.visitor_id}", per_minute), (f"{what}:ip:{self.ip}", per_minute * 5)):
+            wait = await self.rt.limiter.hit(key, limit)
+            if wait is not None:
+                from frontdesk.errors import TooManyRequests
+
+                raise TooManyRequests(f"Too many messages; retry in {wait} s.", extra={"retry_after": wait})
+
+    async def message(self, frame: protocol.MessageFrame) -> None:
+        external_id = f"{self.visitor_id}:{frame.client_id}"
+        try:
+            await self._limit("message")
+        except ProblemError as exc:
+            # Over the limit: a resend of something already stored is still acknowledged.
+            async with self.db.transaction() as s:
+                stored = await s.scalar(
+                    select(Message.id).where(
+                        Message.channel == Channel.webchat.value, Message.external_id == external_id
+                    )
+                )
+            if stored is not None:
+                await self.send(protocol.ack(frame.client_id, stored, True))
+                return
+            await self.send(protocol.error("rate_limited", exc.detail, client_id=str(frame.client_id), **exc.extra))
+            return
+        text = frame.text
+        if frame.attachment_ids:
+            async with self.db.transaction() as s:
+                if not await service.uploads_owned(s, self.visitor_id, frame.attachment_ids):
+                    await self.send(
+                        protocol.error("invalid", "attachment_ids: not your uploads", client_id=str(frame.client_id))
+                    )
+                    return
+            if not text.strip():
+                text = ATTACHMENT_ONLY_TEXT
+        result = await self.app.state.ingest.submit(
+            InboundMessage(
+                identity_kind=IdentityKind.webchat_visitor,
+                identity_value=str(self.visitor_id),
+                channel=Channel.webchat,
+                inbox_id=self.inbox.id,
+                external_id=external_id,
+                text=text,
+                conversation_id=self.hint,
+                attachment_ids=tuple(frame.attachment_ids),
+                meta={"client_id": str(frame.client_id), "visitor_id": str(self.visitor_id)},
+            )
+        )
+        if result.customer_id != self.customer_id:
+            await self.set_customer(result.customer_id)
+        await self.send(protocol.ack(frame.client_id, result.message_id, not result.created))
+        if result.conversation_id != self.conversation_id:
+            head = await self.follow(result.conversation_id)
+            await self.welcome(head)
+        if result.created:
+            # Other tabs of this visitor see the message too. Without attachments the frame is
+            # complete here (no database read per socket); with them the sockets load it.
+            data: dict[str, Any] = {"id": str(result.message_id)}
+            if not frame.attachment_ids:
+                data["message"] = service.inbound_view(result.message_id, result.conversation_id, text)
+            await self.hub.publish(service.widget_topic(result.conversation_id), service.MESSAGE_CREATED, data)
+
+    async def typing(self, on: bool) -> None:
+        if self.conversation_id is None:
+            return
+        now = time.monotonic()
+        if on == self.typing_on and (not on or now - self.typing_at < TYPING_REPEAT_SECONDS):
+            return
+        self.typing_on, self.typing_at = on, now
+        data = {
+            "conversation_id": str(self.conversation_id),
+            "customer_id": str(self.customer_id),
+            "author_type": "customer",
+            "on": on,
+        }
+        await self.hub.publish(f"conversation:{self.conversation_id}", service.TYPING, data)
+        await self.hub.publish("desk", service.TYPING, data)
+
+    async def prechat(self, frame: protocol.Prechat) -> None:
+        async with self.db.transaction() as s:
+            me = await visitor.get_visitor(s, self.visitor_id)
+            if me is None:
+                return
+            outcome = await visitor.apply_contact(s, me, name=frame.name, email=frame.email)
+            known = await visitor.email_known(s, outcome.customer_id)
+            conv = await service.open_conversation(s, outcome.customer_id, self.inbox.id)
+        await self.set_customer(outcome.customer_id)
+        await self.send({"type": "prechat", "outcome": outcome.outcome, "email_known": known})
+        target = conv.id if conv else None
+        if target is not None and target != self.conversation_id:
+            await self.follow(target)
+            await self.welcome(await service.topic_head(self.hub, service.widget_topic(target)))
+            await self.snapshot()
+
+    # -- the connection's life ---------------------------------------------------------------------
+
+    async def set_customer(self, customer_id: uuid.UUID) -> None:
+        assert self.sub is not None
+        if customer_id != self.customer_id:
+            await self.sub.remove([service.customer_topic(self.customer_id)])
+            self.customer_id = customer_id
+        await self.sub.add([service.customer_topic(customer_id)])
+
+    async def run(self, conversation_id: uuid.UUID | None) -> None:
+        self.sub = await self.hub.open([service.customer_topic(self.customer_id)])
+        try:
+            head = await self.follow(conversation_id)
+            await self.welcome(head)
+
+            async def pump() -> None:
+                assert self.sub is not None
+                async for event in self.sub:
+                    await self.deliver(event)
+                if self.sub.overflowed:
+                    await self.ws.close(code=CLOSE_TOO_SLOW, reason="too far behind; reconnect and resume")
+
+            async def receive() -> None:
+                while True:
+                    await self.handle(await self.ws.receive_text())
+
+            await run_socket_loops(pump(), receive(), label=f"widget visitor {self.visitor_id}")
+        finally:
+            await self.sub.close()
+
+
+async def widget_socket(ws: WebSocket) -> None:
+    """The widget's socket. Not in the OpenAPI document (WebSocket)."""
+    app = ws.app
+    rt = service.runtime(app)
+    db: Database = app.state.db
+    visitor_id = visitor.verify_token(rt.key, ws.query_params.get("visitor_token"))
+    await ws.accept()
+    if visitor_id is None:
+        await ws.close(code=CLOSE_UNAUTHORIZED, reason="a valid visitor_token is needed")
+        return
+    async with db.transaction() as s:
+        me = await visitor.get_visitor(s, visitor_id)
+        inbox = await s.get(Inbox, me.inbox_id) if me else None
+        if me is None or inbox is None or not inbox.is_active:
+            me = None
+        else:
+            customer = await customers.follow_merges(s, await customers.get_customer(s, me.customer_id))
+            me.last_seen_at = clock.now()
+            conversation = await service.open_conversation(s, customer.id, inbox.id)
+    if me is None or inbox is None:
+        await ws.close(code=CLOSE_UNAUTHORIZED, reason="unknown visitor")
+        return
+    if not service.origin_allowed(inbox, ws.headers.get("origin")):
+        await ws.close(code=CLOSE_FORBIDDEN_ORIGIN, reason="this site may not embed the widget")
+        return
+    conn = WidgetConnection(ws, app, visitor_id, customer.id, inbox)
+    try:
+        await conn.run(conversation.id if conversation else None)
+    finally:
+        with contextlib.suppress(Exception):
+            await ws.close()

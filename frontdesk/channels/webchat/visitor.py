@@ -1,0 +1,343 @@
+"""Visitors of the web-chat widget: signed visitor tokens, identity verification, pre-chat contact.
+
+- A visitor token is ``v1.<visitor_id>.<sig>``, ``sig`` = base64url HMAC-SHA256 of
+  ``webchat-visitor:v1:<visitor_id>`` under a key derived from ``settings.secret()``. A missing
+  or badly signed token gets a new visitor; it is never an error.
+- Identity verification: a logged-in site passes ``user_id`` and ``user_hash`` = hex
+  HMAC-SHA256(user_id, inbox config ``identity_secret``). Compared in constant time; a wrong or
+  missing hash (or an inbox without a secret) is a 403. The verified user is the identity
+  ``external_id:<user_id>`` (``<identity_namespace>:<user_id>`` when the inbox config sets
+  ``identity_namespace``).
+- Contact details (pre-chat name/email): an unknown email is added to the visitor's customer; a
+  known one joins its owner only when the visitor's own customer has no conversation yet
+  (its page-view events move along); otherwise a merge suggestion is made — never a silent merge.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk import clock
+from frontdesk.customers import service as customers
+from frontdesk.customers.identity import normalise
+from frontdesk.errors import Forbidden
+from frontdesk.models import Conversation, Customer, CustomerEvent, Identity, Inbox, WebchatVisitor
+from frontdesk.models.enums import IdentityKind
+
+log = logging.getLogger(__name__)
+
+TOKEN_VERSION = "v1"
+_VISITOR = IdentityKind.webchat_visitor.value
+_EXTERNAL = IdentityKind.external_id.value
+_EMAIL = IdentityKind.email.value
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+def token_key(secret: str) -> bytes:
+    """The visitor-token key, derived so it can never sign anything else."""
+    return hmac.new(secret.encode(), b"frontdesk webchat visitor token", hashlib.sha256).digest()
+
+
+def _sig(key: bytes, visitor_id: uuid.UUID) -> str:
+    mac = hmac.new(key, f"webchat-visitor:{TOKEN_VERSION}:{visitor_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def sign_token(key: bytes, visitor_id: uuid.UUID) -> str:
+    return f"{TOKEN_VERSION}.{visitor_id}.{_sig(key, visitor_id)}"
+
+
+def verify_token(key: bytes, token: str | None) -> uuid.UUID | None:
+    """The visitor id of a correctly signed token, else ``None``."""
+    if not token or len(token) > 200:
+        return None
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != TOKEN_VERSION:
+        return None
+    try:
+        visitor_id = uuid.UUID(parts[1])
+    except ValueError:
+        return None
+    if not hmac.compare_digest(parts[2].encode(), _sig(key, visitor_id).encode()):
+        return None
+    return visitor_id
+
+
+# -- identity verification ------------------------------------------------------------------------
+
+
+def user_hash(identity_secret: str, user_id: str) -> str:
+    """What a site computes server-side: hex HMAC-SHA256 of ``user_id`` with the identity secret."""
+    return hmac.new(identity_secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def check_user_hash(inbox: Inbox, user_id: str, given: str | None) -> None:
+    """403 unless ``given`` is the right hash of ``user_id`` for this inbox."""
+    secret = (inbox.config or {}).get("identity_secret")
+    if not isinstance(secret, str) or not secret:
+        raise Forbidden("This inbox does not verify user identities (no identity_secret): user_id is refused.")
+    if not given or not hmac.compare_digest(given.strip().lower().encode(), user_hash(secret, user_id).encode()):
+        raise Forbidden("user_hash does not match user_id: the identity is not verified.")
+
+
+def external_id_value(inbox: Inbox, user_id: str) -> str:
+    namespace = (inbox.config or {}).get("identity_namespace")
+    raw = f"{namespace}:{user_id}" if isinstance(namespace, str) and namespace else user_id
+    return normalise(_EXTERNAL, raw, field="user_id")
+
+
+# -- visitors ---------------------------------------------------------------------------------------
+
+
+async def get_visitor(
+    session: AsyncSession, visitor_id: uuid.UUID, inbox_id: uuid.UUID | None = None
+) -> WebchatVisitor | None:
+    visitor = await session.get(WebchatVisitor, visitor_id)
+    if visitor is None or (inbox_id is not None and visitor.inbox_id != inbox_id):
+        return None
+    return visitor
+
+
+async def new_visitor(session: AsyncSession, inbox: Inbox, customer: Customer | None = None) -> WebchatVisitor:
+    """A new visitor (and, without ``customer``, a new anonymous customer) holding its identity."""
+    visitor_id = uuid.uuid4()  # random, not time-ordered: it is a bearer credential's subject
+    if customer is None:
+        customer = Customer(attributes={})
+        session.add(customer)
+        await session.flush()
+    session.add(Identity(customer_id=customer.id, kind=_VISITOR, value=str(visitor_id), verified=True))
+    visitor = WebchatVisitor(id=visitor_id, inbox_id=inbox.id, customer_id=customer.id)
+    session.add(visitor)
+    await session.flush()
+    return visitor
+
+
+async def has_history(session: AsyncSession, customer_id: uuid.UUID) -> bool:
+    """Whether the customer has any conversation (what makes a silent move unsafe)."""
+    return bool(await session.scalar(select(exists().where(Conversation.customer_id == customer_id))))
+
+
+async def _only_visitor_identities(session: AsyncSession, customer_id: uuid.UUID) -> bool:
+    other = await session.scalar(
+        select(func.count()).select_from(Identity).where(Identity.customer_id == customer_id, Identity.kind != _VISITOR)
+    )
+    return not other
+
+
+async def _movable(session: AsyncSession, customer_id: uuid.UUID) -> bool:
+    return not await has_history(session, customer_id) and await _only_visitor_identities(session, customer_id)
+
+
+async def move_visitor(session: AsyncSession, visitor: WebchatVisitor, to: Customer) -> None:
+    """Move a visitor whose customer is empty (see :func:`_movable`) to ``to``.
+
+    Its visitor identities and anonymous events go along; the empty record points at ``to``
+    (``merged_into_id``) so anything still holding its id is led to the survivor.
+    """
+    old_id = visitor.customer_id
+    if old_id == to.id:
+        return
+    await session.execute(
+        update(Identity)
+        .where(Identity.customer_id == old_id, Identity.kind == _VISITOR)
+        .values(customer_id=to.id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(CustomerEvent)
+        .where(CustomerEvent.customer_id == old_id)
+        .values(customer_id=to.id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(WebchatVisitor)
+        .where(WebchatVisitor.customer_id == old_id)
+        .values(customer_id=to.id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(Customer)
+        .where(Customer.id == old_id)
+        .values(merged_into_id=to.id, updated_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    visitor.customer_id = to.id
+    await session.flush()
+
+
+async def _suggest(session: AsyncSession, a: uuid.UUID, b: uuid.UUID, reason: str) -> bool:
+    """Ask for a merge of ``a`` and ``b`` (customers/merge.py); never merges by itself."""
+    try:
+        from frontdesk.customers.merge import suggest_merge
+    except ImportError:  # pragma: no cover - the merge module ships with the same release
+        log.warning("webchat: no merge suggestions available; %s and %s stay apart (%s)", a, b, reason)
+        return False
+    await suggest_merge(session, a, b, reason)
+    return True
+
+
+@dataclass
+class ContactOutcome:
+    outcome: str  # "added" | "joined" | "suggested" | "same" | "none"
+    customer_id: uuid.UUID
+
+
+async def _add_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, verified: bool) -> bool:
+    """Give ``customer_id`` the identity; ``False`` if someone took it meanwhile."""
+    try:
+        async with session.begin_nested():
+            session.add(Identity(customer_id=customer_id, kind=kind, value=value, verified=verified))
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+async def apply_contact(
+    session: AsyncSession, visitor: WebchatVisitor, *, name: str | None = None, email: str | None = None
+) -> ContactOutcome:
+    """Record the pre-chat name/email of a visitor (the rules are in the module docstring)."""
+    customer = await customers.follow_merges(session, await customers.get_customer(session, visitor.customer_id))
+    if customer.id != visitor.customer_id:
+        visitor.customer_id = customer.id
+    name = (name or "").strip()[:300] or None
+    if name and not customer.name:
+        customer.name = name
+        customer.updated_at = clock.now()
+    if not email or not email.strip():
+        await session.flush()
+        return ContactOutcome("none", customer.id)
+    value = normalise(_EMAIL, email, field="email")
+    for _ in range(2):
+        owner = await customers.find_by_identity(session, _EMAIL, value)
+        if owner is None:
+            if await _add_identity(session, customer.id, _EMAIL, value, verified=False):
+                return ContactOutcome("added", customer.id)
+            continue  # taken concurrently: treat it as known
+        if owner.id == customer.id:
+            return ContactOutcome("same", customer.id)
+        if await _movable(session, customer.id):
+            await move_visitor(session, visitor, owner)
+            if name and not owner.name:
+                owner.name = name
+            return ContactOutcome("joined", owner.id)
+        await _suggest(
+            session,
+            customer.id,
+            owner.id,
+            f"web-chat visitor {visitor.id} gave the email {value}, known to this customer",
+        )
+        return ContactOutcome("suggested", customer.id)
+    return ContactOutcome("none", customer.id)
+
+
+async def _verified_customer_of(session: AsyncSession, customer_id: uuid.UUID) -> str | None:
+    return await session.scalar(
+        select(Identity.value).where(Identity.customer_id == customer_id, Identity.kind == _EXTERNAL).limit(1)
+    )
+
+
+@dataclass
+class SessionResult:
+    visitor: WebchatVisitor
+    token: str
+    customer: Customer
+    contact: ContactOutcome | None
+    new: bool
+
+
+async def start_session(
+    session: AsyncSession,
+    inbox: Inbox,
+    key: bytes,
+    *,
+    visitor_token: str | None,
+    user_id: str | None = None,
+    user_hash_given: str | None = None,
+    name: str | None = None,
+    email: str | None = None,
+    locale: str | None = None,
+) -> SessionResult:
+    """Resume the visitor of ``visitor_token`` (or make one), verify a user id, record contact details."""
+    verified_value: str | None = None
+    if user_id is not None:
+        check_user_hash(inbox, user_id, user_hash_given)  # 403 before anything is written
+        verified_value = external_id_value(inbox, user_id)
+
+    visitor_id = verify_token(key, visitor_token)
+    visitor = await get_visitor(session, visitor_id, inbox.id) if visitor_id else None
+    created = False
+    if verified_value is not None:
+        visitor, created = await _join_verified(session, inbox, visitor, verified_value)
+    if visitor is None:
+        visitor, created = await new_visitor(session, inbox), True
+    visitor.last_seen_at = clock.now()
+    contact = None
+    if name or email:
+        contact = await apply_contact(session, visitor, name=name, email=email)
+    customer = await customers.follow_merges(session, await customers.get_customer(session, visitor.customer_id))
+    if locale and not customer.locale:
+        customer.locale = locale[:20]
+    await session.flush()
+    return SessionResult(visitor, sign_token(key, visitor.id), customer, contact, created)
+
+
+async def _join_verified(
+    session: AsyncSession, inbox: Inbox, visitor: WebchatVisitor | None, value: str
+) -> tuple[WebchatVisitor, bool]:
+    """The visitor to use for verified user ``value``: this one when it is (or can become) theirs."""
+    owner = await customers.find_by_identity(session, _EXTERNAL, value)
+    if visitor is not None:
+        current = await customers.follow_merges(session, await customers.get_customer(session, visitor.customer_id))
+        mine = await _verified_customer_of(session, current.id)
+        if owner is not None and owner.id == current.id:
+            return visitor, False
+        if owner is None and mine is None:
+            # An anonymous visitor logs in: their customer becomes the user's.
+            if await _add_identity(session, current.id, _EXTERNAL, value, verified=True):
+                return visitor, False
+            owner = await customers.find_by_identity(session, _EXTERNAL, value)
+        elif owner is not None and mine is None:
+            if await _movable(session, current.id):
+                await move_visitor(session, visitor, owner)
+                return visitor, False
+            await _suggest(
+                session, current.id, owner.id, f"web-chat visitor {visitor.id} signed in as verified user {value}"
+            )
+    # Another user on this browser, or no usable visitor: a fresh visitor for the verified user.
+    if owner is None:
+        fresh = await new_visitor(session, inbox)
+        if not await _add_identity(session, fresh.customer_id, _EXTERNAL, value, verified=True):
+            owner = await customers.find_by_identity(session, _EXTERNAL, value)
+            assert owner is not None
+            await move_visitor(session, fresh, owner)
+        return fresh, True
+    return await new_visitor(session, inbox, owner), True
+
+
+def visitor_summary(customer: Customer, email_known: bool) -> dict[str, Any]:
+    return {"name": customer.name, "email_known": email_known}
+
+
+async def email_known(session: AsyncSession, customer_id: uuid.UUID) -> bool:
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Identity.customer_id == customer_id, Identity.kind == _EMAIL, Identity.undeliverable.is_(False)
+                )
+            )
+        )
+    )

@@ -1,0 +1,551 @@
+"""The web-chat widget in a real browser (Debian's Chromium driven by Playwright).
+
+The real server runs as a subprocess (so it can be stopped and restarted on the same port); a
+host page on a second local origin embeds ``<script src="http://127.0.0.1:<port>/widget.js"
+data-inbox=…>`` like a customer's site would. What a visitor and an agent would check: the chat
+opens, Cyrillic and emoji go through, an agent's reply appears, a reload keeps the history and the
+draft, a message typed while the server is down is delivered exactly once after it comes back,
+and an agent's ``<script>`` is shown as text. Screenshots land in ``test-artifacts/``.
+
+Needs ``apt-get install -y chromium`` and the ``playwright`` Python package (dev extra; never
+``playwright install``). Without them the test skips — or fails under
+``FRONTDESK_TEST_REQUIRE_SERVICES=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from websockets.asyncio.client import connect
+
+from frontdesk.db import Database
+from frontdesk.models import Attachment, CustomerEvent, Identity, Message
+from tests.builders import make_token, make_user
+from tests.conftest import REQUIRE_SERVICES, truncate_all
+from tests.integration.webhook_sink import free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST_PAGE = Path(__file__).with_name("widget_host.html")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("FRONTDESK_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SECRET_KEY = "widget-browser-test-secret-0123456789"
+IDENTITY_SECRET = "acme-identity-secret"
+WAIT_MS = 20_000
+
+
+def _missing(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (FRONTDESK_TEST_REQUIRE_SERVICES=1: the browser tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        _missing(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (or set FRONTDESK_CHROMIUM)")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        _missing("the playwright Python package is missing: pip install -e '.[dev]'")
+    return CHROMIUM
+
+
+# -- the server, restartable on one port -------------------------------------------------------------
+
+
+class DeskServer:
+    def __init__(self, database_url: str, data_dir: Path, log: Path) -> None:
+        self.database_url = database_url
+        self.data_dir = data_dir
+        self.log = log
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {
+            **os.environ,
+            "FRONTDESK_DATABASE_URL": self.database_url,
+            "FRONTDESK_DATA_DIR": str(self.data_dir),
+            "FRONTDESK_SECRET_KEY": SECRET_KEY,
+            "FRONTDESK_AUTO_MIGRATE": "false",
+            "FRONTDESK_TIMERS_POLL_SECONDS": "0.2",
+        }
+        env.pop("FRONTDESK_REDIS_URL", None)
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "frontdesk.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        deadline = asyncio.get_running_loop().time() + 60
+        async with httpx.AsyncClient(timeout=1) as client:
+            while asyncio.get_running_loop().time() < deadline:
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.base}/healthz")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"server did not start:\n{self.tail()}")
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+# -- the customer's site: a second origin ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def host_site(frontdesk_base: str, inbox_token: str, locale: str = "en") -> Iterator[str]:
+    page = (
+        HOST_PAGE.read_text(encoding="utf-8")
+        .replace("__FRONTDESK__", frontdesk_base)
+        .replace("__INBOX__", inbox_token)
+        .replace("__LOCALE__", locale)
+        .encode()
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] not in ("/", "/index.html"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # "localhost" is a different origin from the server's 127.0.0.1, as on a real site.
+        yield f"http://localhost:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# -- fixtures ----------------------------------------------------------------------------------------
+
+
+class Desk:
+    def __init__(self, db: Database, server: DeskServer, admin: str, agent: str) -> None:
+        self.db = db
+        self.server = server
+        self.admin = {"Authorization": f"Bearer {admin}"}
+        self.agent = {"Authorization": f"Bearer {agent}"}
+        self.agent_token = agent
+
+    async def create_inbox(self, **config: Any) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=self.server.base, timeout=10) as client:
+            r = await client.post(
+                "/api/v1/inboxes",
+                json={"name": f"Website chat {uuid.uuid4().hex[:6]}", "channel": "webchat", "config": config},
+                headers=self.admin,
+            )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def reply(self, conversation_id: uuid.UUID, text: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=self.server.base, timeout=10) as client:
+            r = await client.post(
+                f"/api/v1/conversations/{conversation_id}/messages", json={"text": text}, headers=self.agent
+            )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=self.server.base, timeout=10) as client:
+            r = await client.post(path, json=body, headers=self.agent)
+        assert r.status_code in (200, 201), r.text
+        return dict(r.json())
+
+    async def eventually(self, check: Any, what: str, timeout: float = 10) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await check():
+            assert asyncio.get_running_loop().time() < deadline, what
+            await asyncio.sleep(0.1)
+
+    async def messages(self, **where: Any) -> list[Message]:
+        async with self.db.transaction() as s:
+            q = select(Message)
+            for k, v in where.items():
+                q = q.where(getattr(Message, k) == v)
+            return list((await s.scalars(q.order_by(Message.created_at))).all())
+
+
+@pytest.fixture
+async def desk(database_url: str, tmp_path: Path) -> AsyncIterator[Desk]:
+    db = Database(database_url)
+    server = DeskServer(database_url, tmp_path / "var", tmp_path / "server.log")
+    try:
+        admin = await make_token(db, await make_user(db, role="admin"))
+        agent = await make_token(db, await make_user(db, role="agent", name="Мария Support"))
+        await server.start()
+        yield Desk(db, server, admin, agent)
+    finally:
+        await server.stop()
+        await truncate_all(db)
+        await db.dispose()
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+def shot(name: str) -> str:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return str(ARTIFACTS / name)
+
+
+async def agent_recv(ws: Any, pred: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
+    async def _loop() -> dict[str, Any]:
+        while True:
+            msg = json.loads(await ws.recv())
+            if pred(msg):
+                return dict(msg)
+
+    return await asyncio.wait_for(_loop(), timeout)
+
+
+def typing_of(conversation_id: uuid.UUID, on: bool) -> Callable[[dict[str, Any]], bool]:
+    def pred(m: dict[str, Any]) -> bool:
+        data = m.get("data") or {}
+        return bool(
+            m.get("type") == "conversation.typing"
+            and data.get("conversation_id") == str(conversation_id)
+            and data.get("on") is on
+        )
+
+    return pred
+
+
+# -- tests -------------------------------------------------------------------------------------------
+
+HELLO = "Привет! Где мой заказ №42? 🚚📦 Спасибо 🙏"
+REPLY = "Здравствуйте! 👋 Заказ уже в пути, приедет завтра."
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> <b>bold?</b>'
+WHILE_DOWN = "Пока сервер лежал: это сообщение не должно потеряться ✅"
+
+
+async def test_chat_reply_reload_and_restart_delivers_once(browser: Any, desk: Desk, backend: str) -> None:
+    from playwright.async_api import expect
+
+    inbox = await desk.create_inbox(title="Acme support", greeting="Hi! Ask us anything.")
+    token = inbox["public_token"]
+    key = f"frontdesk:{token}:"
+    with host_site(desk.server.base, token) as site:
+        context = await browser.new_context(locale="en-US", viewport={"width": 1100, "height": 820})
+        page = await context.new_page()
+        page_errors: list[str] = []
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        await page.goto(site)
+
+        # Launcher -> window; before the first message it says what it can do and when replies come.
+        launcher = page.get_by_role("button", name="Open chat")
+        await expect(launcher).to_be_visible(timeout=WAIT_MS)
+        await launcher.click()
+        panel = page.get_by_role("dialog", name="Acme support")
+        await expect(panel).to_be_visible()
+        await expect(panel.locator(".greeting")).to_have_text("Hi! Ask us anything.", timeout=WAIT_MS)
+        await expect(panel.locator(".can")).to_contain_text("images and PDF")
+        # No agent is online: replies come by email, and the widget asks for the address.
+        await expect(panel.locator(".availability")).to_contain_text("answer by email")
+        email_box = panel.get_by_label("Leave your email so we can reply:")
+        await email_box.fill("ada@example.com")
+        await panel.get_by_role("button", name="Save").click()
+        await expect(panel.locator(".availability")).to_contain_text("ada@example.com")
+        # The host page's hostile CSS does not reach inside the widget.
+        assert (
+            await page.get_by_role("button", name="Close chat").evaluate("b => getComputedStyle(b).backgroundColor")
+            == "rgb(37, 99, 235)"
+        ), "the launcher keeps the widget's accent colour, not the page's hotpink"
+
+        box = panel.get_by_label("Message")
+        await box.fill(HELLO)
+        await box.press("Enter")
+        sent = panel.locator(".msg.in:not(.pending)", has_text=HELLO)
+        await expect(sent.locator(".state")).to_have_text("Sent", timeout=WAIT_MS)
+
+        stored = await desk.messages(text=HELLO)
+        assert len(stored) == 1, "the visitor's message is stored once, byte for byte"
+        conversation_id = stored[0].conversation_id
+        assert stored[0].channel == "webchat"
+        async with desk.db.transaction() as s:
+            emails = (
+                await s.scalars(
+                    select(Identity.value).where(
+                        Identity.customer_id == stored[0].customer_id, Identity.kind == "email"
+                    )
+                )
+            ).all()
+        assert "ada@example.com" in emails, "the email asked for while away belongs to the visitor"
+
+        # An agent replies through the API; it appears in the widget.
+        await desk.reply(conversation_id, REPLY)
+        reply = panel.locator(".msg.out", has_text=REPLY)
+        await expect(reply).to_be_visible(timeout=WAIT_MS)
+        await expect(reply.locator(".author")).to_have_text("Мария Support")
+
+        # Read receipts both ways: the open widget tells the desk, and an agent's read shows "Seen".
+        async def reply_read() -> bool:
+            [m] = await desk.messages(text=REPLY)
+            return bool((m.meta or {}).get("read_at"))
+
+        await desk.eventually(reply_read, "the widget sent `read` for the agent's reply it showed")
+        await desk.post(f"/api/v1/widget/messages/{stored[0].id}/read")
+        await expect(sent.locator(".state")).to_have_text("Seen", timeout=WAIT_MS)
+
+        # The visitor's typing reaches an agent's desk socket: on while typing, off after a pause.
+        ws_url = f"ws://127.0.0.1:{desk.server.port}/ws?token={desk.agent_token}"
+        async with connect(ws_url) as agent_ws:
+            await agent_recv(agent_ws, lambda m: m.get("type") == "hello")
+            await box.press_sequentially("Ещё вопрос")
+            on = await agent_recv(agent_ws, typing_of(conversation_id, True))
+            assert on["data"]["author_type"] == "customer"
+            await agent_recv(agent_ws, typing_of(conversation_id, False))
+        await box.fill("")
+
+        # An agent's <script> is text in the widget, never markup.
+        await desk.reply(conversation_id, HOSTILE)
+        hostile = panel.locator(".msg.out .bubble", has_text="window.__pwned = 1")
+        await expect(hostile).to_be_visible(timeout=WAIT_MS)
+        assert "<script>window.__pwned = 1</script>" in await hostile.inner_text()
+        assert await hostile.evaluate("b => b.querySelectorAll('script, img').length") == 0
+        await page.wait_for_timeout(300)
+        assert await page.evaluate("window.__pwned") is None
+        await page.screenshot(path=shot(f"widget-conversation-{backend}.png"))
+
+        # Reload: same visitor, history kept, the unsent draft kept, the window still open.
+        visitor_token = await page.evaluate(f"localStorage.getItem('{key}visitor')")
+        assert visitor_token
+        assert visitor_token.startswith("v1.")
+        await box.fill("черновик, не отправлен ✍️")
+        await page.reload()
+        panel = page.get_by_role("dialog", name="Acme support")
+        await expect(panel).to_be_visible(timeout=WAIT_MS)
+        await expect(panel.locator(".msg.in", has_text=HELLO)).to_have_count(1, timeout=WAIT_MS)
+        await expect(panel.locator(".msg.out", has_text=REPLY)).to_have_count(1)
+        box = panel.get_by_label("Message")
+        await expect(box).to_have_value("черновик, не отправлен ✍️")
+        assert await page.evaluate(f"localStorage.getItem('{key}visitor')") == visitor_token
+
+        # The server goes away while a message is typed: it is kept as pending, shown as sending.
+        await desk.server.stop()
+        await expect(panel.locator(".conn")).to_be_visible(timeout=WAIT_MS)
+        await box.fill(WHILE_DOWN)
+        await box.press("Enter")
+        pending = panel.locator(".msg.pending", has_text=WHILE_DOWN)
+        await expect(pending.locator(".state")).to_have_text("Sending…")
+        queued = await page.evaluate(f"JSON.parse(localStorage.getItem('{key}pending'))")
+        assert [p["text"] for p in queued] == [WHILE_DOWN]
+        client_id = queued[0]["client_id"]
+        await page.screenshot(path=shot(f"widget-offline-{backend}.png"))
+
+        # Back up on the same port: the widget reconnects with backoff and resends; stored once.
+        await desk.server.start()
+        delivered = panel.locator(".msg.in:not(.pending)", has_text=WHILE_DOWN)
+        await expect(delivered.locator(".state")).to_have_text("Sent", timeout=45_000)
+        await expect(panel.locator(".conn")).to_be_hidden()
+        assert await page.evaluate(f"JSON.parse(localStorage.getItem('{key}pending'))") == []
+        once = [m for m in await desk.messages(text=WHILE_DOWN)]
+        assert len(once) == 1
+        assert (once[0].external_id or "").endswith(f":{client_id}")
+
+        # A resend of an already stored message (its ack was lost) is acknowledged, not stored again.
+        await page.evaluate(
+            "([k, item]) => localStorage.setItem(k, JSON.stringify([item]))", [f"{key}pending", queued[0]]
+        )
+        await page.reload()
+        panel = page.get_by_role("dialog", name="Acme support")
+        await expect(panel.locator(".msg", has_text=WHILE_DOWN)).to_have_count(1, timeout=WAIT_MS)
+        await expect(panel.locator(".msg.in:not(.pending)", has_text=WHILE_DOWN)).to_have_count(1, timeout=WAIT_MS)
+        await page.wait_for_function(f"JSON.parse(localStorage.getItem('{key}pending') || '[]').length === 0")
+        async with desk.db.transaction() as s:
+            count = await s.scalar(
+                select(func.count()).select_from(Message).where(Message.external_id.like(f"%:{client_id}"))
+            )
+        assert count == 1, "resent after the reconnect and again after a reload, stored exactly once"
+        assert page_errors == []
+        await context.close()
+
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cf00000301010018dd8db00000000049454e44ae426082"
+)
+
+
+async def test_attachments_offers_identify_in_russian(browser: Any, desk: Desk, backend: str) -> None:
+    from playwright.async_api import expect
+
+    inbox = await desk.create_inbox(title="Поддержка Acme", identity_secret=IDENTITY_SECRET)
+    token = inbox["public_token"]
+    with host_site(desk.server.base, token, locale="ru") as site:
+        context = await browser.new_context(locale="en-US", viewport={"width": 1100, "height": 820})
+        page = await context.new_page()
+        await page.goto(site)
+        # data-locale="ru" wins over the browser's English.
+        launcher = page.get_by_role("button", name="Открыть чат")
+        await expect(launcher).to_be_visible(timeout=WAIT_MS)
+
+        # identify after load joins the verified user; the queued page view landed as an event.
+        user_hash = hmac.new(IDENTITY_SECRET.encode(), b"user-42", hashlib.sha256).hexdigest()
+        await page.evaluate(
+            "h => window.frontdesk('identify', {user_id: 'user-42', user_hash: h, name: 'Ада Лавлейс'})", user_hash
+        )
+        # The launcher is reached with Tab after the page's own button and opened with Enter.
+        await page.focus("#host-button")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.shadowRoot.activeElement.className") == "launcher"
+        await page.keyboard.press("Enter")
+        panel = page.get_by_role("dialog", name="Поддержка Acme")
+        await expect(panel).to_be_visible(timeout=WAIT_MS)
+        await expect(panel.locator(".status")).to_have_text("Нет на месте — ответим по почте", timeout=WAIT_MS)
+
+        # Files are checked before upload: wrong type and too large are refused with a message.
+        files = panel.locator("input[type=file]")
+        await files.set_input_files({"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"})
+        await expect(panel.get_by_role("alert")).to_contain_text("notes.txt")
+        big = b"%PDF-1.4\n" + b"0" * (10 * 1024 * 1024 + 10)
+        await files.set_input_files({"name": "huge.pdf", "mimeType": "application/pdf", "buffer": big})
+        await expect(panel.get_by_role("alert")).to_contain_text("huge.pdf")
+        # A real image uploads (with progress) and goes with the message.
+        await files.set_input_files({"name": "photo.png", "mimeType": "image/png", "buffer": PNG})
+        await expect(panel.locator(".chip.ready", has_text="photo.png")).to_be_visible(timeout=WAIT_MS)
+        box = panel.get_by_label("Сообщение")
+        await box.fill("Фото упаковки 📷")
+        await panel.get_by_role("button", name="Отправить").click()
+        sent = panel.locator(".msg.in:not(.pending)", has_text="Фото упаковки 📷")
+        await expect(sent.locator(".state")).to_have_text("Отправлено", timeout=WAIT_MS)
+        await expect(sent.locator("img[alt='photo.png']")).to_be_visible()
+        assert await sent.locator("img").evaluate("i => i.complete && i.naturalWidth") == 1, "the image downloads"
+
+        [message] = await desk.messages(text="Фото упаковки 📷")
+        async with desk.db.transaction() as s:
+            atts = (await s.scalars(select(Attachment).where(Attachment.message_id == message.id))).all()
+            ext = (
+                await s.scalars(
+                    select(Identity.value).where(
+                        Identity.customer_id == message.customer_id, Identity.kind == "external_id"
+                    )
+                )
+            ).all()
+            viewed = await s.scalar(
+                select(func.count())
+                .select_from(CustomerEvent)
+                .where(CustomerEvent.customer_id == message.customer_id, CustomerEvent.type == "page.viewed")
+            )
+        assert [(a.filename, a.content_type) for a in atts] == [("photo.png", "image/png")]
+        assert any(v.endswith("user-42") for v in ext), "identify with a valid hash joined the verified user"
+        assert viewed, "frontdesk('track') queued before load became a customer event"
+
+        # Frontdesk starts a conversation itself: an offer with accept/decline; the answer is an event.
+        await desk.post(
+            "/api/v1/widget/notices",
+            {
+                "conversation_id": str(message.conversation_id),
+                "text": "Доставка бесплатно сегодня",
+                "offer": {"offer_id": "free-shipping", "title": "Бесплатная доставка 🎁", "body": "Только сегодня"},
+            },
+        )
+        card = panel.locator(".msg.offer", has_text="Бесплатная доставка 🎁")
+        await expect(card).to_be_visible(timeout=WAIT_MS)
+        await card.get_by_role("button", name="Yes, please").click()
+        await expect(card.locator(".answer")).to_have_text("Вы согласились.")
+
+        async def accepted() -> bool:
+            async with desk.db.transaction() as s:
+                n = await s.scalar(
+                    select(func.count())
+                    .select_from(CustomerEvent)
+                    .where(
+                        CustomerEvent.customer_id == message.customer_id, CustomerEvent.type == "widget.offer_accepted"
+                    )
+                )
+            return n == 1
+
+        await desk.eventually(accepted, "the visitor's answer to the offer came back as a customer event")
+
+        await page.screenshot(path=shot(f"widget-ru-open-{backend}.png"))
+
+        # Esc closes and gives focus back to the launcher.
+        await box.press("Escape")
+        await expect(panel).to_be_hidden()
+        assert await page.evaluate("document.activeElement.shadowRoot.activeElement.className") == "launcher"
+
+        # A reply while the window is closed: an unread badge and a preview on the launcher.
+        await desk.reply(message.conversation_id, "Спасибо, фото получили 👍")
+        await expect(page.get_by_role("button", name="Открыть чат, новых: 1")).to_be_visible(timeout=WAIT_MS)
+        await expect(page.locator(".teaser")).to_contain_text("Спасибо, фото получили 👍")
+        await page.screenshot(path=shot(f"widget-ru-unread-{backend}.png"))
+        await page.evaluate("window.frontdesk('open')")
+        await expect(panel).to_be_visible()
+        await expect(page.locator(".badge")).to_be_hidden()
+        await page.evaluate("window.frontdesk('close')")
+        await expect(panel).to_be_hidden()
+        await context.close()

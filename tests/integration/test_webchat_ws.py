@@ -1,0 +1,304 @@
+"""The widget socket end to end: a real uvicorn server, the real ``websockets`` client, both hubs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from frontdesk.channels.webchat import service as webchat
+from frontdesk.models import CustomerEvent, Inbox, Message
+from frontdesk.settings import Settings
+from tests.builders import make_token, make_user
+from tests.conftest import truncate_all
+from tests.integration.webchat_helpers import Server, make_webchat_inbox, nothing, of_type, recv, send
+
+
+@pytest.fixture
+async def server(settings: Settings, hub_backend: str | None) -> AsyncIterator[Server]:
+    if hub_backend:  # rate-limit counters of earlier tests (same address, same minute) must not count
+        import redis.asyncio as redis
+
+        client = redis.from_url(hub_backend)
+        async for key in client.scan_iter(match="fd:webchat:rl:*"):
+            await client.delete(key)
+        await client.aclose()
+    srv = Server(settings.model_copy(update={"widget_messages_per_minute": 5}), hub_backend)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await truncate_all(srv.app.state.db)
+        await srv.stop()
+
+
+async def visitor_session(server: Server, inbox: Inbox, **body: object) -> dict:
+    async with httpx.AsyncClient(base_url=server.http) as c:
+        r = await c.post("/api/v1/widget/sessions", json={"inbox": inbox.public_token, **body})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def agent_headers(server: Server) -> dict[str, str]:
+    user = await make_user(server.app.state.db, name="Agent Smith")
+    return {"Authorization": f"Bearer {await make_token(server.app.state.db, user)}"}
+
+
+async def stored(server: Server, **where: object) -> list[Message]:
+    async with server.app.state.db.transaction() as s:
+        stmt = select(Message)
+        for k, v in where.items():
+            stmt = stmt.where(getattr(Message, k) == v)
+        return list((await s.scalars(stmt.order_by(Message.created_at))).all())
+
+
+async def test_send_ack_and_idempotent_resend(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        welcome = await recv(ws, of_type("welcome"))
+        assert welcome["visitor_id"] == sess["visitor_id"]
+        assert welcome["conversation_id"] is None
+        client_id = str(uuid.uuid4())
+        await send(ws, {"type": "message", "client_id": client_id, "text": "Привет 👋"})
+        ack = await recv(ws, of_type("ack"))
+        assert (ack["client_id"], ack["duplicate"]) == (client_id, False)
+        # The conversation was opened: the socket now follows it and says so.
+        moved = await recv(ws, of_type("welcome"))
+        assert moved["conversation_id"] is not None
+        echo = await recv(ws, of_type("message"))
+        assert echo["message"]["id"] == ack["message_id"]
+        assert (echo["message"]["direction"], echo["message"]["text"]) == ("in", "Привет 👋")
+        # A resend (the widget did not see the ack) is answered with the same id.
+        await send(ws, {"type": "message", "client_id": client_id, "text": "Привет 👋"})
+        again = await recv(ws, of_type("ack"))
+        assert (again["message_id"], again["duplicate"]) == (ack["message_id"], True)
+    # And after a reconnect too.
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        assert (await recv(ws, of_type("welcome")))["conversation_id"] == moved["conversation_id"]
+        await send(ws, {"type": "message", "client_id": client_id, "text": "Привет 👋"})
+        assert (await recv(ws, of_type("ack")))["message_id"] == ack["message_id"]
+    rows = await stored(server, external_id=f"{sess['visitor_id']}:{client_id}")
+    assert len(rows) == 1
+    assert rows[0].channel == "webchat"
+
+
+async def test_agent_reply_reaches_widget_and_replays(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    headers = await agent_headers(server)
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": "help"})
+        welcome = await recv(ws, of_type("welcome"))
+        conv = welcome["conversation_id"]
+        async with httpx.AsyncClient(base_url=server.http, headers=headers) as c:
+            r = await c.post(
+                f"/api/v1/conversations/{conv}/messages",
+                json={"html": '<p>Hello <b>there</b></p><script>alert(1)</script><a href="javascript:x()">x</a>'},
+            )
+            assert r.status_code == 201, r.text
+        reply = await recv(ws, lambda m: m["type"] == "message" and m["message"]["direction"] == "out")
+        msg = reply["message"]
+        assert msg["id"] == r.json()["id"]
+        assert msg["author_name"] == "Agent Smith"
+        assert "<b>there</b>" in msg["html"]
+        assert "script" not in msg["html"]
+        assert "javascript:" not in msg["html"]
+        last_seq = reply["seq"]
+    # Offline: two replies happen.
+    async with httpx.AsyncClient(base_url=server.http, headers=headers) as c:
+        ids = []
+        for text in ("one", "two"):
+            r = await c.post(f"/api/v1/conversations/{conv}/messages", json={"text": text})
+            ids.append(r.json()["id"])
+    for _ in range(100):  # delivered by the outbox
+        if all(m.delivery_status == "delivered" for m in await stored(server, direction="out")):
+            break
+        await asyncio.sleep(0.05)
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        await send(ws, {"type": "hello", "last_seq": last_seq})
+        got = [await recv(ws, of_type("message")) for _ in range(2)]
+        assert [g["message"]["id"] for g in got] == ids
+        assert all(g["seq"] > last_seq for g in got)
+        assert await nothing(ws, of_type("message"))
+        # No last_seq: the history from the database.
+        await send(ws, {"type": "hello", "last_seq": None})
+        snap = await recv(ws, of_type("snapshot"))
+        assert [m["text"] for m in snap["messages"]] == ["help", msg["text"], "one", "two"]
+        assert [m["direction"] for m in snap["messages"]] == ["in", "out", "out", "out"]
+        assert snap["last_seq"] >= got[-1]["seq"]
+
+
+async def test_restart_resumes_with_history(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": "before restart"})
+        await recv(ws, of_type("ack"))
+        welcome = await recv(ws, of_type("welcome"))
+    await server.restart()
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        again = await recv(ws, of_type("welcome"))
+        assert again["conversation_id"] == welcome["conversation_id"]
+        await send(
+            ws,
+            {"type": "hello", "last_seq": 5, "epoch": welcome["epoch"], "conversation_id": welcome["conversation_id"]},
+        )
+        if welcome["epoch"] != again["epoch"]:
+            snap = await recv(ws, of_type("snapshot"))
+            assert [m["text"] for m in snap["messages"]] == ["before restart"]
+        client_id = str(uuid.uuid4())
+        await send(ws, {"type": "message", "client_id": client_id, "text": "after restart"})
+        assert (await recv(ws, of_type("ack")))["duplicate"] is False
+    rows = await stored(server, conversation_id=uuid.UUID(welcome["conversation_id"]))
+    assert [m.text for m in rows] == ["before restart", "after restart"]
+
+
+async def test_typing_both_ways_and_read_receipts(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    headers = await agent_headers(server)
+    token = headers["Authorization"].split()[1]
+    async with (
+        connect(server.ws_url(sess["visitor_token"])) as ws,
+        connect(f"ws://127.0.0.1:{server.port}/ws?token={token}") as desk,
+    ):
+        await recv(desk, of_type("hello"))
+        await recv(ws, of_type("welcome"))
+        await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": "hi"})
+        ack = await recv(ws, of_type("ack"))
+        conv = (await recv(ws, of_type("welcome")))["conversation_id"]
+        # Agent typing (published by a desktop on the conversation topic) reaches the widget.
+        await server.app.state.hub.publish(
+            f"conversation:{conv}", "conversation.typing", {"on": True, "author_type": "agent", "author_name": "Ann"}
+        )
+        typing = await recv(ws, of_type("typing"))
+        assert (typing["on"], typing["author_name"]) == (True, "Ann")
+        # Visitor typing reaches the desk.
+        await send(ws, {"type": "typing", "on": True})
+        ev = await recv(desk, lambda m: m.get("type") == "conversation.typing")
+        assert ev["data"]["conversation_id"] == conv
+        assert (ev["data"]["author_type"], ev["data"]["on"]) == ("customer", True)
+        assert await nothing(ws, of_type("typing"), 0.3)  # the visitor's own typing is not echoed
+        # The agent reads the visitor's message → a read frame.
+        async with httpx.AsyncClient(base_url=server.http, headers=headers) as c:
+            r = await c.post(f"/api/v1/widget/messages/{ack['message_id']}/read")
+            assert r.status_code == 200, r.text
+            read = await recv(ws, of_type("read"))
+            assert read["message_id"] == ack["message_id"]
+            # The visitor reads the agent's reply → stored as read, the desk is told.
+            r = await c.post(f"/api/v1/conversations/{conv}/messages", json={"text": "answer"})
+            reply_id = r.json()["id"]
+        await recv(ws, lambda m: m["type"] == "message" and m["message"]["id"] == reply_id)
+        await send(ws, {"type": "read", "message_id": reply_id})
+        upd = await recv(
+            desk,
+            lambda m: (
+                m.get("type") == "conversation.message_updated"
+                and m["data"]["message"]["id"] == reply_id
+                and m["data"]["message"]["delivery_status"] == "read"
+            ),
+        )
+        assert upd["data"]["message"]["read_at"]
+    (reply,) = await stored(server, id=uuid.UUID(reply_id))
+    assert reply.delivery_status == "read"
+    assert reply.meta["read_at"]
+
+
+async def test_track_offer_and_notice(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        await send(ws, {"type": "track", "event": "page.viewed", "properties": {"path": "/pricing"}})
+        await send(ws, {"type": "track", "event": "Not An Event!", "properties": {}})
+        err = await recv(ws, of_type("error"))
+        assert err["code"] == "invalid"
+        # Frontdesk shows an offer in the widget (the proactive engine's way in).
+        async with server.app.state.db.transaction() as s:
+            from frontdesk.models import WebchatVisitor
+
+            visitor = await s.get(WebchatVisitor, uuid.UUID(sess["visitor_id"]))
+            assert visitor is not None
+            await webchat.send_widget_notice(
+                s, visitor.customer_id, "We miss you", offer={"offer_id": "spring-10", "title": "10% off"}
+            )
+        welcome = await recv(ws, of_type("welcome"))  # the notice opened a conversation
+        assert welcome["conversation_id"]
+        await send(ws, {"type": "hello", "last_seq": 0})
+        offer = await recv(ws, lambda m: m["type"] == "message" and m["message"]["kind"] == "offer")
+        assert offer["message"]["offer"]["offer_id"] == "spring-10"
+        assert offer["message"]["author_type"] == "system"
+        await send(ws, {"type": "offer_answer", "offer_id": "spring-10", "answer": "accept"})
+        await send(ws, {"type": "ping"})
+        await recv(ws, of_type("pong"))
+    async with server.app.state.db.transaction() as s:
+        events = list(
+            (await s.scalars(select(CustomerEvent).where(CustomerEvent.customer_id == visitor.customer_id))).all()
+        )
+    by_type = {e.type: e for e in events}
+    assert by_type["page.viewed"].properties["path"] == "/pricing"
+    assert by_type["widget.offer_accepted"].properties["offer_id"] == "spring-10"
+    assert len(events) == 2
+
+
+async def test_rate_limit_keeps_acknowledged_messages(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        first = str(uuid.uuid4())
+        acks = []
+        for i in range(5):  # widget_messages_per_minute = 5
+            await send(ws, {"type": "message", "client_id": first if i == 0 else str(uuid.uuid4()), "text": f"m{i}"})
+            acks.append(await recv(ws, of_type("ack")))
+        over = str(uuid.uuid4())
+        await send(ws, {"type": "message", "client_id": over, "text": "too many"})
+        err = await recv(ws, of_type("error"))
+        assert (err["code"], err["client_id"]) == ("rate_limited", over)
+        assert err["retry_after"] >= 1
+        # A resend of an acknowledged message is still acknowledged.
+        await send(ws, {"type": "message", "client_id": first, "text": "m0"})
+        again = await recv(ws, of_type("ack"))
+        assert (again["message_id"], again["duplicate"]) == (acks[0]["message_id"], True)
+    async with server.app.state.db.transaction() as s:
+        count = await s.scalar(select(func.count()).select_from(Message).where(Message.direction == "in"))
+    assert count == 5
+
+
+async def test_script_injection_is_escaped_and_bad_frames_answered(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    payload = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": payload})
+        echo = await recv(ws, of_type("message"))
+        assert echo["message"]["text"] == payload  # plain text, shown with textContent
+        assert "<script" not in echo["message"]["html"]
+        assert "<img" not in echo["message"]["html"]
+        assert "&lt;script&gt;" in echo["message"]["html"]
+        await ws.send("not json")
+        assert (await recv(ws, of_type("error")))["code"] == "invalid"
+        await ws.send('{"type": "message", "client_id": "nope", "text": "x"}')
+        assert (await recv(ws, of_type("error")))["code"] == "invalid"
+        await ws.send('{"type": "message", "client_id": "' + str(uuid.uuid4()) + '", "text": "' + "x" * 70000 + '"}')
+        assert (await recv(ws, of_type("error")))["code"] == "too_large"
+
+
+async def test_bad_token_is_refused(server: Server):
+    for token in ("", "v1.not-a-uuid.sig", f"v1.{uuid.uuid4()}.forged"):
+        async with connect(server.ws_url(token)) as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 4401
