@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,9 @@ from frontdesk.db import after_commit, record_event
 log = logging.getLogger(__name__)
 
 BUFFER_PER_TOPIC = 1000
+# The memory hub keeps resume buffers for this many topics, dropping the least recently published
+# (the Redis hub expires idle topics instead). A client resuming a dropped topic gets a snapshot.
+MEMORY_HUB_TOPICS = 10_000
 # A subscriber that falls this far behind is cut off (its iterator ends) rather than letting
 # one stuck browser grow the server's memory without bound; it reconnects and resumes.
 SUBSCRIBER_QUEUE_MAX = 10_000
@@ -187,11 +190,16 @@ def replay_from(buffer: Iterable[Event], last_id: int, after_id: int) -> list[Ev
 class MemoryHub(Hub):
     """In-process hub: fan-out to asyncio queues, a ring buffer per topic for resume."""
 
-    def __init__(self, buffer: int = BUFFER_PER_TOPIC) -> None:
+    def __init__(self, buffer: int = BUFFER_PER_TOPIC, max_topics: int = MEMORY_HUB_TOPICS) -> None:
         self.epoch = uuid.uuid4().hex
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
-        self._buffers: dict[str, deque[Event]] = defaultdict(lambda: deque(maxlen=buffer))
-        self._seq: dict[str, int] = defaultdict(int)
+        self._buffer = buffer
+        self._max_topics = max_topics
+        # topic -> (last id, recent events); ordered by last publish, oldest first.
+        self._topics: OrderedDict[str, tuple[int, deque[Event]]] = OrderedDict()
+        # Highest id of any dropped topic: a topic seen again continues above it, so a client still
+        # holding an old id finds a gap (and takes a snapshot) instead of replaying the wrong events.
+        self._floor = 0
 
     async def close(self) -> None:
         for subs in list(self._subs.values()):
@@ -200,18 +208,25 @@ class MemoryHub(Hub):
         self._subs.clear()
 
     async def head(self, topic: str) -> int:
-        return int(self._seq.get(topic, 0))
+        entry = self._topics.get(topic)
+        return entry[0] if entry else 0
 
     async def publish(self, topic: str, type: str, data: dict[str, Any]) -> Event:
-        self._seq[topic] += 1
-        event = Event(topic=topic, type=type, data=data, id=self._seq[topic])
-        self._buffers[topic].append(event)
+        entry = self._topics.pop(topic) if topic in self._topics else None
+        last, events = entry or (self._floor, deque(maxlen=self._buffer))
+        event = Event(topic=topic, type=type, data=data, id=last + 1)
+        events.append(event)
+        self._topics[topic] = (event.id, events)
+        while len(self._topics) > self._max_topics:
+            _dropped, (dropped_last, _events) = self._topics.popitem(last=False)
+            self._floor = max(self._floor, dropped_last)
         for sub in list(self._subs.get(topic, ())):
             sub._deliver(event)
         return event
 
     async def replay(self, topic: str, after_id: int) -> list[Event] | None:
-        return replay_from(self._buffers.get(topic, ()), self._seq.get(topic, 0), after_id)
+        last, events = self._topics.get(topic) or (0, deque())
+        return replay_from(events, last, after_id)
 
     async def _register(self, sub: Subscription, topics: list[str]) -> None:
         for t in topics:

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     imap_poll_seconds: float = Field(60.0, gt=0, description="How often IMAP mailboxes are polled.")
     widget_max_attachment_mb: int = Field(10, ge=1, description="Largest file a web-chat visitor may send.")
     widget_messages_per_minute: int = Field(30, ge=1, description="Per visitor; per IP it is 5x this.")
+    tune_gc: bool = Field(
+        True,
+        description="Server processes freeze start-up objects out of the garbage collector and collect "
+        "the young generation less often (fewer, shorter pauses under load).",
+    )
     log_level: str = "info"
     log_json: bool = False
 

@@ -149,6 +149,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_key="test-secret-key-0123456789",
         auto_migrate=False,
         timers_poll_seconds=0.05,
+        tune_gc=False,  # the suite builds hundreds of apps in one process
     )
 
 

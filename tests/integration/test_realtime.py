@@ -132,3 +132,19 @@ async def test_two_redis_hubs_see_each_other(redis_url: str):
     finally:
         await one.close()
         await two.close()
+
+
+async def test_memory_hub_drops_idle_topics_without_replaying_wrong_events():
+    from frontdesk.realtime import MemoryHub
+
+    hub = MemoryHub(buffer=10, max_topics=2)
+    for _ in range(3):
+        await hub.publish("conversation:a", "t", {})
+    await hub.publish("conversation:b", "t", {})
+    await hub.publish("conversation:c", "t", {})  # drops "a", the least recently published
+    assert await hub.head("conversation:a") == 0
+    event = await hub.publish("conversation:a", "t", {"again": True})
+    assert event.id > 3  # continues above every dropped id
+    # A client that saw id 2 of the old "a" cannot be brought up to date: it must take a snapshot.
+    assert await hub.replay("conversation:a", 2) is None
+    assert [e.data for e in await hub.replay("conversation:a", event.id - 1)] == [{"again": True}]
