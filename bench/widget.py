@@ -2,11 +2,13 @@
 
 For each level (1,000 and 5,000 connections; ``--quick``: 200 and 1,000) it creates the visitors
 directly in the database, opens that many ``/widget/ws`` sockets with the ``websockets`` client,
-then every visitor sends ``--per-client`` messages (each waits for its ``ack`` before the next).
-An agent socket (``/ws?token=…``, following ``desk``) receives ``conversation.message_created``
-for each; the round trip is customer send → agent socket receives. Reported per level: p50/p99 of
-that round trip, messages/s (acknowledged messages over the sending window) and the server
-process's memory per connection (RSS delta with all sockets open and idle, divided by N).
+then measures two things. Latency: ``--rate`` messages/s (default 200) for 10 s, each from the
+next open socket in turn, timed from its scheduled send to the moment an agent socket
+(``/ws?token=…``, following ``desk``) receives its ``conversation.message_created`` (p50/p99;
+open loop). Throughput: every visitor sends ``--per-client`` messages at once, each waiting for
+its ``ack`` before the next (messages/s over the sending window, and the saturated round trip as
+``burst_rtt_*``). Also the server process's memory per connection (RSS delta with all sockets
+open and idle, divided by N).
 
 The load generator runs on the same 2-core machine as the server, so the figures are a floor.
 Progress goes to stderr; ONE JSON line goes to stdout.
@@ -98,13 +100,16 @@ async def make_visitors(database_url: str, n: int) -> tuple[str, list[str]]:
         await db.dispose()
 
 
-async def run_level(base: str, pid: int, agent_token: str, tokens: list[str], per_client: int) -> dict[str, Any]:
+async def run_level(
+    base: str, pid: int, agent_token: str, tokens: list[str], per_client: int, rate: float, seconds: float
+) -> dict[str, Any]:
     from websockets.asyncio.client import ClientConnection, connect
 
     n = len(tokens)
     host = base.replace("http://", "ws://")
     sent_at: dict[str, float] = {}
-    latencies: list[float] = []
+    latencies: list[float] = []  # the burst: every visitor sends at once
+    paced_latencies: list[float] = []  # a steady rate spread over all open sockets
     done = asyncio.Event()
     expected = n * per_client
 
@@ -118,10 +123,14 @@ async def run_level(base: str, pid: int, agent_token: str, tokens: list[str], pe
                 continue
             preview = (msg.get("data") or {}).get("preview") or ""
             started = sent_at.pop(preview, None)
-            if started is not None:
-                latencies.append(time.perf_counter() - started)
-                if len(latencies) >= expected:
-                    done.set()
+            if started is None:
+                continue
+            if preview.startswith("paced "):
+                paced_latencies.append(time.perf_counter() - started)
+                continue
+            latencies.append(time.perf_counter() - started)
+            if len(latencies) >= expected:
+                done.set()
 
     reader = asyncio.create_task(agent_reader())
     sockets: list[ClientConnection] = []
@@ -146,6 +155,35 @@ async def run_level(base: str, pid: int, agent_token: str, tokens: list[str], pe
     await asyncio.sleep(1.0)
     rss_open = rss_kb(pid)
 
+    # 1. Latency under a steady load: ``rate`` messages/s, each from the next socket in turn, timed
+    #    from its scheduled send (open loop: a stalled server is charged for what queued behind it).
+    locks = {id(ws): asyncio.Lock() for ws in sockets}
+
+    async def send_paced(ws: ClientConnection, scheduled: float) -> None:
+        async with locks[id(ws)]:
+            marker = f"paced {uuid.uuid4().hex}"
+            sent_at[marker] = scheduled
+            await ws.send(json.dumps({"type": "message", "client_id": str(uuid.uuid4()), "text": marker}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 120)).get("type") not in ("ack", "error"):
+                pass
+
+    total = int(rate * seconds)
+    log(f"level {n}: {rate:.0f} messages/s for {seconds:.0f}s over {len(sockets)} sockets")
+    paced_tasks = []
+    start = time.perf_counter() + 0.1
+    for i in range(total):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        paced_tasks.append(asyncio.create_task(send_paced(sockets[i % len(sockets)], scheduled)))
+    await asyncio.gather(*paced_tasks, return_exceptions=True)
+    deadline = time.perf_counter() + 30
+    while len(paced_latencies) < total and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    paced_ms = sorted(v * 1000 for v in paced_latencies)
+
+    # 2. Throughput: every visitor sends ``per_client`` messages as fast as acks come back.
     acks = 0
     errors = 0
     first_send = time.perf_counter()
@@ -187,9 +225,13 @@ async def run_level(base: str, pid: int, agent_token: str, tokens: list[str], pe
         "connect_failures": failures,
         "messages": acks,
         "errors": errors,
+        "paced_messages_per_s": rate,
+        "rtt_p50_ms": round(percentile(paced_ms, 50), 2),
+        "rtt_p99_ms": round(percentile(paced_ms, 99), 2),
+        "paced_received": len(paced_latencies),
         "messages_per_s": round(acks / window, 1),
-        "rtt_p50_ms": round(percentile(ms, 50), 2),
-        "rtt_p99_ms": round(percentile(ms, 99), 2),
+        "burst_rtt_p50_ms": round(percentile(ms, 50), 2),
+        "burst_rtt_p99_ms": round(percentile(ms, 99), 2),
         "agent_received": len(latencies),
         "rss_kb_per_connection": round((rss_open - rss_before) / max(1, len(sockets)), 1),
         "server_rss_mb": round(rss_open / 1024, 1),
@@ -202,6 +244,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--per-client", type=int, default=None)
     parser.add_argument("--levels", type=str, default=None, help="comma-separated connection counts")
+    parser.add_argument("--rate", type=float, default=200.0, help="messages/s for the latency phase")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")] if args.levels else ([200, 1000] if args.quick else [1000, 5000])
     per_client = args.per_client or (2 if args.quick else 3)
@@ -219,7 +262,17 @@ def main() -> None:
         with server(url, wd, env=env) as srv:
             for n in levels:
                 log(f"level {n}: opening sockets")
-                result = asyncio.run(run_level(srv.base_url, srv.process.pid, agent_token, tokens[:n], per_client))
+                result = asyncio.run(
+                    run_level(
+                        srv.base_url,
+                        srv.process.pid,
+                        agent_token,
+                        tokens[:n],
+                        per_client,
+                        rate=args.rate,
+                        seconds=3.0 if args.quick else 10.0,
+                    )
+                )
                 log(f"level {n}: {result}")
                 out["levels"].append(result)
     emit(out)

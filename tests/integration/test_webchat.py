@@ -152,7 +152,9 @@ def test_business_hours_and_availability():
     assert webchat.business_state({}, monday_night) == (True, None)
 
 
-async def test_session_availability_counts_agents(app, client):
+async def test_session_availability_counts_agents(app, client, monkeypatch):
+    # The count is cached for a second in production (it walks every live topic); not here.
+    monkeypatch.setattr(webchat, "LOCAL_PRESENCE_SECONDS", 0.0)
     inbox = await make_webchat_inbox(app.state.db)
     body = (await start(client, inbox)).json()
     assert body["availability"]["agents_online"] == 0

@@ -219,6 +219,9 @@ class WindowLimiter:
             self._redis = None
 
 
+LOCAL_PRESENCE_SECONDS = 1.0
+
+
 def local_agents(hub: Hub) -> set[str]:
     """Ids of users with an agent desktop socket on this process (each follows ``user:<id>``)."""
     return {t[5:] for t in hub.local_topics() if t.startswith("user:")}
@@ -233,6 +236,8 @@ class Runtime:
     redis_url: str | None
     node: str = field(default_factory=lambda: uuid.uuid4().hex)
     _remote: set[str] = field(default_factory=set)
+    _local: set[str] = field(default_factory=set)
+    _local_at: float = -1e9
     _remote_at: float = 0.0
     _redis: Any = None
 
@@ -246,9 +251,16 @@ class Runtime:
             self._redis = redis.from_url(self.redis_url)
         return self._redis
 
+    def _local_agents(self, hub: Hub) -> set[str]:
+        """``local_agents``, at most once a second: it walks every live topic of this process."""
+        now = time.monotonic()
+        if now - self._local_at > LOCAL_PRESENCE_SECONDS:
+            self._local, self._local_at = local_agents(hub), now
+        return self._local
+
     async def agents_online(self, hub: Hub) -> int:
         """Distinct agents with a desktop socket open: here, plus other nodes' published sets."""
-        mine = local_agents(hub)
+        mine = self._local_agents(hub)
         client = self._client()
         if client is None:
             return len(mine)
