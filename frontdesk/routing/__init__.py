@@ -1,0 +1,1 @@
+"""Routing: queues, skills, presence, capacity; core.py holds the pure decision core."""

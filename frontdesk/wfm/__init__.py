@@ -1,0 +1,1 @@
+"""Workforce management: Erlang staffing maths and queue simulation."""
