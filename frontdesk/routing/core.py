@@ -533,9 +533,9 @@ class Router:
             q = b.queue
             if b.ring >= len(q.rings):
                 continue
-            limit = now - q.rings[b.ring].after_seconds
+            after = q.rings[b.ring].after_seconds
             arr = b.by_arrival
-            while arr and arr[0][0] <= limit:
+            while arr and now - arr[0][0] >= after:  # the same float test as ``_ring_for``
                 _, item_id, ver = heapq.heappop(arr)
                 item = self._live(item_id, ver)
                 if item is None or item.ring != b.ring:
@@ -666,24 +666,33 @@ class Router:
         held: list[tuple[Bucket, tuple[int, float, float, int, str, int]]] = []
         while heads:
             _, _, _, b = heapq.heappop(heads)
-            entry = heapq.heappop(b.by_priority)
-            item = self.items[entry[4]]
+            # Re-check the pool now: higher-ranked buckets may have taken its agents this cycle.
+            # A bucket with nobody left is dropped WITHOUT touching its items (no pop, no decide).
+            if not self._pool_ready(b.pool):
+                continue
+            item = self._head(b)
+            if item is None:
+                continue
+            entry = heapq.heappop(b.by_priority)  # the head (``_head`` left it on top)
             offer = self._decide(item, b, now)
             if offer is None:
-                if self._blocked(item, b):
-                    heapq.heappush(b.by_priority, entry)  # nobody for this bucket: keep its place
-                    continue
                 held.append((b, entry))  # sticky hold or excluded agents: try the next item
             else:
                 cycle.offers.append(offer)
-            if not self._pool_ready(b.pool):
-                continue
+                self._trim_arrivals(b)
             head = self._head(b)
             if head is not None:
                 heapq.heappush(heads, self._rank(b, head, now))
         for b, entry in held:
             heapq.heappush(b.by_priority, entry)
         return cycle
+
+    def _trim_arrivals(self, b: Bucket) -> None:
+        """Drop stale tops of the arrival heap as items leave it, so the periodic service-level
+        check (``_oldest_wait``) never meets a backlog of them (that made every shift check slow)."""
+        arr = b.by_arrival
+        while arr and self._live(arr[0][1], arr[0][2]) is None:
+            heapq.heappop(arr)
 
     def _compact_buckets(self) -> None:
         """Drop stale entries (offered, removed, moved items) so the heaps stay O(waiting)."""
@@ -708,19 +717,20 @@ class Router:
         return None
 
     def _pool_ready(self, pool: Pool) -> bool:
-        """Drop stale tops; True when some agent of the pool can take its channel right now."""
+        """Drop stale tops; True when some agent of the pool can take its channel right now.
+
+        Only the version is checked: every change to what an agent can take (presence, load,
+        pauses) bumps ``ver`` and re-pushes it only where ``can_take`` holds, so a current entry
+        can take the channel (``_decide`` still checks ``can_take`` before it offers)."""
         heap = pool.heap
+        agents = self.agents
         while heap:
             e = heap[0]
-            agent = self.agents.get(e[3])
-            if agent is not None and agent.ver == e[4] and agent.can_take(pool.channel):
+            agent = agents.get(e[3])
+            if agent is not None and agent.ver == e[4]:
                 return True
             heapq.heappop(heap)
         return False
-
-    def _blocked(self, item: Item, b: Bucket) -> bool:
-        """True when the item failed only because the pool has nobody (not a hold/exclusion)."""
-        return not b.pool.heap
 
     def _sticky_agent(self, item: Item, q: Queue, now: float) -> Agent | None:
         if item.last_agent_id is None or now - item.arrived_at >= q.sticky_wait:

@@ -39,7 +39,9 @@ __all__ = [
     "QueueSimConfig",
     "ReplicatedResult",
     "RoutingPolicy",
+    "confidence_interval",
     "longest_idle_agent",
+    "sample_handle_time",
     "simulate",
     "simulate_day",
 ]
@@ -158,6 +160,11 @@ def _handle_time(rng: random.Random, channel: ChannelTraffic) -> float:
         return rng.expovariate(1.0 / channel.aht_s)
     sigma2 = math.log1p(channel.cv * channel.cv)
     return rng.lognormvariate(math.log(channel.aht_s) - sigma2 / 2.0, math.sqrt(sigma2))
+
+
+def sample_handle_time(rng: random.Random, channel: ChannelTraffic) -> float:
+    """One handle time of ``channel`` (exponential, or lognormal with the channel's cv)."""
+    return _handle_time(rng, channel)
 
 
 class _Day:
@@ -294,6 +301,15 @@ def _estimate(values: Sequence[float], t_crit: float) -> Estimate:
     mean = statistics.fmean(values)
     half = t_crit * statistics.stdev(values) / math.sqrt(len(values))
     return Estimate(mean=mean, low=mean - half, high=mean + half)
+
+
+def confidence_interval(values: Sequence[float], confidence: float = 0.95) -> Estimate:
+    """Mean of ``values`` (independent replications, at least 2) with a Student-t interval."""
+    if len(values) < 2:
+        raise ValueError("at least two values are needed for a confidence interval")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be strictly between 0 and 1")
+    return _estimate(values, _t_critical(confidence, len(values) - 1))
 
 
 def simulate(

@@ -68,7 +68,14 @@ def test_per_channel_maximum_holds_even_with_budget_left():
 
 
 def test_no_chat_is_offered_during_a_call():
-    r = router(CHAT, VOICE, agents=(agent("a"),))
+    # the call costs half the budget: only the interrupt rule keeps the chat away
+    cap = Capacity(
+        max_per_channel={"voice": 1, "webchat": 3},
+        budget=100,
+        cost={"voice": 50, "webchat": 25},
+        blocks={"voice": frozenset({"webchat"})},
+    )
+    r = router(CHAT, VOICE, agents=(agent("a", cap=cap),))
     r.add_item(Item("v", "voice", "voice", arrived_at=0), 0)
     assert offers_to(r, 1) == {"v": "a"}
     r.add_item(Item("c", "chat", "webchat", arrived_at=1), 1)
