@@ -290,14 +290,9 @@ async def write_batch(conn: AsyncConnection, items: Sequence[InboundMessage]) ->
         else:
             leaders[key] = i
 
-    # 1. Keys already stored (a provider retry): answer with the original ids, touch nothing.
-    seen = await _existing_messages(conn, list(leaders))
-    todo: list[int] = []
-    for key, i in leaders.items():
-        if key in seen:
-            results[i] = seen[key]
-        else:
-            todo.append(i)
+    # 1. No lookup of already-stored keys first: a provider retry is rare, and the message insert's
+    #    ON CONFLICT finds it (then the originals are answered and nothing is touched for it).
+    todo: list[int] = list(leaders.values())
 
     written = _Written(results=[])
     if todo:

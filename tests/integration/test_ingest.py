@@ -375,7 +375,8 @@ async def test_rows_written_elsewhere_between_lookup_and_insert_are_reused(db, w
 
         return wrapper
 
-    monkeypatch.setattr(ingest, "_existing_messages", blind_first_call(ingest._existing_messages))
+    # Blind the identity lookup once (as if the other process had not committed yet). There is no
+    # message lookup before the insert: a repeated key is found by the insert's ON CONFLICT.
     monkeypatch.setattr(ingest, "_select_identities", blind_first_call(ingest._select_identities))
     items = [msg("ada@example.com", "r-1").prepared(), msg("bob@example.com", "r-9").prepared()]
     async with db.engine.begin() as conn:
