@@ -70,23 +70,6 @@ def postgres_reachable() -> bool:
 # -- databases ------------------------------------------------------------------------------
 
 
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    parts = urlsplit(POSTGRES_ADMIN_URL.replace("+asyncpg", ""))
-    conn = await asyncpg.connect(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=parts.username or "postgres",
-        password=parts.password,
-        database=parts.path.lstrip("/") or "postgres",
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @contextlib.contextmanager
 def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
     """A new, migrated database (``sqlite`` file under ``workdir`` or a new PostgreSQL database)."""
@@ -99,14 +82,11 @@ def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
         return
     if backend != "postgresql":
         raise ValueError(f"unknown backend {backend!r}")
-    name = f"fd_bench_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    url = urlsplit(POSTGRES_ADMIN_URL)._replace(path=f"/{name}").geturl()
-    try:
+    from frontdesk.dbadmin import scratch_database
+
+    with scratch_database(POSTGRES_ADMIN_URL, "fd_bench") as url:
         migrate.upgrade(url)
         yield url
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def make_token(database_url: str, role: str = "agent") -> str:

@@ -14,15 +14,17 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, Uuid
 
 from frontdesk import clock
+from frontdesk.errors import Conflict, NotFound
 from frontdesk.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,27 @@ class IdMixin:
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
+
+
+# -- small session helpers shared by every service -----------------------------------------
+
+M = TypeVar("M")
+
+
+async def get_or_404(session: AsyncSession, model: type[M], ident: Any, what: str) -> M:
+    """``session.get(model, ident)``, or :class:`NotFound` "No <what> with id <ident>."."""
+    row = await session.get(model, ident)
+    if row is None:
+        raise NotFound(f"No {what} with id {ident}.")
+    return row
+
+
+async def flush_or_conflict(session: AsyncSession, conflict: str) -> None:
+    """Flush; a unique-index violation (two requests racing past a pre-check) becomes a 409."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(conflict) from exc
 
 
 # -- engine and sessions ------------------------------------------------------------------

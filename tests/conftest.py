@@ -14,7 +14,6 @@ import asyncio
 import os
 import shutil
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from sqlalchemy import text
 
 from frontdesk import clock, migrate
 from frontdesk.db import Base, Database
+from frontdesk.dbadmin import scratch_database
 from frontdesk.settings import Settings
 
 POSTGRES_URL = os.environ.get("FRONTDESK_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -71,34 +71,13 @@ async def create_schema(url: str) -> None:
 # -- PostgreSQL: one fresh database per test run ---------------------------------------------
 
 
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    parts = urlsplit(POSTGRES_URL.replace("+asyncpg", ""))
-    conn = await asyncpg.connect(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=parts.username or "postgres",
-        password=parts.password,
-        database=parts.path.lstrip("/") or "postgres",
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     if not _reachable(POSTGRES_URL, 5432):
         _unavailable("PostgreSQL", POSTGRES_URL)
-    name = f"fd_test_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    parts = urlsplit(POSTGRES_URL)
-    url = parts._replace(path=f"/{name}").geturl()
-    asyncio.run(create_schema(url))
-    yield url
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database(POSTGRES_URL, "fd_test") as url:
+        asyncio.run(create_schema(url))
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
@@ -28,6 +27,7 @@ from frontdesk.auth.security import (
     verify_password,
 )
 from frontdesk.customers.identity import normalise_email
+from frontdesk.db import flush_or_conflict, get_or_404
 from frontdesk.errors import Conflict, Forbidden, Invalid, NotFound
 from frontdesk.models import ApiToken, Team, TeamMember, User, UserSession
 from frontdesk.models.enums import Role
@@ -37,14 +37,6 @@ MAX_PASSWORD = 1024
 TOKEN_SCOPES = ("read", "write")
 ADMIN_FIELDS = frozenset({"role", "is_active"})
 SELF_FIELDS = frozenset({"name", "locale", "time_zone", "password"})
-
-
-async def _flush_unique(session: AsyncSession, conflict: str) -> None:
-    """Flush; a unique-index violation (two requests racing past the pre-check) becomes a 409."""
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict(conflict) from exc
 
 
 # -- users ------------------------------------------------------------------------------------
@@ -102,7 +94,7 @@ async def create_user(
         is_active=True,
     )
     session.add(user)
-    await _flush_unique(session, f"A user with the email {address} already exists.")
+    await flush_or_conflict(session, f"A user with the email {address} already exists.")
     await record(session, actor, "user.created", "user", user.id, {"email": address, "role": user.role})
     return user
 
@@ -112,9 +104,7 @@ async def list_users(session: AsyncSession) -> list[User]:
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
-    user = await session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"No user with id {user_id}.")
+    user = await get_or_404(session, User, user_id, "user")
     return user
 
 
@@ -366,9 +356,7 @@ async def list_teams(session: AsyncSession) -> list[tuple[Team, list[uuid.UUID]]
 
 
 async def get_team(session: AsyncSession, team_id: uuid.UUID) -> Team:
-    team = await session.get(Team, team_id)
-    if team is None:
-        raise NotFound(f"No team with id {team_id}.")
+    team = await get_or_404(session, Team, team_id, "team")
     return team
 
 
@@ -390,7 +378,7 @@ async def create_team(
     await _check_team_name(session, name)
     team = Team(name=name, description=description)
     session.add(team)
-    await _flush_unique(session, f"A team named {name!r} already exists.")
+    await flush_or_conflict(session, f"A team named {name!r} already exists.")
     await record(session, actor, "team.created", "team", team.id, {"name": name})
     return team
 
@@ -404,7 +392,7 @@ async def update_team(session: AsyncSession, team: Team, changes: dict[str, Any]
     if "description" in changes and changes["description"] != team.description:
         team.description = changes["description"]
         audit["description"] = team.description
-    await _flush_unique(session, f"A team named {team.name!r} already exists.")
+    await flush_or_conflict(session, f"A team named {team.name!r} already exists.")
     if audit:
         await record(session, actor, "team.updated", "team", team.id, audit)
     return team
@@ -423,7 +411,7 @@ async def add_team_member(session: AsyncSession, team: Team, user: User, actor: 
     if exists is not None:
         return False
     session.add(TeamMember(team_id=team.id, user_id=user.id, created_at=clock.now()))
-    await _flush_unique(session, "The user is already a member of this team.")
+    await flush_or_conflict(session, "The user is already a member of this team.")
     await record(session, actor, "team.member_added", "team", team.id, {"user_id": str(user.id)})
     return True
 

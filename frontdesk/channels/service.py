@@ -12,10 +12,10 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.audit.service import Actor, record
+from frontdesk.db import flush_or_conflict, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Inbox
 from frontdesk.models.enums import Channel
@@ -60,14 +60,6 @@ def merge_masked(new: Any, stored: Any, path: str = "config") -> Any:
     return new
 
 
-async def _flush_unique(session: AsyncSession, conflict: str) -> None:
-    """Flush; a unique-index violation (two requests racing past the pre-check) becomes a 409."""
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict(conflict) from exc
-
-
 def _channel(value: str) -> Channel:
     try:
         return Channel(value)
@@ -94,9 +86,7 @@ async def list_inboxes(session: AsyncSession, *, channel: str | None = None, act
 
 
 async def get_inbox(session: AsyncSession, inbox_id: uuid.UUID) -> Inbox:
-    inbox = await session.get(Inbox, inbox_id)
-    if inbox is None:
-        raise NotFound(f"No inbox with id {inbox_id}.")
+    inbox = await get_or_404(session, Inbox, inbox_id, "inbox")
     return inbox
 
 
@@ -136,7 +126,7 @@ async def create_inbox(
         is_active=is_active,
     )
     session.add(inbox)
-    await _flush_unique(session, f"An inbox named {name!r} already exists.")
+    await flush_or_conflict(session, f"An inbox named {name!r} already exists.")
     await record(session, actor, "inbox.created", "inbox", inbox.id, {"name": name, "channel": chosen.value})
     return inbox
 
@@ -156,7 +146,7 @@ async def update_inbox(session: AsyncSession, inbox: Inbox, changes: dict[str, A
     if changes.get("is_active") is not None and changes["is_active"] != inbox.is_active:
         inbox.is_active = changes["is_active"]
         audit["is_active"] = inbox.is_active
-    await _flush_unique(session, f"An inbox named {inbox.name!r} already exists.")
+    await flush_or_conflict(session, f"An inbox named {inbox.name!r} already exists.")
     if audit:
         await record(session, actor, "inbox.updated", "inbox", inbox.id, audit)
     return inbox

@@ -37,8 +37,8 @@ from frontdesk.conversations.schemas import (
     ConversationUpdate,
     MessageOut,
 )
-from frontdesk.db import UTCDateTime
-from frontdesk.errors import Invalid, NotFound, ProblemError
+from frontdesk.db import UTCDateTime, get_or_404
+from frontdesk.errors import Invalid, ProblemError
 from frontdesk.ids import new_id
 from frontdesk.models import (
     Attachment,
@@ -110,9 +110,7 @@ async def _insert_tags(session: AsyncSession, conversation_id: uuid.UUID, tags: 
 
 
 async def get_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> Conversation:
-    conversation = await session.get(Conversation, conversation_id)
-    if conversation is None:
-        raise NotFound(f"No conversation with id {conversation_id}.")
+    conversation = await get_or_404(session, Conversation, conversation_id, "conversation")
     return conversation
 
 
@@ -490,9 +488,7 @@ async def message_views(session: AsyncSession, messages: Sequence[Message]) -> l
 
 
 async def get_message(session: AsyncSession, message_id: uuid.UUID) -> Message:
-    message = await session.get(Message, message_id)
-    if message is None:
-        raise NotFound(f"No message with id {message_id}.")
+    message = await get_or_404(session, Message, message_id, "message")
     return message
 
 
@@ -782,9 +778,7 @@ async def create_attachment(
 
 
 async def get_attachment(session: AsyncSession, attachment_id: uuid.UUID) -> Attachment:
-    attachment = await session.get(Attachment, attachment_id)
-    if attachment is None:
-        raise NotFound(f"No attachment with id {attachment_id}.")
+    attachment = await get_or_404(session, Attachment, attachment_id, "attachment")
     return attachment
 
 

@@ -23,8 +23,7 @@ from frontdesk.conversations.schemas import TimelineItem, TimelineKind, Timeline
 from frontdesk.conversations.service import decode_time_cursor, time_cursor
 from frontdesk.customers.personal import family_ids
 from frontdesk.customers.service import follow_merges
-from frontdesk.db import UTCDateTime
-from frontdesk.errors import NotFound
+from frontdesk.db import UTCDateTime, get_or_404
 from frontdesk.models import Customer, CustomerEvent, Message
 from frontdesk.models.enums import Channel, Direction
 
@@ -87,9 +86,7 @@ async def customer_timeline(
     Follows merges: a merged record's id answers with its survivor's timeline, which also reads
     any row still filed under a record merged into it (a message written while the merge ran).
     """
-    customer = await session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound(f"No customer with id {customer_id}.")
+    customer = await get_or_404(session, Customer, customer_id, "customer")
     ids = await family_ids(session, (await follow_merges(session, customer)).id)
     desc = order is TimelineOrder.desc
     after: tuple[datetime, uuid.UUID] | None = decode_time_cursor(cursor) if cursor else None

@@ -35,7 +35,7 @@ from frontdesk.audit.service import Actor, record
 from frontdesk.customers.identity import check_text, guess_kind, normalise
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, json_size
 from frontdesk.customers.service import follow_merges, get_customer
-from frontdesk.db import Base
+from frontdesk.db import Base, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Consent, Customer, CustomerMerge, Identity, MergeSuggestion, Message
 from frontdesk.models.enums import IdentityKind
@@ -243,9 +243,7 @@ async def suggest_for_identity_conflict(
 
 
 async def get_suggestion(session: AsyncSession, suggestion_id: uuid.UUID) -> MergeSuggestion:
-    suggestion = await session.get(MergeSuggestion, suggestion_id)
-    if suggestion is None:
-        raise NotFound(f"No merge suggestion with id {suggestion_id}.")
+    suggestion = await get_or_404(session, MergeSuggestion, suggestion_id, "merge suggestion")
     return suggestion
 
 
@@ -525,9 +523,7 @@ async def merge_customers(
 
 
 async def get_merge(session: AsyncSession, merge_id: uuid.UUID) -> CustomerMerge:
-    merge = await session.get(CustomerMerge, merge_id)
-    if merge is None:
-        raise NotFound(f"No customer merge with id {merge_id}.")
+    merge = await get_or_404(session, CustomerMerge, merge_id, "customer merge")
     return merge
 
 

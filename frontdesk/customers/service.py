@@ -26,6 +26,7 @@ from frontdesk.audit.service import Actor, record
 from frontdesk.customers import personal
 from frontdesk.customers.identity import check_text, guess_kind, normalise, parse_identity
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
+from frontdesk.db import get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Consent, Conversation, Customer, Identity
 from frontdesk.pagination import cut_page, keyset_condition
@@ -39,9 +40,7 @@ ATTRIBUTE_FILTER = re.compile(r"^(?P<key>[A-Za-z0-9_\-. ]{1,100})=(?P<value>.{0,
 
 async def get_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer:
     """The customer row with this id, merged or not (``NotFound`` if there is none)."""
-    customer = await session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound(f"No customer with id {customer_id}.")
+    customer = await get_or_404(session, Customer, customer_id, "customer")
     return customer
 
 

@@ -37,7 +37,7 @@ from frontdesk.audit.service import Actor, record
 from frontdesk.channels.base import PermanentError
 from frontdesk.channels.webhook import TIMEOUT_SECONDS, post_signed
 from frontdesk.conversations.outbox import publish_delivery_status
-from frontdesk.db import EventRecord, after_commit, event_hook
+from frontdesk.db import EventRecord, after_commit, event_hook, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.ids import new_id
 from frontdesk.models import Conversation, Inbox, Message, OutboxItem, WebhookDelivery, WebhookSubscription
@@ -78,9 +78,7 @@ async def list_subscriptions(session: AsyncSession) -> list[WebhookSubscription]
 
 
 async def get_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> WebhookSubscription:
-    sub = await session.get(WebhookSubscription, subscription_id)
-    if sub is None:
-        raise NotFound(f"No webhook subscription with id {subscription_id}.")
+    sub = await get_or_404(session, WebhookSubscription, subscription_id, "webhook subscription")
     return sub
 
 

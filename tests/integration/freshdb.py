@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from tests.conftest import POSTGRES_URL, _pg_admin, _reachable, _unavailable
+from frontdesk.dbadmin import scratch_database
+from tests.conftest import POSTGRES_URL, _reachable, _unavailable
 
 
 @contextmanager
@@ -20,9 +19,5 @@ def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
         return
     if not _reachable(POSTGRES_URL, 5432):
         _unavailable("PostgreSQL", POSTGRES_URL)
-    name = f"fd_fresh_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database(POSTGRES_URL, "fd_fresh") as url:
+        yield url

@@ -31,7 +31,7 @@ from frontdesk.audit.service import Actor, record
 from frontdesk.channels.apichannel.schemas import ApiMessageIn
 from frontdesk.channels.webhook import TOLERANCE_SECONDS, fresh, verify
 from frontdesk.conversations.ingest import InboundMessage, IngestResult, IngestWriter
-from frontdesk.db import Database
+from frontdesk.db import Database, get_or_404
 from frontdesk.errors import Invalid, NotFound, Unauthorized
 from frontdesk.models import Inbox, Message, RejectedInput
 from frontdesk.models.enums import Channel
@@ -54,9 +54,7 @@ async def rotate_secrets(
     session: AsyncSession, actor: Actor | None, inbox_id: uuid.UUID, which: list[str]
 ) -> dict[str, str]:
     """Replace the named secrets of an API inbox; the new values (shown to the caller once)."""
-    inbox = await session.get(Inbox, inbox_id)
-    if inbox is None:
-        raise NotFound(f"No inbox with id {inbox_id}.")
+    inbox = await get_or_404(session, Inbox, inbox_id, "inbox")
     if inbox.channel != Channel.api.value:
         raise Invalid(f"inbox {inbox_id} is a {inbox.channel} inbox; only API inboxes have these secrets", field="id")
     fresh_values = {key: new_secret() for key in dict.fromkeys(which) if key in SECRET_KEYS}

@@ -38,6 +38,7 @@ from frontdesk.conversations import outbox
 from frontdesk.conversations.sanitize import sanitize_html
 from frontdesk.conversations.service import message_views
 from frontdesk.customers.schemas import SafeStr
+from frontdesk.db import get_or_404
 from frontdesk.errors import Invalid, NotFound
 from frontdesk.ids import new_id
 from frontdesk.models import Attachment, Conversation, Customer, Inbox, Message, User, WebchatUpload, WebchatVisitor
@@ -458,9 +459,7 @@ async def mark_read_by_visitor(session: AsyncSession, customer_id: uuid.UUID, me
 
 async def mark_read_by_agent(session: AsyncSession, message_id: uuid.UUID, user_id: uuid.UUID) -> Message:
     """An agent saw the visitor's message: ``meta.read_by_agent_at``; the widget gets a ``read`` frame."""
-    message = await session.get(Message, message_id)
-    if message is None:
-        raise NotFound(f"No message with id {message_id}.")
+    message = await get_or_404(session, Message, message_id, "message")
     if message.direction != Direction.inbound.value:
         raise Invalid("only a customer's message can be marked read by an agent", field="message_id")
     meta = dict(message.meta or {})
@@ -532,9 +531,7 @@ async def _conversation_for(session: AsyncSession, target: Conversation | Custom
     if isinstance(target, Conversation):
         return target
     customer_id = target.id if isinstance(target, Customer) else target
-    customer = await session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound(f"No customer with id {customer_id}.")
+    customer = await get_or_404(session, Customer, customer_id, "customer")
     visitor = (
         await session.scalars(
             select(WebchatVisitor)
