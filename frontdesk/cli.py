@@ -237,9 +237,11 @@ def worker() -> None:
     run(prepare_database(settings), settings)
 
     async def _run() -> None:
+        from frontdesk.routing.leader import standalone
         from frontdesk.timers import run_worker
 
-        await run_worker(settings)
+        async with standalone(settings):  # competes for routing leadership like every `serve`
+            await run_worker(settings)
 
     logs.configure(settings)
     err.print(f"Frontdesk worker (database {mask_url(settings.effective_database_url)}); Ctrl+C stops it.")

@@ -144,7 +144,7 @@ EventRecord = tuple[str, str, dict[str, Any]]  # (topic, type, data)
 # An event hook writes on ``conn`` (inside the caller's transaction) and returns plain callables
 # to run once the transaction committed (e.g. waking a delivery loop).
 EventHook = Callable[[AsyncConnection, list[EventRecord]], Awaitable[list[Callable[[], None]]]]
-EVENT_HOOK_MODULES: list[str] = ["frontdesk.webhooks.service"]
+EVENT_HOOK_MODULES: list[str] = ["frontdesk.webhooks.service", "frontdesk.routing.service"]
 _event_hooks: list[EventHook] = []
 _event_hook_modules_loaded = False
 

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     mail_domain: str = Field("frontdesk.localhost", description="Domain of reply addresses (reply+<token>@domain).")
     mail_from: str | None = Field(None, description="Default From address for outbound email.")
     imap_poll_seconds: float = Field(60.0, gt=0, description="How often IMAP mailboxes are polled.")
+    routing_tick_seconds: float = Field(0.25, gt=0, le=10, description="How often the routing leader decides.")
+    routing_lock_retry_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often a standby process tries to become the routing leader."
+    )
+    routing_disconnect_grace_seconds: float = Field(
+        15.0, ge=0, description="An agent with no desk open this long is set offline and their offers return."
+    )
+    routing_max_missed_offers: int = Field(3, ge=1, description="Offers missed in a row before an agent is set away.")
     widget_max_attachment_mb: int = Field(10, ge=1, description="Largest file a web-chat visitor may send.")
     widget_messages_per_minute: int = Field(30, ge=1, description="Per visitor; per IP it is 5x this.")
     tune_gc: bool = Field(

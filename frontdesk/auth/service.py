@@ -29,8 +29,9 @@ from frontdesk.auth.security import (
 from frontdesk.customers.identity import normalise_email
 from frontdesk.db import flush_or_conflict, get_or_404
 from frontdesk.errors import Conflict, Forbidden, Invalid, NotFound
-from frontdesk.models import ApiToken, Team, TeamMember, User, UserSession
+from frontdesk.models import ApiToken, Queue, Team, TeamMember, User, UserSession
 from frontdesk.models.enums import Role
+from frontdesk.routing import service as routing_service
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
@@ -127,6 +128,7 @@ async def disable_user(session: AsyncSession, user: User, actor: Actor | None = 
     await delete_user_sessions(session, user.id)
     await session.flush()
     credentials_cache.invalidate_after_commit(session)
+    await routing_service.forward(session, "agent", user_id=user.id)
     await record(session, actor, "user.disabled", "user", user.id, {"email": user.email})
 
 
@@ -412,6 +414,7 @@ async def add_team_member(session: AsyncSession, team: Team, user: User, actor: 
         return False
     session.add(TeamMember(team_id=team.id, user_id=user.id, created_at=clock.now()))
     await flush_or_conflict(session, "The user is already a member of this team.")
+    await routing_service.forward(session, "agent", user_id=user.id)
     await record(session, actor, "team.member_added", "team", team.id, {"user_id": str(user.id)})
     return True
 
@@ -422,6 +425,7 @@ async def remove_team_member(session: AsyncSession, team: Team, user_id: uuid.UU
         raise NotFound(f"User {user_id} is not a member of team {team.name!r}.")
     await session.delete(member)
     await session.flush()
+    await routing_service.forward(session, "agent", user_id=user_id)
     await record(session, actor, "team.member_removed", "team", team.id, {"user_id": str(user_id)})
 
 
@@ -456,3 +460,27 @@ async def record_failed_sign_in(session: AsyncSession, email: str, ip: str | Non
     if address and user_id is None:
         data["reason"] = "no such user"
     await record(session, None, "auth.sign_in_failed", "user", user_id, data, ip=ip)
+
+
+# -- directory --------------------------------------------------------------------------------
+
+
+async def directory(
+    session: AsyncSession,
+) -> tuple[list[tuple[User, list[uuid.UUID]]], list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
+    """Active users with their team ids, every team and every queue (id, name), each by name.
+
+    What an agent desktop needs to show names for ids and to pick whom to transfer to.
+    """
+    active = select(User).where(User.is_active.is_(True)).order_by(User.name, User.email)
+    users = list((await session.scalars(active)).all())
+    teams_of: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for user_id, team_id in await session.execute(
+        select(TeamMember.user_id, TeamMember.team_id)
+        .join(Team, Team.id == TeamMember.team_id)
+        .order_by(Team.name, TeamMember.team_id)
+    ):
+        teams_of[user_id].append(team_id)
+    teams = [(r[0], r[1]) for r in await session.execute(select(Team.id, Team.name).order_by(Team.name, Team.id))]
+    queues = [(r[0], r[1]) for r in await session.execute(select(Queue.id, Queue.name).order_by(Queue.name, Queue.id))]
+    return [(u, teams_of.get(u.id, [])) for u in users], teams, queues

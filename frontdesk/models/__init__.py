@@ -2,24 +2,44 @@
 
 from frontdesk.db import Base
 from frontdesk.models.audit import AuditEntry
+from frontdesk.models.canned import CannedResponse
 from frontdesk.models.conversation import Attachment, Conversation, ConversationTag, Message
 from frontdesk.models.customer import Consent, Customer, Identity
 from frontdesk.models.event import CustomerEvent
 from frontdesk.models.inbox import Inbox
 from frontdesk.models.mailbox import MailboxState
 from frontdesk.models.merge import CustomerMerge, MergeSuggestion
-from frontdesk.models.queue import Queue
+from frontdesk.models.queue import AgentPresence, Queue
 from frontdesk.models.rejected import RejectedInput
+from frontdesk.models.routing import (
+    AgentSkill,
+    CapacityShift,
+    QueueSkill,
+    RoutingDecision,
+    RoutingInboxEvent,
+    RoutingItem,
+    RoutingLeadership,
+    RoutingOffer,
+    RoutingProfile,
+    RoutingQueueStatus,
+    RoutingRule,
+    Skill,
+)
 from frontdesk.models.user import ApiToken, Team, TeamMember, User, UserSession
 from frontdesk.models.webchat import WebchatUpload, WebchatVisitor
 from frontdesk.models.webhook import WebhookDelivery, WebhookSubscription
 from frontdesk.models.work import OutboxItem, Timer
+from frontdesk.search import ddl as _search_ddl  # noqa: F401  (full-text index DDL after create_all)
 
 __all__ = [
+    "AgentPresence",
+    "AgentSkill",
     "ApiToken",
     "Attachment",
     "AuditEntry",
     "Base",
+    "CannedResponse",
+    "CapacityShift",
     "Consent",
     "Conversation",
     "ConversationTag",
@@ -33,7 +53,17 @@ __all__ = [
     "Message",
     "OutboxItem",
     "Queue",
+    "QueueSkill",
     "RejectedInput",
+    "RoutingDecision",
+    "RoutingInboxEvent",
+    "RoutingItem",
+    "RoutingLeadership",
+    "RoutingOffer",
+    "RoutingProfile",
+    "RoutingQueueStatus",
+    "RoutingRule",
+    "Skill",
     "Team",
     "TeamMember",
     "Timer",

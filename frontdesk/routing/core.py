@@ -572,6 +572,40 @@ class Router:
         """One unit of ``channel`` work the core does not track ended (capacity given back)."""
         self._release(agent_id, channel, now)
 
+    def hold(self, agent_id: str, channel: str, now: float) -> None:
+        """One unit of ``channel`` work the core does not track started (a conversation assigned by
+        a person, or one handed over with :meth:`detach`); :meth:`agent_freed` ends it. No capacity
+        check: a person may assign beyond the profile."""
+        agent = self._agent(agent_id)
+        agent.load[channel] = agent.load.get(channel, 0) + 1
+        self._refresh(agent)
+
+    def update_agent(self, agent_id: str, *, skills: dict[str, int], capacity: Capacity, teams: frozenset[str]) -> None:
+        """Skills, capacity profile or teams changed: re-join the pools (presence, load and offers stay)."""
+        agent = self._agent(agent_id)
+        staffed = agent.presence in STAFFED
+        for qs in self.queues.values():
+            if agent.id in qs.able:
+                if staffed:
+                    qs.throughput = max(0.0, qs.throughput - self._rate(agent, qs.queue))
+                qs.able.discard(agent.id)
+        for pool in agent.pools:
+            pool.scores.pop(agent.id, None)
+        agent.pools = []
+        agent.skills = dict(skills)
+        agent.capacity = capacity
+        agent.teams = frozenset(teams)
+        for (qid, ring, _channel), pool in self._pools.items():
+            levels, allowed = _ring_requirements(self.queues[qid].queue, ring)
+            self._join(agent, pool, levels, allowed)
+        for qid in list(agent.paused):  # a shift holds only the queue's able agents
+            if agent.id not in self.queues[qid].able:
+                del agent.paused[qid]
+        for qs in self.queues.values():
+            if qs.shifted and agent.id in qs.able:
+                agent.paused[qs.queue.id] = qs.shifted - qs.queue.channels
+        self._refresh(agent)
+
     def _release(self, agent_id: str, channel: str, now: float, *, refresh: bool = True) -> None:
         agent = self.agents.get(agent_id)
         if agent is None:
@@ -600,6 +634,45 @@ class Router:
         item.ver += 1
         self._agent(agent_id).missed_offers = 0
         return item
+
+    def detach(self, item_id: str) -> Item:
+        """Stop tracking an assigned item but keep its agent's load: the caller now holds that work
+        (as after :meth:`hold`) and ends it with :meth:`agent_freed`."""
+        item = self._item(item_id)
+        if item.state is not ItemState.assigned:
+            raise RoutingError(f"item {item_id} is not assigned")
+        item.ver += 1
+        del self.items[item_id]
+        return item
+
+    def restore_offer(self, item_id: str, agent_id: str, offered_at: float, expires_at: float) -> None:
+        """Re-apply an offer read back from the database (rebuild): the waiting item is offered to
+        ``agent_id`` until ``expires_at``, holding the agent's capacity as the original offer did."""
+        item = self._item(item_id)
+        if item.state is not ItemState.waiting:
+            raise RoutingError(f"item {item_id} is not waiting")
+        agent = self._agent(agent_id)
+        self.queues[item.queue].waiting -= 1
+        item.ver += 1
+        item.state = ItemState.offered
+        item.offered_to = agent_id
+        item.offered_at = offered_at
+        item.offer_expires_at = expires_at
+        agent.load[item.channel] = agent.load.get(item.channel, 0) + 1
+        agent.offered.add(item_id)
+        heapq.heappush(self._expiries, (expires_at, item_id, item.ver))
+        self._refresh(agent)
+
+    def offers_due(self, now: float) -> list[tuple[str, str]]:
+        """``(item, agent)`` of the offers :meth:`tick` would expire at ``now``, without expiring them."""
+        due: list[tuple[str, str]] = []
+        for at, item_id, ver in self._expiries:
+            if at > now:
+                continue
+            item = self.items.get(item_id)
+            if item is not None and item.ver == ver and item.state is ItemState.offered and item.offered_to:
+                due.append((item_id, item.offered_to))
+        return due
 
     def decline(self, item_id: str, agent_id: str, now: float) -> RoutingEvent:
         item = self._item(item_id)
@@ -842,6 +915,26 @@ class Router:
                 if arr:
                     oldest = min(oldest, arr[0][0])
         return max(0.0, now - oldest)
+
+    def restore_shift(self, queue_id: str, channels: Iterable[str]) -> None:
+        """Re-apply a capacity shift read back from the database (rebuild): the queue's able agents
+        pause ``channels`` until the queue is back at target (then the usual ``return`` follows)."""
+        qs = self.queues[queue_id]
+        want = frozenset(channels)
+        agents = tuple(sorted(a for a in qs.able if a in self.agents))
+        for agent_id in agents:
+            agent = self.agents[agent_id]
+            agent.paused[queue_id] = want - qs.queue.channels
+            self._refresh(agent)
+        qs.shifted = want
+        qs.shifted_agents = agents
+
+    def shifted(self, queue_id: str) -> frozenset[str]:
+        """Channels paused for ``queue_id`` by a capacity shift in effect (empty: none)."""
+        return self.queues[queue_id].shifted
+
+    def able_agents(self, queue_id: str) -> int:
+        return len(self.queues[queue_id].able)
 
     def _move_capacity(self, now: float) -> list[CapacityShift]:
         shifts: list[CapacityShift] = []
