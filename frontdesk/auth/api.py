@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict
 
 from frontdesk.auth import service
 from frontdesk.auth.deps import CSRF_HEADER, SESSION_COOKIE, AdminDep, AgentDep, SupervisorDep
@@ -14,9 +15,11 @@ from frontdesk.auth.schemas import (
     LoginIn,
     LoginOut,
     MeOut,
+    Name,
     TeamCreate,
     TeamOut,
     TeamUpdate,
+    TimeZoneName,
     TokenCreate,
     TokenCreated,
     TokenOut,
@@ -26,7 +29,7 @@ from frontdesk.auth.schemas import (
 )
 from frontdesk.auth.security import constant_time_equal
 from frontdesk.deps import SessionDep, SettingsDep
-from frontdesk.errors import Forbidden, TooManyRequests, problem_response
+from frontdesk.errors import Forbidden, Invalid, TooManyRequests, problem_response
 from frontdesk.models import Team
 from frontdesk.models.enums import Role
 from frontdesk.openapi import problem as _problem
@@ -137,8 +140,58 @@ async def logout(request: Request, session: SessionDep, settings: SettingsDep) -
     return out
 
 
+class MeUpdate(BaseModel):
+    """Your own display name, interface language and time zone (only the fields sent change)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    locale: Literal["en", "ru"] | None = None
+    time_zone: TimeZoneName | None = None
+
+
+class DirectoryUser(BaseModel):
+    id: uuid.UUID
+    name: str
+    email: str
+    role: Role
+    team_ids: list[uuid.UUID]
+
+
+class DirectoryEntry(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class DirectoryOut(BaseModel):
+    users: list[DirectoryUser]
+    teams: list[DirectoryEntry]
+    queues: list[DirectoryEntry]
+
+
 @router.get("/auth/me", response_model=MeOut, summary="Who am I (and my CSRF token)", tags=["auth"])
 async def me(principal: AgentDep, session: SessionDep) -> MeOut:
+    """``user.locale`` (null: the browser's language) and ``user.time_zone`` are the viewer's settings."""
+    return await _me(principal, session)
+
+
+@router.patch(
+    "/auth/me",
+    response_model=MeOut,
+    summary="Change your own name, language (en, ru or null) or time zone (IANA name)",
+    tags=["auth"],
+)
+async def update_me(body: MeUpdate, principal: AgentDep, session: SessionDep) -> MeOut:
+    changes = body.model_dump(exclude_unset=True)
+    for field in ("name", "time_zone"):
+        if field in changes and changes[field] is None:
+            raise Invalid(f"{field} cannot be null", field=field)
+    user = await service.get_user(session, principal.user_id)
+    await service.update_user(session, user, changes, principal)
+    return await _me(principal, session)
+
+
+async def _me(principal: AgentDep, session: SessionDep) -> MeOut:
     user = await service.get_user(session, principal.user_id)
     csrf = None
     if principal.session_id is not None:
@@ -150,6 +203,24 @@ async def me(principal: AgentDep, session: SessionDep) -> MeOut:
         via="token" if principal.via == "token" else "session",
         scopes=sorted(principal.scopes),  # type: ignore[arg-type]
         csrf_token=csrf,
+    )
+
+
+@router.get(
+    "/directory",
+    response_model=DirectoryOut,
+    summary="Active users (with their teams), teams and queues: names for ids",
+    tags=["users"],
+)
+async def get_directory(principal: AgentDep, session: SessionDep) -> DirectoryOut:
+    users, teams, queues = await service.directory(session)
+    return DirectoryOut(
+        users=[
+            DirectoryUser(id=u.id, name=u.name, email=u.email, role=Role(u.role), team_ids=team_ids)
+            for u, team_ids in users
+        ],
+        teams=[DirectoryEntry(id=i, name=n) for i, n in teams],
+        queues=[DirectoryEntry(id=i, name=n) for i, n in queues],
     )
 
 

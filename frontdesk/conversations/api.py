@@ -13,6 +13,7 @@ from frontdesk.auth.deps import AgentDep
 from frontdesk.conversations import service
 from frontdesk.conversations.schemas import (
     AttachmentOut,
+    ConversationCounts,
     ConversationCreate,
     ConversationOut,
     ConversationSort,
@@ -26,7 +27,7 @@ from frontdesk.conversations.schemas import (
 from frontdesk.conversations.timeline import customer_timeline
 from frontdesk.deps import SessionDep, StoreDep
 from frontdesk.errors import NotFound, ServiceUnavailable
-from frontdesk.models.enums import Channel, ConversationStatus
+from frontdesk.models.enums import Channel
 from frontdesk.openapi import problem as _problem
 from frontdesk.pagination import Page
 from frontdesk.storage import ObjectMissing, StorageError
@@ -60,7 +61,13 @@ async def create_conversation(body: ConversationCreate, session: SessionDep, pri
 async def list_conversations(
     session: SessionDep,
     principal: AgentDep,
-    status: ConversationStatus | None = None,
+    status: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="open, pending, snoozed or resolved; several comma-separated (open,pending) match any.",
+        ),
+    ] = None,
     assignee: Annotated[str | None, Query(max_length=40, description="'me', 'none' or a user id.")] = None,
     queue_id: uuid.UUID | None = None,
     team_id: uuid.UUID | None = None,
@@ -72,9 +79,13 @@ async def list_conversations(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[ConversationOut]:
-    """Newest first by ``sort`` (last activity by default); pass ``next_cursor`` back as ``cursor``."""
+    """Newest first by ``sort`` (last activity by default); pass ``next_cursor`` back as ``cursor``.
+
+    ``sort=waiting``: the longest-waiting customer first (``waiting_since``; conversations nobody
+    waits on last). ``sort=priority``: urgent, high, normal, low, each longest-waiting first.
+    """
     filters = service.ConversationFilters(
-        status=status,
+        status=service.parse_statuses(status) or None,
         assignee=assignee,
         queue_id=queue_id,
         team_id=team_id,
@@ -87,6 +98,13 @@ async def list_conversations(
         session, principal.user_id, filters, sort=sort, cursor=cursor, limit=limit
     )
     return Page(items=await service.conversation_views(session, rows), next_cursor=next_cursor)
+
+
+@router.get("/conversations/counts", response_model=ConversationCounts, summary="Counts for the desk's views")
+async def conversation_counts(session: SessionDep, principal: AgentDep) -> ConversationCounts:
+    """``mine``, ``unassigned``, ``all``, ``by_channel``, ``by_queue`` and ``by_tag`` count open and
+    pending conversations; ``by_status`` counts every conversation by status."""
+    return await service.conversation_counts(session, principal.user_id)
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut, summary="Read a conversation")

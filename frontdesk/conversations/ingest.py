@@ -15,7 +15,7 @@ size:
 4. insert the messages (``ON CONFLICT (channel, external_id) DO NOTHING``; a message that lost a
    race is answered with the original's ids);
 5. bump ``last_message_at``/``message_count`` of the conversations, re-opening pending and
-   snoozed ones;
+   snoozed ones and setting ``waiting_since`` where it is empty (same statement);
 6. commit, THEN resolve the futures and publish ``conversation.message_created``.
 
 If the batch fails, its items are retried one by one so a bad item fails only its own request.
@@ -35,7 +35,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, delete, null, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, delete, func, null, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -267,6 +267,10 @@ _UPDATE_CONVERSATION = (
             else_=_conversations.c.snoozed_until,
         ),
         updated_at=bindparam("b_now", type_=_conversations.c.updated_at.type),
+        # The customer now waits for an agent, since this batch's first message unless already waiting.
+        waiting_since=func.coalesce(
+            _conversations.c.waiting_since, bindparam("b_first", type_=_conversations.c.waiting_since.type)
+        ),
     )
 )
 
@@ -447,21 +451,24 @@ async def _store(
             assert m.conversation_id is not None
             conv_id, is_new = m.conversation_id, False
             reopened = hint[1] in _REOPENS or hint[1] == ConversationStatus.resolved.value
-            bump = bumps.setdefault(conv_id, {"b_id": conv_id, "b_last": at, "b_n": 0, "b_now": now})
+            bump = bumps.setdefault(conv_id, {"b_id": conv_id, "b_last": at, "b_first": at, "b_n": 0, "b_now": now})
             bump["b_n"] += 1
             bump["b_last"] = max(bump["b_last"], at)
+            bump["b_first"] = min(bump["b_first"], at)
         elif ckey in open_conv:
             conv_id, status = open_conv[ckey]
             is_new = False
             reopened = status in _REOPENS
-            bump = bumps.setdefault(conv_id, {"b_id": conv_id, "b_last": at, "b_n": 0, "b_now": now})
+            bump = bumps.setdefault(conv_id, {"b_id": conv_id, "b_last": at, "b_first": at, "b_n": 0, "b_now": now})
             bump["b_n"] += 1
             bump["b_last"] = max(bump["b_last"], at)
+            bump["b_first"] = min(bump["b_first"], at)
         elif ckey in new_convs:
             conv = new_convs[ckey]
             conv_id, is_new = conv["id"], False
             conv["message_count"] += 1
             conv["last_message_at"] = max(conv["last_message_at"], at)
+            conv["waiting_since"] = min(conv["waiting_since"], at)
         else:
             conv_id, is_new = new_id(), True
             new_convs[ckey] = {
@@ -482,6 +489,7 @@ async def _store(
                 "first_response_seconds": None,
                 "resolution_seconds": None,
                 "message_count": 1,
+                "waiting_since": at,
                 "created_at": now,
                 "updated_at": now,
             }

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from frontdesk.models.enums import Channel, ConversationStatus, Priority
 
@@ -73,13 +73,37 @@ class ConversationOut(BaseModel):
     resolved_at: datetime | None
     resolution_seconds: int | None
     message_count: int
+    last_message_preview: str | None = Field(
+        None, description="The start of the last message or reply (notes excluded), on one line; null: none yet."
+    )
+    waiting_since: datetime | None = Field(
+        None, description="Since when the customer has been waiting for an agent's reply (null: not waiting)."
+    )
     created_at: datetime
     updated_at: datetime
 
 
 class ConversationSort(StrEnum):
+    """``last_message_at``/``created_at``: newest first. ``waiting``: longest-waiting customer first
+    (not waiting last). ``priority``: urgent, high, normal, low, each longest-waiting first."""
+
     last_message_at = "last_message_at"
     created_at = "created_at"
+    waiting = "waiting"
+    priority = "priority"
+
+
+class ConversationCounts(BaseModel):
+    """Conversation counts for the desk's views. ``mine``, ``unassigned``, ``all``, ``by_channel``,
+    ``by_queue`` and ``by_tag`` count open and pending conversations; ``by_status`` counts all."""
+
+    mine: int
+    unassigned: int
+    all: int
+    by_status: dict[str, int]
+    by_channel: dict[str, int]
+    by_queue: dict[str, int] = Field(description="Queue id → count (conversations in no queue are not listed).")
+    by_tag: dict[str, int]
 
 
 # -- attachments and messages --------------------------------------------------------------------
@@ -129,6 +153,7 @@ class MessageOut(BaseModel):
     created_at: datetime
     status_at: datetime | None
     attachments: list[AttachmentOut] = Field(default_factory=list)
+    mentions: list[uuid.UUID] = Field(default_factory=list, description="Users @mentioned in a note.")
 
 
 # -- timeline ------------------------------------------------------------------------------------
@@ -160,3 +185,61 @@ class TimelineItem(BaseModel):
     event_type: str | None = None
     source: str | None = None
     properties: dict[str, Any] | None = None
+
+
+# -- canned responses ----------------------------------------------------------------------------
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Shortcut = Annotated[
+    str, BeforeValidator(_lower), StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
+]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+CannedTitle = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)
+]
+CannedBody = Annotated[str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_no_nul)]
+
+
+class CannedCreate(_In):
+    shortcut: Shortcut = Field(description="a-z, 0-9, '_' and '-' (lower-cased); unique per scope and owner.")
+    title: CannedTitle
+    body: CannedBody = Field(
+        description="Plain text with variables such as {{customer.first_name}}, {{customer.attributes.order_number}}, "
+        "{{agent.name}}, {{conversation.id}}."
+    )
+    scope: Literal["personal", "global"] = Field("personal", description="global: everyone's (admins only).")
+
+
+class CannedUpdate(_In):
+    shortcut: Shortcut | None = None
+    title: CannedTitle | None = None
+    body: CannedBody | None = None
+
+
+class CannedOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    shortcut: str
+    title: str
+    body: str
+    scope: str
+    owner_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CannedRendered(BaseModel):
+    text: str
+    missing: list[str] = Field(description="Variables that had no value (left empty), e.g. customer.email.")

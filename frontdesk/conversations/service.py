@@ -17,10 +17,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,9 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from frontdesk import clock, timers
 from frontdesk.audit import service as audit
 from frontdesk.conversations import outbox
+from frontdesk.conversations.ingest import PREVIEW_CHARS
 from frontdesk.conversations.sanitize import html_to_text, sanitize_html
 from frontdesk.conversations.schemas import (
     AttachmentOut,
+    ConversationCounts,
     ConversationCreate,
     ConversationOut,
     ConversationSort,
@@ -52,7 +54,7 @@ from frontdesk.models import (
     Timer,
     User,
 )
-from frontdesk.models.enums import AuthorType, Channel, ConversationStatus, DeliveryStatus, Direction
+from frontdesk.models.enums import AuthorType, Channel, ConversationStatus, DeliveryStatus, Direction, Priority
 from frontdesk.pagination import decode_cursor, encode_cursor
 from frontdesk.realtime import conversation_topics, publish_after_commit
 from frontdesk.storage import AttachmentStore, new_key
@@ -60,6 +62,7 @@ from frontdesk.storage import AttachmentStore, new_key
 DESK_TOPIC = "desk"
 EVENT_UPDATED = "conversation.updated"
 EVENT_MESSAGE_CREATED = "conversation.message_created"
+EVENT_MENTIONED = "conversation.mentioned"
 SNOOZE_TIMER = "conversation.snooze_ended"  # handled by reopen_snoozed below
 ATTACHMENT_URL = "/api/v1/attachments/{id}"
 
@@ -115,7 +118,8 @@ async def get_conversation(session: AsyncSession, conversation_id: uuid.UUID) ->
 
 
 async def conversation_views(session: AsyncSession, conversations: Sequence[Conversation]) -> list[ConversationOut]:
-    """API views of ``conversations`` with their tags and customer names (two queries, no N+1)."""
+    """API views of ``conversations`` with their tags, customer names and the preview of their last
+    message (three queries, no N+1)."""
     if not conversations:
         return []
     ids = [c.id for c in conversations]
@@ -128,13 +132,37 @@ async def conversation_views(session: AsyncSession, conversations: Sequence[Conv
         tags[cid].append(tag)
     customer_ids = {c.customer_id for c in conversations}
     names = dict((await session.execute(select(Customer.id, Customer.name).where(Customer.id.in_(customer_ids)))).all())
+    last_text = (
+        select(func.substr(Message.text, 1, _PREVIEW_FETCH))
+        .where(Message.conversation_id == Conversation.id, Message.direction != Direction.note.value)
+        .order_by(Message.created_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    previews = dict((await session.execute(select(Conversation.id, last_text).where(Conversation.id.in_(ids)))).all())
     out = []
     for c in conversations:
         view = ConversationOut.model_validate(c)
         view.tags = tags.get(c.id, [])
         view.customer_name = names.get(c.customer_id)
+        view.last_message_preview = _preview(previews.get(c.id))
         out.append(view)
     return out
+
+
+# Enough characters to fill a preview after whitespace runs are folded.
+_PREVIEW_FETCH = 4 * PREVIEW_CHARS
+
+
+def _preview(text: str | None) -> str | None:
+    """One line of at most ``PREVIEW_CHARS`` characters: whitespace runs become one space; "…"
+    marks a cut."""
+    if not text:
+        return None
+    line = " ".join(text.split())
+    if len(line) > PREVIEW_CHARS or len(text) >= _PREVIEW_FETCH:
+        return line[: PREVIEW_CHARS - 1] + "…"
+    return line or None
 
 
 async def conversation_view(session: AsyncSession, conversation: Conversation) -> ConversationOut:
@@ -143,7 +171,7 @@ async def conversation_view(session: AsyncSession, conversation: Conversation) -
 
 @dataclass
 class ConversationFilters:
-    status: ConversationStatus | None = None
+    status: ConversationStatus | Sequence[ConversationStatus] | None = None  # one, or any of several
     assignee: str | None = None  # "me", "none" or a user id
     queue_id: uuid.UUID | None = None
     team_id: uuid.UUID | None = None
@@ -160,6 +188,78 @@ def _sort_column(sort: ConversationSort) -> ColumnElement[Any]:
     return func.coalesce(Conversation.last_message_at, Conversation.created_at, type_=UTCDateTime())
 
 
+# ``waiting`` and ``priority`` walk forward (ascending); conversations nobody waits on come last.
+NOT_WAITING = datetime(9999, 12, 31, tzinfo=UTC)
+PRIORITY_RANK = {Priority.urgent.value: 0, Priority.high.value: 1, Priority.normal.value: 2, Priority.low.value: 3}
+
+
+def _waiting_key() -> ColumnElement[Any]:
+    return func.coalesce(Conversation.waiting_since, literal(NOT_WAITING, UTCDateTime()), type_=UTCDateTime())
+
+
+def _priority_key() -> ColumnElement[Any]:
+    return case(*((Conversation.priority == p, rank) for p, rank in PRIORITY_RANK.items()), else_=len(PRIORITY_RANK))
+
+
+def _ascending_keys(sort: ConversationSort) -> list[ColumnElement[Any]]:
+    keys: list[ColumnElement[Any]] = [_waiting_key(), Conversation.id]  # type: ignore[list-item]
+    return [_priority_key(), *keys] if sort is ConversationSort.priority else keys
+
+
+def _after(keys: Sequence[ColumnElement[Any]], values: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows that come after ``values`` in the ascending order of ``keys`` (lexicographic)."""
+    alternatives = []
+    for i, key in enumerate(keys):
+        alternatives.append(and_(*(keys[j] == values[j] for j in range(i)), key > values[i]))
+    return or_(*alternatives)
+
+
+def _ascending_cursor(sort: ConversationSort, row: Conversation) -> str:
+    at = clock.ensure_utc(row.waiting_since).isoformat() if row.waiting_since is not None else NOT_WAITING.isoformat()
+    if sort is ConversationSort.priority:
+        return encode_cursor(sort.value, PRIORITY_RANK.get(row.priority, len(PRIORITY_RANK)), at, row.id)
+    return encode_cursor(sort.value, at, row.id)
+
+
+def _ascending_values(sort: ConversationSort, cursor: str) -> list[Any]:
+    parts = decode_cursor(cursor, 4 if sort is ConversationSort.priority else 3)
+    if parts[0] != sort.value:
+        raise Invalid("cursor belongs to another sort order", field="cursor")
+    try:
+        at = datetime.fromisoformat(parts[-2])
+        item_id = uuid.UUID(parts[-1])
+        rank = [int(parts[1])] if sort is ConversationSort.priority else []
+    except ValueError as exc:
+        raise Invalid("cursor is not one this server issued", field="cursor") from exc
+    if at.tzinfo is None:
+        raise Invalid("cursor is not one this server issued", field="cursor")
+    return [*(literal(r) for r in rank), literal(clock.ensure_utc(at), UTCDateTime()), item_id]
+
+
+def _statuses(status: ConversationStatus | Sequence[ConversationStatus] | None) -> list[str]:
+    if status is None:
+        return []
+    if isinstance(status, ConversationStatus):
+        return [status.value]
+    return list(dict.fromkeys(ConversationStatus(s).value for s in status))
+
+
+def parse_statuses(raw: str | None) -> list[ConversationStatus]:
+    """``"open,pending"`` → both; 422 naming ``status`` for an unknown one."""
+    out: list[ConversationStatus] = []
+    for part in (raw or "").split(","):
+        if not part.strip():
+            continue
+        try:
+            out.append(ConversationStatus(part.strip().lower()))
+        except ValueError as exc:
+            allowed = ", ".join(s.value for s in ConversationStatus)
+            raise Invalid(
+                f"unknown status {part.strip()[:40]!r}; use one or more of: {allowed}", field="status"
+            ) from exc
+    return out
+
+
 async def list_conversations(
     session: AsyncSession,
     viewer_id: uuid.UUID,
@@ -169,11 +269,17 @@ async def list_conversations(
     cursor: str | None = None,
     limit: int = 50,
 ) -> tuple[list[Conversation], str | None]:
-    """A page of conversations, newest first by ``sort``; keyset on (sort value, id)."""
-    key = _sort_column(sort)
+    """A page of conversations in ``sort`` order; keyset on (sort value(s), id).
+
+    ``last_message_at``/``created_at``: newest first. ``waiting``: longest waiting first, then those
+    nobody waits on. ``priority``: urgent → low, each longest waiting first.
+    """
     stmt = select(Conversation)
-    if filters.status is not None:
-        stmt = stmt.where(Conversation.status == filters.status.value)
+    statuses = _statuses(filters.status)
+    if len(statuses) == 1:
+        stmt = stmt.where(Conversation.status == statuses[0])
+    elif statuses:
+        stmt = stmt.where(Conversation.status.in_(statuses))
     if filters.assignee is not None:
         value = filters.assignee.strip().lower()
         if value == "me":
@@ -200,6 +306,16 @@ async def list_conversations(
         stmt = stmt.where(
             exists().where(ConversationTag.conversation_id == Conversation.id, ConversationTag.tag == tag)
         )
+    if sort in (ConversationSort.waiting, ConversationSort.priority):
+        keys = _ascending_keys(sort)
+        if cursor:
+            stmt = stmt.where(_after(keys, _ascending_values(sort, cursor)))
+        rows = list((await session.scalars(stmt.order_by(*keys).limit(limit + 1))).all())
+        if len(rows) <= limit:
+            return rows, None
+        return rows[:limit], _ascending_cursor(sort, rows[limit - 1])
+
+    key = _sort_column(sort)
     if cursor:
         at, last_id = decode_time_cursor(cursor)
         at_value = literal(at, UTCDateTime())
@@ -229,6 +345,47 @@ def decode_time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def time_cursor(at: datetime, item_id: uuid.UUID) -> str:
     return encode_cursor(clock.ensure_utc(at).isoformat(), item_id)
+
+
+ACTIVE_STATUSES = (ConversationStatus.open.value, ConversationStatus.pending.value)
+
+
+async def conversation_counts(session: AsyncSession, viewer_id: uuid.UUID) -> ConversationCounts:
+    """Counts for the desk's views in two GROUP BY queries (see :class:`ConversationCounts`)."""
+    unassigned_or_mine = ((Conversation.assignee_id.is_(None), 0), (Conversation.assignee_id == viewer_id, 1))
+    who = case(*unassigned_or_mine, else_=2).label("who")
+    grouped = (Conversation.status, Conversation.channel, Conversation.queue_id, who)
+    rows = await session.execute(select(*grouped, func.count()).group_by(*grouped))
+    by_status = {s.value: 0 for s in ConversationStatus}
+    by_channel: dict[str, int] = defaultdict(int)
+    by_queue: dict[str, int] = defaultdict(int)
+    mine = unassigned = total = 0
+    for status, channel, queue_id, owner, n in rows:
+        by_status[status] = by_status.get(status, 0) + n
+        if status not in ACTIVE_STATUSES:
+            continue
+        total += n
+        mine += n if owner == 1 else 0
+        unassigned += n if owner == 0 else 0
+        by_channel[channel] += n
+        if queue_id is not None:
+            by_queue[str(queue_id)] += n
+    tags = await session.execute(
+        select(ConversationTag.tag, func.count())
+        .join(Conversation, Conversation.id == ConversationTag.conversation_id)
+        .where(Conversation.status.in_(ACTIVE_STATUSES))
+        .group_by(ConversationTag.tag)
+        .order_by(ConversationTag.tag)
+    )
+    return ConversationCounts(
+        mine=mine,
+        unassigned=unassigned,
+        all=total,
+        by_status=by_status,
+        by_channel=dict(by_channel),
+        by_queue=dict(by_queue),
+        by_tag={tag: n for tag, n in tags},
+    )
 
 
 # -- writing conversations -----------------------------------------------------------------------
@@ -409,6 +566,7 @@ async def update_conversation(
             if new_status is ConversationStatus.resolved:
                 conversation.resolved_at = now
                 conversation.resolution_seconds = max(0, int((now - conversation.created_at).total_seconds()))
+                conversation.waiting_since = None  # nobody waits on a resolved conversation
             elif old_status == ConversationStatus.resolved.value:
                 conversation.resolved_at = None
                 conversation.resolution_seconds = None
@@ -483,6 +641,9 @@ async def message_views(session: AsyncSession, messages: Sequence[Message]) -> l
     for m in messages:
         view = MessageOut.model_validate(m)
         view.attachments = by_message.get(m.id, [])
+        mentions = (m.meta or {}).get("mentions") if isinstance(m.meta, dict) else None
+        if isinstance(mentions, list):
+            view.mentions = [uuid.UUID(str(u)) for u in mentions]
         out.append(view)
     return out
 
@@ -614,6 +775,8 @@ async def _add_message(
             "last_message_at": now,
             "updated_at": now,
         }
+        if author_type is AuthorType.agent:
+            values["waiting_since"] = None  # answered: the customer no longer waits on us
         if first:
             # Only the first reply sets it, even if two replies race.
             seconds = max(0, int((now - conversation.created_at).total_seconds()))
@@ -682,9 +845,16 @@ async def add_note(
     html: str | None = None,
     attachment_ids: Sequence[uuid.UUID] | None = None,
 ) -> Message:
-    """An internal note: only agents see it, it is never delivered (no outbox row)."""
+    """An internal note: only agents see it, it is never delivered (no outbox row).
+
+    ``@handle`` tokens naming an active user (the part of their email before ``@``, e.g.
+    ``@anna.petrova``) are kept in ``meta["mentions"]``; each mentioned user but the author gets
+    ``conversation.mentioned`` on ``user:<id>`` after the commit. Unknown handles are ignored.
+    """
     conversation = await get_conversation(session, conversation_id)
-    return await _add_message(
+    body_text, _ = _body(text, html)
+    mentioned = await mentioned_users(session, body_text)
+    message = await _add_message(
         session,
         conversation,
         author,
@@ -693,7 +863,56 @@ async def add_note(
         html=html,
         channel=None,
         attachment_ids=attachment_ids or (),
+        meta={"mentions": [str(u.id) for u in mentioned]} if mentioned else None,
     )
+    if mentioned:
+        by_name = getattr(author, "name", None)
+        if by_name is None:
+            by_name = await session.scalar(select(User.name).where(User.id == author.user_id))
+        data = {
+            "conversation_id": str(conversation.id),
+            "message_id": str(message.id),
+            "by": {"id": str(author.user_id), "name": by_name},
+            "excerpt": _excerpt(message.text),
+        }
+        for user in mentioned:
+            if user.id != author.user_id:
+                publish_after_commit(session, f"user:{user.id}", EVENT_MENTIONED, data)
+    return message
+
+
+_MENTION = re.compile(r"(?<![\w@.+\-])@([a-z0-9][a-z0-9._+\-]{0,63})", re.IGNORECASE)
+MAX_MENTIONS = 20
+EXCERPT_CHARS = 200
+
+
+def mention_handles(text: str) -> list[str]:
+    """``"ping @Anna.Petrova, and @bob."`` → ``["anna.petrova", "bob"]`` (first 20, in order)."""
+    handles: list[str] = []
+    for match in _MENTION.finditer(text or ""):
+        handle = match.group(1).rstrip("._+-").lower()
+        if handle and handle not in handles:
+            handles.append(handle)
+    return handles[:MAX_MENTIONS]
+
+
+async def mentioned_users(session: AsyncSession, text: str) -> list[User]:
+    """Active users whose email's local part is @mentioned in ``text`` (every one that matches)."""
+    handles = mention_handles(text)
+    if not handles:
+        return []
+    email = func.lower(User.email)
+    rows = await session.scalars(
+        select(User)
+        .where(User.is_active.is_(True), or_(*(email.startswith(f"{h}@", autoescape=True) for h in handles)))
+        .order_by(User.email)
+    )
+    return list(rows.all())
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1].rstrip() + "…"
 
 
 # -- attachments ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ class Conversation(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         Index("ix_conversations_status_last", "status", "last_message_at"),
         Index("ix_conversations_customer_status", "customer_id", "status"),
+        Index("ix_conversations_status_waiting", "status", "waiting_since"),
     )
 
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
@@ -37,6 +38,9 @@ class Conversation(IdMixin, TimestampMixin, Base):
     first_response_seconds: Mapped[int | None] = mapped_column(Integer)
     resolution_seconds: Mapped[int | None] = mapped_column(Integer)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
+    # When the customer started waiting for an agent: set by the first customer message that
+    # finds it empty, cleared by an agent reply and on resolve. The desk sorts by it.
+    waiting_since: Mapped[datetime | None]
 
 
 class ConversationTag(Base):

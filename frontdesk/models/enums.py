@@ -81,3 +81,11 @@ class JobStatus(StrEnum):
     running = "running"
     done = "done"
     failed = "failed"
+
+
+class PresenceStatus(StrEnum):
+    available = "available"
+    busy = "busy"
+    away = "away"
+    after_call_work = "after_call_work"
+    offline = "offline"

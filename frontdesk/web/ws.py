@@ -13,6 +13,11 @@ Protocol (JSON text frames; see docs/architecture/realtime.md):
   are replayed in order, or ``{"type": "snapshot_required", "topic": …}`` when the gap is gone
 - client → ``{"type": "subscribe", "topics": ["conversation:<id>"]}`` /
   ``{"type": "unsubscribe", …}`` → ``{"type": "subscribed", "topics": [...]}``
+- client → ``{"type": "typing", "conversation_id": "<uuid>", "on": true|false}``: the agent is
+  (no longer) typing a reply; published as ``conversation.typing`` ``{author_type: "agent",
+  author_id, author_name, on, conversation_id}`` on ``conversation:<id>``, which the customer's
+  widget and the other desktops on that conversation follow. At most 2 a second per connection
+  (more are dropped); needs a session or a token with ``write``; a bad frame → ``{"type": "error"}``.
 - both ways: ``{"type": "ping"}`` → ``{"type": "pong"}``; the server pings every heartbeat.
 """
 
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,11 +35,14 @@ from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, WebSocket
+from sqlalchemy import select
 
 from frontdesk.auth.deps import SESSION_COOKIE, resolve_credentials
 from frontdesk.db import Database
 from frontdesk.errors import ProblemError
+from frontdesk.models import Conversation
 from frontdesk.realtime import Event, Hub, Subscription, run_socket_loops
+from frontdesk.routing import service as routing_service
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,10 @@ DEFAULT_HEARTBEAT_SECONDS = 20.0
 MAX_TOPICS = 200
 MAX_CLIENT_MESSAGE = 64 * 1024
 _CONVERSATION_TOPIC = re.compile(r"^conversation:[0-9a-fA-F-]{36}$")
+TYPING_EVENT = "conversation.typing"
+TYPING_PER_SECOND = 2.0  # token bucket: this many frames a second, bursts of TYPING_BURST
+TYPING_BURST = 2.0
+KNOWN_CONVERSATIONS_MAX = 1000
 
 
 @dataclass
@@ -54,6 +67,7 @@ class WsUser:
     email: str
     name: str
     role: str
+    can_write: bool = True  # a browser session, or a token with the ``write`` scope
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": str(self.id), "email": self.email, "name": self.name, "role": self.role}
@@ -67,7 +81,8 @@ async def _authenticate(db: Database, token: str | None, cookie: str | None) -> 
         return None
     if principal is None or (principal.via == "token" and "read" not in principal.scopes):
         return None
-    return WsUser(principal.user_id, principal.email, principal.name, principal.role.value)
+    can_write = principal.via != "token" or "write" in principal.scopes
+    return WsUser(principal.user_id, principal.email, principal.name, principal.role.value, can_write)
 
 
 def _same_origin(ws: WebSocket) -> bool:
@@ -91,8 +106,12 @@ class _Connection:
     hub: Hub
     user: WsUser
     sub: Subscription
+    db: Database | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     state: dict[str, _TopicState] = field(default_factory=dict)
+    typing_tokens: float = TYPING_BURST
+    typing_at: float = 0.0
+    known_conversations: set[uuid.UUID] = field(default_factory=set)
 
     def allowed(self, topic: str) -> bool:
         return topic in ("desk", f"user:{self.user.id}") or bool(_CONVERSATION_TOPIC.match(topic))
@@ -165,8 +184,61 @@ class _Connection:
                 await self.send({"type": "subscribed", "topics": sorted(self.sub.topics)})
         elif kind == "resume":
             await self._resume(msg)
+        elif kind == "typing":
+            await self._typing(msg)
         else:
             await self.send({"type": "error", "detail": f"unknown message type: {str(kind)[:50]}"})
+
+    def _typing_allowed(self) -> bool:
+        now = time.monotonic()
+        self.typing_tokens = min(TYPING_BURST, self.typing_tokens + (now - self.typing_at) * TYPING_PER_SECOND)
+        self.typing_at = now
+        if self.typing_tokens < 1.0:
+            return False
+        self.typing_tokens -= 1.0
+        return True
+
+    async def _conversation_exists(self, conversation_id: uuid.UUID) -> bool:
+        if conversation_id in self.known_conversations or self.db is None:
+            return True
+        async with self.db.transaction() as s:
+            found = await s.scalar(select(Conversation.id).where(Conversation.id == conversation_id))
+        if found is None:
+            return False
+        if len(self.known_conversations) >= KNOWN_CONVERSATIONS_MAX:
+            self.known_conversations.clear()
+        self.known_conversations.add(conversation_id)
+        return True
+
+    async def _typing(self, msg: dict[str, Any]) -> None:
+        raw, on = msg.get("conversation_id"), msg.get("on")
+        if not isinstance(raw, str) or not isinstance(on, bool):
+            await self.send({"type": "error", "detail": "typing needs conversation_id (a uuid) and on (true/false)"})
+            return
+        try:
+            conversation_id = uuid.UUID(raw)
+        except ValueError:
+            await self.send({"type": "error", "detail": "typing: conversation_id is not a uuid"})
+            return
+        if not self.user.can_write:
+            await self.send({"type": "error", "detail": "typing needs a token with the write scope"})
+            return
+        if not self._typing_allowed():
+            return  # more than TYPING_PER_SECOND: dropped, typing indicators are lossy
+        if not await self._conversation_exists(conversation_id):
+            await self.send({"type": "error", "detail": f"typing: no conversation {conversation_id}"})
+            return
+        await self.hub.publish(
+            f"conversation:{conversation_id}",
+            TYPING_EVENT,
+            {
+                "conversation_id": str(conversation_id),
+                "author_type": "agent",
+                "author_id": str(self.user.id),
+                "author_name": self.user.name,
+                "on": on,
+            },
+        )
 
     async def _resume(self, msg: dict[str, Any]) -> None:
         last = msg.get("last_event_ids")
@@ -212,7 +284,8 @@ async def desktop_socket(ws: WebSocket) -> None:
 
     base_topics = ["desk", f"user:{user.id}"]
     sub = await hub.open(base_topics)
-    conn = _Connection(ws=ws, hub=hub, user=user, sub=sub)
+    await routing_service.desk_connected(db, user.id)
+    conn = _Connection(ws=ws, hub=hub, user=user, sub=sub, db=db)
     heartbeat = _heartbeat_seconds(ws)
     try:
         await conn.send(
@@ -237,6 +310,7 @@ async def desktop_socket(ws: WebSocket) -> None:
 
         await run_socket_loops(pump(), beat(), receive(), label=user.email)
     finally:
+        await routing_service.desk_disconnected(db, user.id)
         await sub.close()
         with contextlib.suppress(Exception):
             await ws.close()
