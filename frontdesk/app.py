@@ -60,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from frontdesk.auth.api import close_login_limiter
     from frontdesk.channels import listeners
     from frontdesk.conversations.ingest import IngestWriter
+    from frontdesk.routing.leader import RoutingLeader
     from frontdesk.timers import start_loops
 
     settings: Settings = app.state.settings
@@ -74,6 +75,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.ingest.start()
     loops = await start_loops(db, settings) if settings.run_loops else None
     app.state.loops = loops
+    routing = RoutingLeader(db, settings) if settings.run_loops else None  # one leads per deployment
+    if routing is not None:
+        await routing.start()
+    app.state.routing = routing
     auth_listener = asyncio.create_task(credentials_cache.listen(hub), name="auth-cache-listener")
     channel_listeners = await listeners.start_all(app)
     if settings.tune_gc:
@@ -83,6 +88,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await listeners.stop_all(channel_listeners)
         auth_listener.cancel()
+        if routing is not None:
+            await routing.stop()
         if loops is not None:
             await loops.stop()
         await app.state.ingest.stop()
@@ -112,6 +119,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
 
+    from frontdesk.analytics.api import router as analytics_router
     from frontdesk.audit.api import router as audit_router
     from frontdesk.auth.api import router as auth_router
     from frontdesk.channels.api import router as inbox_router
@@ -119,9 +127,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.channels.email.api import router as email_router
     from frontdesk.channels.webchat.api import router as webchat_router
     from frontdesk.conversations.api import router as conversations_router
+    from frontdesk.conversations.canned_api import router as canned_router
     from frontdesk.conversations.ingest_api import router as ingest_router
     from frontdesk.customers.api import router as customers_router
     from frontdesk.proactive.api import router as events_router
+    from frontdesk.routing.api import router as routing_router
+    from frontdesk.search.api import router as search_router
     from frontdesk.web.pages import router as pages_router
     from frontdesk.web.ws import router as ws_router
     from frontdesk.webhooks.api import router as webhooks_router
@@ -137,7 +148,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         apichannel_router,
         email_router,
         webhooks_router,
+        routing_router,
         audit_router,
+        search_router,
+        canned_router,
+        analytics_router,
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(ws_router)

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 import frontdesk.models  # noqa: F401  (registers every table)
 from frontdesk.db import Base, make_engine
+from frontdesk.search import ddl
 
 config = context.config
 target_metadata = Base.metadata
@@ -20,6 +21,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=ddl.include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

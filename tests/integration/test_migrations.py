@@ -23,6 +23,7 @@ import frontdesk.models  # noqa: F401  (registers every table)
 from frontdesk import migrate
 from frontdesk.app import SchemaNotReady, create_app
 from frontdesk.db import Base, make_engine
+from frontdesk.search import ddl
 from frontdesk.settings import Settings
 from tests.integration.freshdb import fresh_database
 
@@ -55,7 +56,9 @@ def _tables(conn: Connection) -> set[str]:
 
 
 def _differences(conn: Connection) -> list[Any]:
-    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+    context = MigrationContext.configure(
+        conn, opts={"compare_type": True, "compare_server_default": False, "include_object": ddl.include_object}
+    )
     return list(compare_metadata(context, Base.metadata))
 
 
