@@ -139,9 +139,17 @@ async def app(settings: Settings, database_url: str) -> AsyncIterator[object]:
     from frontdesk.app import create_app
 
     application = create_app(settings)
-    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
-        yield application
-        await truncate_all(application.state.db)
+    try:
+        async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+            yield application
+    finally:
+        # After shutdown: the app's background work (routing leader, timers) has stopped and
+        # cannot hold row locks the TRUNCATE waits for.
+        db = Database(database_url)
+        try:
+            await truncate_all(db)
+        finally:
+            await db.dispose()
 
 
 @pytest.fixture

@@ -1,23 +1,31 @@
-"""Server-rendered pages: ``/`` is the sign-in page; static assets under ``/static``.
+"""Server-rendered pages: ``/`` (sign in), ``/desk`` (agents), ``/wallboard`` (supervisors),
+``/admin`` (admins); static assets under ``/static``.
 
-Strings come in English and Russian, chosen by ``Accept-Language`` (a small dictionary for now;
-gettext arrives with the agent desktop). Jinja2 autoescaping is on for every template.
+Every page is rendered in the viewer's language (:mod:`frontdesk.web.i18n`) with Jinja2
+autoescaping on; the page's JavaScript module gets the same catalog embedded as JSON, the signed-in
+user, the CSRF token and the viewer's time zone. Pages that need a role send a signed-out browser
+to the sign-in page (``/?next=…``) and answer 403 for a role that is too low.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from frontdesk.auth import service as auth_service
 from frontdesk.auth.deps import SESSION_COOKIE
 from frontdesk.deps import SessionDep
+from frontdesk.models import User, UserSession
+from frontdesk.models.enums import Role
+from frontdesk.web import i18n
+from frontdesk.web.i18n import pick_language
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
@@ -25,84 +33,116 @@ templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoade
 router = APIRouter(include_in_schema=False)
 router.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-MESSAGES: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Sign in · Frontdesk",
-        "heading": "Sign in to Frontdesk",
-        "tagline": "One customer, one timeline.",
-        "email": "Email",
-        "password": "Password",
-        "sign_in": "Sign in",
-        "signing_in": "Signing in…",
-        "sign_out": "Sign out",
-        "signed_in_as": "Signed in as",
-        "wrong_credentials": "Wrong email or password.",
-        "too_many": "Too many failed attempts. Try again in {seconds} seconds.",
-        "failed": "Something went wrong. Please try again.",
-        "signed_out": "You have signed out.",
-        "role_admin": "admin",
-        "role_supervisor": "supervisor",
-        "role_agent": "agent",
-        "no_js": "This page needs JavaScript to sign in.",
-    },
-    "ru": {
-        "title": "Вход · Frontdesk",
-        "heading": "Вход в Frontdesk",
-        "tagline": "Один клиент — одна история.",
-        "email": "Электронная почта",
-        "password": "Пароль",
-        "sign_in": "Войти",
-        "signing_in": "Выполняется вход…",
-        "sign_out": "Выйти",
-        "signed_in_as": "Вы вошли как",
-        "wrong_credentials": "Неверная почта или пароль.",
-        "too_many": "Слишком много неудачных попыток. Повторите через {seconds} сек.",
-        "failed": "Что-то пошло не так. Попробуйте ещё раз.",
-        "signed_out": "Вы вышли из системы.",
-        "role_admin": "администратор",
-        "role_supervisor": "супервизор",
-        "role_agent": "оператор",
-        "no_js": "Для входа на этой странице нужен JavaScript.",
-    },
+__all__ = ["pick_language", "router"]
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+RANK = {Role.agent.value: 1, Role.supervisor.value: 2, Role.admin.value: 3}
+
+# The sign-in page's strings, by the key login.js reads them with (values are msgids).
+LOGIN_STRINGS = {
+    "title": "Sign in · Frontdesk",
+    "heading": "Sign in to Frontdesk",
+    "tagline": "One customer, one timeline.",
+    "email": "Email",
+    "password": "Password",
+    "sign_in": "Sign in",
+    "signing_in": "Signing in…",
+    "sign_out": "Sign out",
+    "signed_in_as": "Signed in as",
+    "wrong_credentials": "Wrong email or password.",
+    "too_many": "Too many failed attempts. Try again in {seconds} seconds.",
+    "failed": "Something went wrong. Please try again.",
+    "signed_out": "You have signed out.",
+    "role_admin": "admin",
+    "role_supervisor": "supervisor",
+    "role_agent": "agent",
+    "no_js": "This page needs JavaScript to sign in.",
+    "open_desk": "Open the desk",
 }
-DEFAULT_LANGUAGE = "en"
 
 
-def pick_language(accept_language: str | None) -> str:
-    """The best supported language for an ``Accept-Language`` header (q-values respected)."""
-    best, best_q = DEFAULT_LANGUAGE, 0.0
-    for position, part in enumerate((accept_language or "")[:500].split(",")):
-        tag, _, params = part.strip().partition(";")
-        lang = tag.strip().lower().split("-", 1)[0]
-        q = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                q = float(params[2:])
-            except ValueError:
-                q = 0.0
-        q -= position * 1e-6  # earlier wins a tie
-        if lang in MESSAGES and q > best_q:
-            best, best_q = lang, q
-    return best
-
-
-@router.get("/", response_class=HTMLResponse, summary="The sign-in page")
-async def index(request: Request, session: SessionDep) -> HTMLResponse:
-    lang = pick_language(request.headers.get("accept-language"))
-    t = MESSAGES[lang]
-    context: dict[str, Any] = {"lang": lang, "t": t, "user": None, "role_label": "", "csrf_token": ""}
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie and (found := await auth_service.find_session(session, cookie)) is not None:
-        user_session, user = found
-        context.update(user=user, role_label=t.get(f"role_{user.role}", user.role), csrf_token=user_session.csrf_token)
-    response = templates.TemplateResponse(request, "login.html", context)
+def _secure(response: Response, *, vary: str = "Accept-Language, Cookie") -> Response:
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Vary"] = "Accept-Language, Cookie"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    )
+    response.headers["Vary"] = vary
+    response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     return response
+
+
+async def _viewer(request: Request, session: SessionDep) -> tuple[UserSession, User] | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    return await auth_service.find_session(session, cookie)
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "locale": user.locale,
+        "time_zone": user.time_zone,
+    }
+
+
+@router.get("/", response_class=HTMLResponse, summary="The sign-in page")
+async def index(request: Request, session: SessionDep) -> Response:
+    found = await _viewer(request, session)
+    lang = pick_language(request.headers.get("accept-language"), found[1].locale if found else None)
+    _ = i18n.translator(lang)
+    t = {key: _(msgid) for key, msgid in LOGIN_STRINGS.items()}
+    context: dict[str, Any] = {"lang": lang, "t": t, "user": None, "role_label": "", "csrf_token": ""}
+    if found is not None:
+        user_session, user = found
+        context.update(user=user, role_label=t.get(f"role_{user.role}", user.role), csrf_token=user_session.csrf_token)
+    return _secure(templates.TemplateResponse(request, "login.html", context))
+
+
+async def _app_page(request: Request, session: SessionDep, page: str, title: str, minimum: Role) -> Response:
+    """One page of the signed-in application (``base.html`` + ``<page>.html`` + ``/static/js/<page>.js``)."""
+    found = await _viewer(request, session)
+    if found is None:
+        return _secure(RedirectResponse(f"/?next={quote(request.url.path)}", status_code=303))
+    user_session, user = found
+    lang = pick_language(request.headers.get("accept-language"), user.locale)
+    _ = i18n.translator(lang)
+    if RANK.get(user.role, 0) < RANK[minimum.value]:
+        html = templates.get_template("forbidden.html").render(lang=lang, _=_, user=user)
+        return _secure(HTMLResponse(html, status_code=403))
+    context: dict[str, Any] = {
+        "lang": lang,
+        "_": _,
+        "page": page,
+        "title": _(title),
+        "user": user,
+        "user_json": user_json(user),
+        "can_supervise": RANK.get(user.role, 0) >= RANK[Role.supervisor.value],
+        "can_admin": user.role == Role.admin.value,
+        "csrf_token": user_session.csrf_token,
+        "catalog": i18n.catalog(lang),
+        "languages": i18n.LANGUAGE_NAMES,
+        # "UTC" is the stored default and means "not chosen": the browser's own zone is used then.
+        "time_zone": "" if user.time_zone in ("", "UTC") else user.time_zone,
+    }
+    return _secure(templates.TemplateResponse(request, f"{page}.html", context))
+
+
+@router.get("/desk", response_class=HTMLResponse)
+async def desk(request: Request, session: SessionDep) -> Response:
+    return await _app_page(request, session, "desk", "Desk", Role.agent)
+
+
+@router.get("/wallboard", response_class=HTMLResponse)
+async def wallboard(request: Request, session: SessionDep) -> Response:
+    return await _app_page(request, session, "wallboard", "Wallboard", Role.supervisor)
+
+
+@router.get("/admin", response_class=HTMLResponse)
+async def admin(request: Request, session: SessionDep) -> Response:
+    return await _app_page(request, session, "admin", "Admin", Role.admin)

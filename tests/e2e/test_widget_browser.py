@@ -15,17 +15,11 @@ Needs ``apt-get install -y chromium`` and the ``playwright`` Python package (dev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
-import os
-import signal
-import sys
-import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,155 +31,41 @@ from websockets.asyncio.client import connect
 from frontdesk.db import Database
 from frontdesk.models import Attachment, CustomerEvent, Identity, Message
 from tests.builders import make_token, make_user
-from tests.conftest import REQUIRE_SERVICES, truncate_all
-from tests.integration.webhook_sink import free_port
+from tests.conftest import truncate_all
+from tests.e2e.browser import ServerProcess, serve_page, shot
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
+
 HOST_PAGE = Path(__file__).with_name("widget_host.html")
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("FRONTDESK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+
+
 SECRET_KEY = "widget-browser-test-secret-0123456789"
 IDENTITY_SECRET = "acme-identity-secret"
 WAIT_MS = 20_000
 
 
-def _missing(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (FRONTDESK_TEST_REQUIRE_SERVICES=1: the browser tests must run)")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        _missing(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (or set FRONTDESK_CHROMIUM)")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        _missing("the playwright Python package is missing: pip install -e '.[dev]'")
-    return CHROMIUM
-
-
 # -- the server, restartable on one port -------------------------------------------------------------
-
-
-class DeskServer:
-    def __init__(self, database_url: str, data_dir: Path, log: Path) -> None:
-        self.database_url = database_url
-        self.data_dir = data_dir
-        self.log = log
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        env = {
-            **os.environ,
-            "FRONTDESK_DATABASE_URL": self.database_url,
-            "FRONTDESK_DATA_DIR": str(self.data_dir),
-            "FRONTDESK_SECRET_KEY": SECRET_KEY,
-            "FRONTDESK_AUTO_MIGRATE": "false",
-            "FRONTDESK_TIMERS_POLL_SECONDS": "0.2",
-        }
-        env.pop("FRONTDESK_REDIS_URL", None)
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "frontdesk.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        deadline = asyncio.get_running_loop().time() + 60
-        async with httpx.AsyncClient(timeout=1) as client:
-            while asyncio.get_running_loop().time() < deadline:
-                if self.proc.returncode is not None:
-                    raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.base}/healthz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"server did not start:\n{self.tail()}")
-
-    async def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
 
 
 # -- the customer's site: a second origin ------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def host_site(frontdesk_base: str, inbox_token: str, locale: str = "en") -> Iterator[str]:
-    page = (
+def host_page(frontdesk_base: str, inbox_token: str, locale: str = "en") -> str:
+    """The customer's site (``widget_host.html``) embedding the widget from ``frontdesk_base``."""
+    return (
         HOST_PAGE.read_text(encoding="utf-8")
         .replace("__FRONTDESK__", frontdesk_base)
         .replace("__INBOX__", inbox_token)
         .replace("__LOCALE__", locale)
-        .encode()
     )
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?")[0] not in ("/", "/index.html"):
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        # "localhost" is a different origin from the server's 127.0.0.1, as on a real site.
-        yield f"http://localhost:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 # -- fixtures ----------------------------------------------------------------------------------------
 
 
 class Desk:
-    def __init__(self, db: Database, server: DeskServer, admin: str, agent: str) -> None:
+    def __init__(self, db: Database, server: ServerProcess, admin: str, agent: str) -> None:
         self.db = db
         self.server = server
         self.admin = {"Authorization": f"Bearer {admin}"}
@@ -233,7 +113,7 @@ class Desk:
 @pytest.fixture
 async def desk(database_url: str, tmp_path: Path) -> AsyncIterator[Desk]:
     db = Database(database_url)
-    server = DeskServer(database_url, tmp_path / "var", tmp_path / "server.log")
+    server = ServerProcess(database_url, tmp_path / "var", tmp_path / "server.log", SECRET_KEY)
     try:
         admin = await make_token(db, await make_user(db, role="admin"))
         agent = await make_token(db, await make_user(db, role="agent", name="Мария Support"))
@@ -243,23 +123,6 @@ async def desk(database_url: str, tmp_path: Path) -> AsyncIterator[Desk]:
         await server.stop()
         await truncate_all(db)
         await db.dispose()
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
-
-
-def shot(name: str) -> str:
-    ARTIFACTS.mkdir(exist_ok=True)
-    return str(ARTIFACTS / name)
 
 
 async def agent_recv(ws: Any, pred: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
@@ -298,7 +161,7 @@ async def test_chat_reply_reload_and_restart_delivers_once(browser: Any, desk: D
     inbox = await desk.create_inbox(title="Acme support", greeting="Hi! Ask us anything.")
     token = inbox["public_token"]
     key = f"frontdesk:{token}:"
-    with host_site(desk.server.base, token) as site:
+    with serve_page(host_page(desk.server.base, token)) as site:
         context = await browser.new_context(locale="en-US", viewport={"width": 1100, "height": 820})
         page = await context.new_page()
         page_errors: list[str] = []
@@ -445,7 +308,7 @@ async def test_attachments_offers_identify_in_russian(browser: Any, desk: Desk, 
 
     inbox = await desk.create_inbox(title="Поддержка Acme", identity_secret=IDENTITY_SECRET)
     token = inbox["public_token"]
-    with host_site(desk.server.base, token, locale="ru") as site:
+    with serve_page(host_page(desk.server.base, token, locale="ru")) as site:
         context = await browser.new_context(locale="en-US", viewport={"width": 1100, "height": 820})
         page = await context.new_page()
         await page.goto(site)

@@ -11,6 +11,13 @@ function say(text, isError = false) {
   status.classList.toggle("error", isError);
 }
 
+// Where to go after signing in: the page that sent us here (same origin only), else the desk.
+function nextPage() {
+  const next = new URLSearchParams(window.location.search).get("next") || "";
+  const safe = next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\");
+  return safe ? next + window.location.hash : "/desk";
+}
+
 function roleLabel(role) {
   return messages[`role_${role}`] || role;
 }
@@ -49,6 +56,7 @@ async function signIn(event) {
       const body = await response.json();
       say("");
       showSignedIn(body.user, body.csrf_token);
+      window.location.assign(nextPage());
     } else if (response.status === 429) {
       const seconds = response.headers.get("Retry-After") || "60";
       say(messages.too_many.replace("{seconds}", seconds), true);
