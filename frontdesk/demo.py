@@ -29,6 +29,7 @@ from frontdesk import clock
 from frontdesk.auth.security import hash_password
 from frontdesk.db import Database
 from frontdesk.models import (
+    CannedResponse,
     Consent,
     Conversation,
     ConversationTag,
@@ -38,10 +39,12 @@ from frontdesk.models import (
     Inbox,
     Message,
     Queue,
+    RoutingRule,
     Team,
     TeamMember,
     User,
 )
+from frontdesk.routing import service as routing_service
 
 NAMESPACE = uuid.UUID("6f1c2a4e-9b7d-5e3a-8c1f-0d2e4b6a8c90")
 DOMAIN = "example.com"  # staff; customers use example.org/.net/.ru (".test" fails email validation)
@@ -68,6 +71,38 @@ TEAMS = {
     "Retention": "Customers who want to cancel or downgrade.",
     "Premium": "Dedicated desk for customers on the premium plan.",
 }
+
+# Queue settings per team: channels served, priority, service-level target (percent, seconds).
+QUEUES: dict[str, dict[str, Any]] = {
+    # Every queue takes every demo channel (blended); an empty list means "all channels".
+    "Billing": {"channels": [], "priority": 50, "service_level_percent": 90, "service_level_seconds": 60},
+    "Technical support": {"channels": [], "priority": 50, "service_level_percent": 80, "service_level_seconds": 60},
+    "Retention": {"channels": [], "priority": 70, "service_level_percent": 80, "service_level_seconds": 60,
+                  "sticky_wait_seconds": 300},
+    "Premium": {"channels": [], "priority": 80, "service_level_percent": 90, "service_level_seconds": 30},
+}  # fmt: skip
+
+# Routing rules, tried in this order: (name, conditions, queue, priority override)
+RULES: list[tuple[str, dict[str, Any], str, int | None]] = [
+    ("VIP customers to the premium desk", {"segments": ["vip"]}, "Premium", 85),
+    ("Customers at risk to retention", {"segments": ["at_risk"]}, "Retention", None),
+    ("Debtors to billing", {"segments": ["debtor"]}, "Billing", None),
+    ("Billing questions", {"tags": ["billing", "refund"]}, "Billing", None),
+    ("Technical questions", {"tags": ["login", "bug"]}, "Technical support", None),
+]
+
+# Canned responses for everyone: (shortcut, title, body)
+CANNED = [
+    ("hello", "Greeting", "Hello {{customer.first_name}}, this is {{agent.first_name}}. How can I help you today?"),
+    ("eta", "Delivery estimate",
+     "Hi {{customer.first_name}}, your order {{customer.attributes.order_number}} is on its way and should "
+     "arrive within 2 working days."),
+    ("refund", "Refund started",
+     "I have started a refund for you; it reaches your account within 5 working days. — {{agent.name}}"),
+    ("bye", "Closing", "Is there anything else I can help you with? Have a good day, {{customer.first_name}}!"),
+    ("privet", "Приветствие",
+     "Здравствуйте, {{customer.first_name}}! Меня зовут {{agent.first_name}}. Чем могу помочь?"),
+]  # fmt: skip
 
 # (name, email local part, team)
 AGENTS = [
@@ -269,6 +304,11 @@ def _pick(rng: random.Random, weighted: list[tuple[str, int]]) -> str:
     return rng.choices([w[0] for w in weighted], weights=[w[1] for w in weighted])[0]
 
 
+def _last_reply(script: list[tuple[str, str, datetime]]) -> int:
+    """Index of the last agent reply in a conversation script (-1: none)."""
+    return max((i for i, (direction, _, _) in enumerate(script) if direction == "out"), default=-1)
+
+
 def _translit(text: str) -> str:
     return "".join(TRANSLIT.get(ch, ch) for ch in text.lower())
 
@@ -284,8 +324,8 @@ class _Builder:
         self.n_customers = n_customers
         self.rows: dict[Any, list[dict[str, Any]]] = {
             t: []
-            for t in (User, Team, TeamMember, Queue, Inbox, Customer, Identity, Consent, Conversation,
-                      ConversationTag, Message, CustomerEvent)
+            for t in (User, Team, TeamMember, Queue, RoutingRule, CannedResponse, Inbox, Customer, Identity, Consent,
+                      Conversation, ConversationTag, Message, CustomerEvent)
         }  # fmt: skip
         self.team_ids: dict[str, uuid.UUID] = {}
         self.queue_ids: dict[str, uuid.UUID] = {}
@@ -306,8 +346,19 @@ class _Builder:
             qid = demo_id(t, "queue", name)
             self.queue_ids[name] = qid
             self.rows[Queue].append(
-                {"id": qid, "name": name, "priority": 80 if name == "Premium" else 50, "created_at": t, "updated_at": t}
+                {"id": qid, "name": name, **QUEUES[name], "team_ids": [str(tid)], "created_at": t, "updated_at": t}
             )
+        for position, (rule_name, conditions, queue, priority) in enumerate(RULES):
+            self.rows[RoutingRule].append({
+                "id": demo_id(t, "rule", rule_name), "name": rule_name, "position": position, "enabled": True,
+                "conditions": conditions, "queue_id": self.queue_ids[queue], "priority": priority,
+                "created_at": t, "updated_at": t,
+            })  # fmt: skip
+        for shortcut, title, body in CANNED:
+            self.rows[CannedResponse].append({
+                "id": demo_id(t, "canned", shortcut), "shortcut": shortcut, "title": title, "body": body,
+                "scope": "global", "owner_id": None, "created_at": t, "updated_at": t,
+            })  # fmt: skip
         hashes = {pw: hash_password(pw) for pw in {ADMIN_PASSWORD, SUPERVISOR_PASSWORD, AGENT_PASSWORD}}
         for login in LOGINS:
             uid = demo_id(t, "user", login.email)
@@ -374,7 +425,9 @@ class _Builder:
             customer = {
                 "id": cid, "name": f"{first} {last}", "locale": locale, "time_zone": tz,
                 "attributes": {"plan": plan, "city": city, "orders_count": orders,
-                               "signup_source": rng.choice(["web", "app", "store", "referral"])},
+                               "signup_source": rng.choice(["web", "app", "store", "referral"]),
+                               **({"order_number": f"FD-{104200 + n}"} if orders else {}),
+                               **({"vip": True} if plan == "premium" else {})},
                 "satisfaction_tier": _pick(rng, TIERS), "lifetime_value": value.quantize(Decimal("0.01")),
                 "merged_into_id": None, "created_at": created, "updated_at": created,
             }  # fmt: skip
@@ -467,6 +520,9 @@ class _Builder:
         script = [s for s in script if s[2] <= self.now]
         last = script[-1][2]
         answered = any(d == "out" for d, _, _ in script)
+        # The customer waits since their first message after our last reply (the desk sorts by it).
+        unanswered = [at for d, _, at in script[_last_reply(script) + 1 :] if d == "in"]
+        waiting_since = unanswered[0] if unanswered and status in ("open", "pending") else None
         resolved_at = last + timedelta(minutes=rng.randint(1, 30)) if status == "resolved" else None
         if resolved_at is not None and resolved_at > self.now:
             resolved_at = self.now
@@ -481,7 +537,7 @@ class _Builder:
             "resolved_at": resolved_at,
             "first_response_seconds": int((first_response - opened).total_seconds()) if answered else None,
             "resolution_seconds": int((resolved_at - opened).total_seconds()) if resolved_at else None,
-            "message_count": sum(1 for d, _, _ in script if d != "note"),
+            "message_count": sum(1 for d, _, _ in script if d != "note"), "waiting_since": waiting_since,
             "created_at": opened, "updated_at": resolved_at or last,
         })  # fmt: skip
         tags = {reason} | ({rng.choice(list(REASONS))} if rng.random() < 0.2 else set())
@@ -573,4 +629,9 @@ async def load(db: Database, *, seed: int = 2026, customers: int = 300, console:
                 for batch in _batches(table_rows, BATCH):
                     await session.execute(insert(model.__table__), batch)
                     progress.advance(task, len(batch))
+        # Customers waiting for nobody in particular go to routing, like new conversations do: the
+        # wallboard shows them waiting and agents who go available are offered them.
+        for c in rows[Conversation]:
+            if c["status"] == "open" and c["assignee_id"] is None:
+                await routing_service.forward(session, "conversation", conversation_id=c["id"])
     return DemoResult(created=True, counts={m.__tablename__: len(r) for m, r in rows.items() if r})
