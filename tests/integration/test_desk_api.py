@@ -80,7 +80,9 @@ async def test_waiting_since_follows_customer_and_agent_messages(client, app, fr
     conv = await get_conversation(client, headers, conv_id)
     assert conv["waiting_since"] is None
     preview = conv["last_message_preview"]
-    assert preview.startswith("Hello! Let me look xxx") and preview.endswith("…") and len(preview) == 140
+    assert preview.startswith("Hello! Let me look xxx")
+    assert preview.endswith("…")
+    assert len(preview) == 140
 
     frozen_clock.advance(minutes=3)
     third_at = clock.now()
