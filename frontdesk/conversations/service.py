@@ -139,7 +139,9 @@ async def conversation_views(session: AsyncSession, conversations: Sequence[Conv
         .limit(1)
         .scalar_subquery()
     )
-    previews = dict((await session.execute(select(Conversation.id, last_text).where(Conversation.id.in_(ids)))).all())
+    previews: dict[uuid.UUID, str | None] = dict(
+        (await session.execute(select(Conversation.id, last_text).where(Conversation.id.in_(ids)))).all()
+    )
     out = []
     for c in conversations:
         view = ConversationOut.model_validate(c)
