@@ -118,6 +118,17 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             # SQLite's lower()/LIKE fold ASCII only; searches on names (Иван, Ærø) need Unicode.
             dbapi_conn.create_function("fd_casefold", 1, _casefold, deterministic=True)
 
+        @event.listens_for(engine.sync_engine, "savepoint")
+        def _write_lock_for_savepoint(conn: Any, _name: str) -> None:
+            # pysqlite begins a transaction only before INSERT/UPDATE/DELETE. A SAVEPOINT issued
+            # before any of those starts a *deferred* transaction in SQLite: its first read pins a
+            # snapshot, and if another connection commits before its first write, that write fails
+            # at once with "database is locked" (a stale snapshot cannot take the write lock; the
+            # busy timeout does not apply). A savepoint here always guards a write, so take the
+            # write lock first, waiting for it like any writer.
+            if not conn.connection.driver_connection.in_transaction:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
