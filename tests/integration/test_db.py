@@ -23,15 +23,14 @@ async def test_a_savepoint_write_waits_for_a_writer_that_committed_after_its_rea
             session.add(Skill(name="retention"))
 
     async def batch() -> None:
-        async with db.transaction() as session:
-            async with session.begin_nested():
-                await session.scalar(select(func.count()).select_from(Skill))
-                read_done.set()
-                # Let the other writer commit — or, where the savepoint holds the write lock,
-                # find it waiting for that lock.
-                await asyncio.wait({other}, timeout=0.5)
-                session.add(Skill(name="billing"))
-                await session.flush()
+        async with db.transaction() as session, session.begin_nested():
+            await session.scalar(select(func.count()).select_from(Skill))
+            read_done.set()
+            # Let the other writer commit — or, where the savepoint holds the write lock,
+            # find it waiting for that lock.
+            await asyncio.wait({other}, timeout=0.5)
+            session.add(Skill(name="billing"))
+            await session.flush()
 
     other = asyncio.create_task(other_writer())
     await asyncio.wait_for(asyncio.gather(batch(), other), 30)
