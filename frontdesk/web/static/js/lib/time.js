@@ -1,5 +1,5 @@
 // Dates and times in the viewer's zone and language (Intl; no library).
-import { boot, timeZone } from "./boot.js";
+import { boot, t, timeZone } from "./boot.js";
 
 const locale = boot.lang === "ru" ? "ru-RU" : "en-GB";
 const dateTime = new Intl.DateTimeFormat(locale, { timeZone, dateStyle: "medium", timeStyle: "short" });
@@ -30,13 +30,25 @@ export function formatRelative(iso, now = Date.now()) {
   return relative.format(Math.round(seconds / 86400), "day");
 }
 
-/** A duration in seconds as "1:05:09" / "4:02". */
+/** A duration in seconds as "4:02" / "1:05:09"; from a day on "3 d 5 h" (a clock would not fit). */
 export function formatDuration(totalSeconds) {
   const s = Math.max(0, Math.floor(totalSeconds || 0));
+  if (s >= 86400) {
+    const days = Math.floor(s / 86400);
+    return `${t("{n} d", { n: days })} ${t("{n} h", { n: Math.floor((s % 86400) / 3600) })}`;
+  }
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   const sec = String(s % 60).padStart(2, "0");
   return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
+}
+
+/** A target time in its natural unit: "20 s", "5 min", "4 h". */
+export function formatSpan(seconds) {
+  const s = Math.max(0, Math.round(seconds || 0));
+  if (s >= 3600 && s % 3600 === 0) return t("{n} h", { n: s / 3600 });
+  if (s >= 60 && s % 60 === 0) return t("{n} min", { n: s / 60 });
+  return t("{n} s", { n: s });
 }
 
 /** A local date-time input value ("2026-11-23T14:05") in the viewer's zone → ISO UTC string. */

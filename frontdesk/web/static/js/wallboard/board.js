@@ -7,7 +7,7 @@
 import { ApiError, api, query } from "../lib/api.js";
 import { t, timeZone } from "../lib/boot.js";
 import { el } from "../lib/shell.js";
-import { formatDuration, formatShort } from "../lib/time.js";
+import { formatDuration, formatShort, formatSpan } from "../lib/time.js";
 import { PRESENCE_ORDER, channelName, number, percent, presenceName, serviceVerdict } from "./labels.js";
 
 export const POLL_MS = 10_000;
@@ -248,7 +248,10 @@ export class Wallboard extends HTMLElement {
         el("span", { class: "sl-value" }, percent(q.service_level_today)),
         " ",
         verdictNode(verdict),
-        el("span", { class: "target" }, t("target {percent} in {seconds} s", { percent: percent(q.target_percent), seconds: q.target_seconds ?? "—" })),
+        el("span", { class: "target" }, t("target {percent} in {time}", {
+          percent: percent(q.target_percent),
+          time: q.target_seconds === null || q.target_seconds === undefined ? "—" : formatSpan(q.target_seconds),
+        })),
       );
       row.service.dataset.verdict = verdict.kind;
       ordered.push(row.tr);
@@ -345,6 +348,8 @@ export class Wallboard extends HTMLElement {
       row.longest.textContent = (q.waiting || 0) > 0 ? formatDuration(seconds) : "—";
     }
     this.tiles.longest.value.textContent = longest > 0 ? formatDuration(longest) : "—";
+    // "12 d 5 h" is wider than a clock: a smaller size keeps it inside its tile.
+    this.tiles.longest.value.classList.toggle("compact", longest >= 86400);
     this.tiles.longest.node.classList.toggle("alert", longest > 0);
     const serverNow = Date.now() + this.serverOffset;
     for (const row of this.agentRows.values()) {
