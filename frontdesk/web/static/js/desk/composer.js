@@ -12,10 +12,12 @@ const TYPING_EVERY_MS = 3000;
 const TYPING_IDLE_MS = 4000;
 let composerCount = 0;
 
-/** Channels a reply can go out on: the conversation's own, then what the customer's identities allow. */
+/** Channels a reply can go out on: the conversation's own (a call is not answered in writing: not
+ * voice), then what the customer's identities allow. */
 export function replyChannels(conversation, customer) {
-  const options = [{ channel: conversation.channel, detail: "" }];
-  const seen = new Set([conversation.channel]);
+  const own = conversation.channel === "voice" ? [] : [conversation.channel];
+  const options = own.map((channel) => ({ channel, detail: "" }));
+  const seen = new Set(own);
   for (const identity of (customer && customer.identities) || []) {
     if (identity.undeliverable) continue;
     const channel = { email: "email", webchat_visitor: "webchat", phone: "sms" }[identity.kind];
@@ -110,7 +112,8 @@ export class Composer {
     this.channelSelect.replaceChildren(
       ...options.map((o) => el("option", { value: o.channel }, o.detail ? `${channelLabel(o.channel)} · ${o.detail}` : channelLabel(o.channel))),
     );
-    this.channelSelect.value = options.some((o) => o.channel === wanted) ? wanted : this.conversation.channel;
+    // Without a written channel (a call from an unknown number) the server explains on send.
+    this.channelSelect.value = options.some((o) => o.channel === wanted) ? wanted : options[0] ? options[0].channel : "";
     this.channelWrap.hidden = this.mode !== "reply";
   }
 
