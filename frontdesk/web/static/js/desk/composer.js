@@ -6,7 +6,7 @@ import { api } from "../lib/api.js";
 import { t } from "../lib/boot.js";
 import { el, toast } from "../lib/shell.js";
 import { directory } from "./directory.js";
-import { channelLabel, errorText, formatSize, isMissing, optional, storage } from "./util.js";
+import { channelLabel, errorText, formatSize, storage } from "./util.js";
 
 const TYPING_EVERY_MS = 3000;
 const TYPING_IDLE_MS = 4000;
@@ -132,7 +132,7 @@ export class Composer {
   }
 
   updatePlaceholder() {
-    const canned = isMissing("canned") ? "" : ` ${t("Type / for canned responses.")}`;
+    const canned = ` ${t("Type / for canned responses.")}`;
     this.text.placeholder =
       this.mode === "note" ? t("Internal note — only your team sees it. Type @ to mention someone.") : t("Reply to the customer…") + canned;
   }
@@ -206,16 +206,12 @@ export class Composer {
         .map((u) => ({ kind: "mention", user: u, label: u.name, detail: `@${directory.handle(u)}` }));
       return this.showSuggest(token, items);
     }
-    if (isMissing("canned")) return this.closeSuggest();
     const asked = this.text.value;
     let list;
     try {
-      list = await optional("canned", "GET", `/canned-responses?q=${encodeURIComponent(token.query)}`);
-    } catch {
-      list = undefined;
-    }
-    if (list === undefined) {
-      this.updatePlaceholder();
+      list = await api("GET", `/canned-responses?q=${encodeURIComponent(token.query)}`);
+    } catch (err) {
+      toast(errorText(err), "error");
       return this.closeSuggest();
     }
     if (this.text.value !== asked) return; // typed on meanwhile; a newer lookup follows
@@ -231,14 +227,9 @@ export class Composer {
   async openCannedPicker() {
     let list;
     try {
-      list = await optional("canned", "GET", "/canned-responses");
+      list = await api("GET", "/canned-responses");
     } catch (err) {
       toast(errorText(err), "error");
-      return;
-    }
-    if (list === undefined) {
-      toast(t("Canned responses are not available on this server."), "error");
-      this.cannedButton.hidden = true;
       return;
     }
     const caret = this.text.selectionStart ?? this.text.value.length;
@@ -312,17 +303,10 @@ export class Composer {
     const canned = item.canned;
     let text = canned.body || "";
     try {
-      const rendered = await optional(
-        "canned-render",
-        "POST",
-        `/conversations/${this.conversation.id}/canned-responses/${canned.id}/render`,
-        {},
-      );
-      if (rendered) {
-        text = rendered.text;
-        if (rendered.missing && rendered.missing.length) {
-          toast(t("Fill in: {fields}", { fields: rendered.missing.join(", ") }));
-        }
+      const rendered = await api("POST", `/conversations/${this.conversation.id}/canned-responses/${canned.id}/render`, {});
+      text = rendered.text;
+      if (rendered.missing && rendered.missing.length) {
+        toast(t("Fill in: {fields}", { fields: rendered.missing.join(", ") }));
       }
     } catch (err) {
       toast(errorText(err), "error");

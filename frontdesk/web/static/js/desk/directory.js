@@ -1,8 +1,8 @@
 // Who is who: users, teams and queues for names, pickers and @mentions.
-// GET /directory when the server has it; else /teams (+ /users for supervisors).
+// GET /directory: every active user (with their teams), team and queue an agent may name.
 import { api } from "../lib/api.js";
 import { t } from "../lib/boot.js";
-import { canSupervise, me, optional } from "./util.js";
+import { me } from "./util.js";
 
 export const directory = {
   users: [],
@@ -14,29 +14,7 @@ export const directory = {
   loaded: false,
 
   async load() {
-    let data = null;
-    try {
-      data = await optional("directory", "GET", "/directory");
-    } catch {
-      data = null;
-    }
-    if (!data) {
-      data = { users: [], teams: [], queues: [] };
-      try {
-        data.teams = (await api("GET", "/teams")).map((team) => ({ id: team.id, name: team.name }));
-      } catch {
-        /* no teams visible */
-      }
-      if (canSupervise) {
-        try {
-          data.users = (await api("GET", "/users"))
-            .filter((u) => u.is_active !== false)
-            .map((u) => ({ id: u.id, name: u.name, email: u.email, role: u.role, team_ids: [] }));
-        } catch {
-          /* leave empty */
-        }
-      }
-    }
+    const data = await api("GET", "/directory");
     if (!data.users.some((u) => u.id === me.id)) {
       data.users.push({ id: me.id, name: me.name, email: me.email, role: me.role, team_ids: [] });
     }

@@ -1,7 +1,7 @@
 // <fd-inbox>: the views (Mine, Unassigned, All, by queue/channel/status/tag) with live counts, and
 // the conversation list of the chosen view — sorted, paged by `next_cursor` as it scrolls, and kept
 // current from the socket (rows are inserted, moved and removed without a reload).
-import { api, ApiError, query } from "../lib/api.js";
+import { api, query } from "../lib/api.js";
 import { t } from "../lib/boot.js";
 import { el } from "../lib/shell.js";
 import { directory } from "./directory.js";
@@ -15,9 +15,7 @@ import {
   coalesce,
   compactDate,
   errorText,
-  isMissing,
   me,
-  optional,
   priorityBadge,
   shortDuration,
   statusBadge,
@@ -278,13 +276,10 @@ export class InboxElement extends HTMLElement {
 
   async refreshCounts() {
     try {
-      const counts = await optional("counts", "GET", "/conversations/counts", undefined, { alsoMissingOn: [422] });
-      if (counts) {
-        this.counts = counts;
-        this.renderViews();
-      }
+      this.counts = await api("GET", "/conversations/counts");
+      this.renderViews();
     } catch {
-      /* counts are a nicety; the list still works */
+      /* counts are a nicety; the list still works (and says so if the server is down) */
     }
   }
 
@@ -312,14 +307,6 @@ export class InboxElement extends HTMLElement {
       page = await api("GET", `/conversations${query(params)}`);
     } catch (err) {
       if (generation !== this.generation) return;
-      if (err instanceof ApiError && err.status === 422 && this.sort !== "last_message_at") {
-        // This server does not sort that way yet.
-        this.sortSelect.querySelector(`option[value="${this.sort}"]`).disabled = true;
-        this.sort = "last_message_at";
-        this.sortSelect.value = this.sort;
-        this.loading = false;
-        return this.fetchPage(generation);
-      }
       this.loading = false;
       this.statusLine.replaceChildren(
         el("span", { class: "error" }, errorText(err)),
@@ -574,10 +561,6 @@ export class InboxElement extends HTMLElement {
       event.preventDefault();
       event.stopPropagation();
     }
-  }
-
-  get countsMissing() {
-    return isMissing("counts");
   }
 }
 

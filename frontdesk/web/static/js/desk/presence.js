@@ -2,8 +2,8 @@
 // notifications (desktop when permitted and the page is hidden, else an in-page toast).
 import { api } from "../lib/api.js";
 import { t } from "../lib/boot.js";
-import { el } from "../lib/shell.js";
-import { PRIORITY_LABELS, channelBadge, errorText, optional } from "./util.js";
+import { el, toast } from "../lib/shell.js";
+import { PRIORITY_LABELS, channelBadge, errorText } from "./util.js";
 
 const PRESENCE_LABELS = {
   available: t("Available"),
@@ -86,11 +86,11 @@ export class Presence {
   async load() {
     let data;
     try {
-      data = await optional("presence", "GET", "/agents/me/presence");
-    } catch {
-      data = undefined;
+      data = await api("GET", "/agents/me/presence");
+    } catch (err) {
+      toast(errorText(err), "error");
+      return;
     }
-    if (!data) return;
     this.show(data.status);
     this.root.hidden = false;
   }
@@ -170,15 +170,16 @@ export class Offers {
     notify(t("New conversation for you"), offer.customer_name || "", () => accept.focus(), { inPage: false });
   }
 
-  /** Offers still open after a reload (GET /routing/offers, when the server routes). */
+  /** Offers still open after a reload (GET /routing/offers). */
   async restore() {
     let pending;
     try {
-      pending = await optional("offers", "GET", "/routing/offers");
-    } catch {
-      pending = undefined;
+      pending = await api("GET", "/routing/offers");
+    } catch (err) {
+      toast(errorText(err), "error");
+      return;
     }
-    for (const offer of pending || []) {
+    for (const offer of pending) {
       if (offer.status === "pending") this.show({ ...offer, offer_id: offer.id });
     }
   }

@@ -4,7 +4,7 @@ import { api } from "../lib/api.js";
 import { boot, t, timeZone } from "../lib/boot.js";
 import { el, toast } from "../lib/shell.js";
 import { canAskNotifications } from "./presence.js";
-import { errorText, me, optional } from "./util.js";
+import { errorText, me } from "./util.js";
 
 const LANGUAGES = { en: "English", ru: "Русский" };
 
@@ -105,8 +105,7 @@ export class ProfileMenu {
     // "UTC" is the stored default and means "not chosen" (the browser's zone is used then).
     const body = { locale, time_zone: zone || "UTC" };
     try {
-      const done = await optional("me-patch", "PATCH", "/auth/me", body);
-      if (done === undefined) await api("PATCH", `/users/${me.id}`, body);
+      await api("PATCH", "/auth/me", body);
       window.location.reload();
     } catch (err) {
       toast(errorText(err), "error");

@@ -1,11 +1,10 @@
 // The search box: full-text search over customers and conversations (GET /search), shown as a
 // combobox; choosing a conversation opens it, choosing a customer opens their latest conversation.
-// Without /search on the server it falls back to the customer search (GET /customers?q=).
 import { api, query } from "../lib/api.js";
 import { t } from "../lib/boot.js";
 import { el, toast } from "../lib/shell.js";
 import { formatShort } from "../lib/time.js";
-import { IDENTITY_LABELS, channelBadge, debounce, errorText, optional, statusBadge } from "./util.js";
+import { IDENTITY_LABELS, channelBadge, debounce, errorText, statusBadge } from "./util.js";
 
 export class Search {
   constructor(form, input, results, ctx) {
@@ -56,11 +55,7 @@ export class Search {
     }
     let data;
     try {
-      data = await optional("search", "GET", `/search${query({ q, limit: 8 })}`);
-      if (data === undefined) {
-        const page = await api("GET", `/customers${query({ q, limit: 8 })}`);
-        data = { customers: page.items, conversations: [] };
-      }
+      data = await api("GET", `/search${query({ q, limit: 8 })}`);
     } catch (err) {
       if (q !== this.asked) return;
       this.render([], errorText(err));

@@ -1,5 +1,5 @@
-// Small helpers shared by the desk's modules: labels, badges, storage, optional endpoints.
-import { api, ApiError } from "../lib/api.js";
+// Small helpers shared by the desk's modules: labels, badges, storage, error texts, dates.
+import { ApiError } from "../lib/api.js";
 import { boot, t, timeZone } from "../lib/boot.js";
 import { el } from "../lib/shell.js";
 
@@ -145,45 +145,6 @@ export function isEditable(target) {
   return !["button", "checkbox", "radio", "submit", "reset", "file"].includes(target.type);
 }
 
-// -- endpoints that other parts of the product may not have yet -----------------------------------
-
-const missing = new Set();
-
-/** Whether an optional feature was found missing on this server (a 404/405 on its endpoint). */
-export function isMissing(feature) {
-  return missing.has(feature);
-}
-
-/**
- * Call an endpoint that may not exist on this server. Returns `undefined` (and remembers the
- * feature as missing) on 404/405/501 for the feature's route — or on a status in `alsoMissingOn`,
- * for a path an older route would swallow (`/conversations/counts` → `/conversations/{id}` → 422).
- * Other errors are thrown.
- */
-export async function optional(feature, method, path, body = undefined, { alsoMissingOn = [] } = {}) {
-  if (missing.has(feature)) return undefined;
-  try {
-    return await api(method, path, body);
-  } catch (err) {
-    if (err instanceof ApiError && alsoMissingOn.includes(err.status)) {
-      missing.add(feature);
-      return undefined;
-    }
-    if (err instanceof ApiError && [404, 405, 501].includes(err.status) && routeMissing(err)) {
-      missing.add(feature);
-      return undefined;
-    }
-    throw err;
-  }
-}
-
-// A 404 for a missing route says "Not Found" without our problem type; a 404 for a missing record
-// (an unknown conversation id) is a problem document naming the record — that is not a missing feature.
-function routeMissing(err) {
-  if (err.status !== 404) return true;
-  const detail = String((err.problem && err.problem.detail) || "");
-  return detail === "" || detail === "Not Found" || detail.startsWith("No such endpoint");
-}
 
 /** A short, translated message for an API error. */
 export function errorText(err) {
