@@ -57,7 +57,8 @@ export class Wallboard extends HTMLElement {
     this.build();
     this.refresh();
     this.ticker = setInterval(() => this.tick(), 1000);
-    this.poller = setInterval(() => this.refresh(), POLL_MS);
+    // A board nobody looks at (a background tab) asks nothing; it catches up when shown again.
+    this.poller = setInterval(() => document.hidden || this.refresh(), POLL_MS);
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden) this.refresh();
     });
@@ -82,6 +83,7 @@ export class Wallboard extends HTMLElement {
 
   /** Refresh after a short quiet spell, but at most MAX_DELAY_MS after the first event of a burst. */
   soon() {
+    if (document.hidden) return; // the visibilitychange refresh catches up
     const now = performance.now();
     if (!this.timer) this.firstEventAt = now;
     clearTimeout(this.timer);
