@@ -27,7 +27,7 @@ from frontdesk.customers.schemas import (
     MergeIn,
     MergeSuggestionOut,
 )
-from frontdesk.deps import SessionDep
+from frontdesk.deps import SessionDep, StoreDep
 from frontdesk.errors import Conflict, problem_response
 from frontdesk.models import Customer
 from frontdesk.models.enums import Channel, SatisfactionTier
@@ -230,11 +230,13 @@ async def export_customer(customer_id: uuid.UUID, session: SessionDep, principal
     response_model=EraseResult,
     summary="Erase a customer's personal data",
     description="Removes identities and consents, blanks name and attributes, redacts message text and "
-    "event properties of the customer and every record merged into them. The rows stay (reports keep "
-    "counting them); the erase is audited and cannot be undone.",
+    "event properties and deletes attachment files of the customer and every record merged into them. The "
+    "rows stay (reports keep counting them); the erase is audited and cannot be undone.",
 )
-async def erase_customer(customer_id: uuid.UUID, session: SessionDep, principal: SupervisorDep) -> EraseResult:
-    return EraseResult.model_validate(await service.erase_customer(session, customer_id, principal))
+async def erase_customer(
+    customer_id: uuid.UUID, session: SessionDep, principal: SupervisorDep, store: StoreDep
+) -> EraseResult:
+    return EraseResult.model_validate(await service.erase_customer(session, customer_id, principal, store))
 
 
 # -- one customer: merge suggestions, merge and unmerge ------------------------------------------

@@ -51,8 +51,8 @@ BLANKED: dict[type[Base], dict[str, Any]] = {
     CustomerMerge: {"restore": {}},
 }
 
-# The attachment *bytes* live in the attachment store; ``storage_key`` is kept so a cleanup job
-# can remove them (see docs/architecture/customers.md).
+# The attachment *bytes* live in the attachment store: :func:`erase` returns their keys and the
+# caller deletes them once the erase has committed (see docs/architecture/customers.md).
 
 
 def _jsonable(value: Any) -> Any:
@@ -184,6 +184,7 @@ async def erase(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         MergeSuggestion: or_(MergeSuggestion.customer_a_id.in_(ids), MergeSuggestion.customer_b_id.in_(ids)),
         CustomerMerge: or_(CustomerMerge.survivor_id.in_(ids), CustomerMerge.merged_id.in_(ids)),
     }
+    storage_keys = list((await session.scalars(select(Attachment.storage_key).where(where[Attachment]))).all())
     for model, values in BLANKED.items():
         extra = {"erased_at": now, "updated_at": now} if model is Customer else {}
         result = await session.execute(
@@ -201,4 +202,5 @@ async def erase(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         "attachments_redacted": counts["attachments_redacted"],
         "events_redacted": counts["customer_events_redacted"],
         "erased_at": now,
+        "storage_keys": storage_keys,
     }

@@ -11,6 +11,7 @@ survivor, searches never list them, and writes to them are refused with a 409 na
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import uuid
 from typing import Any
@@ -26,10 +27,13 @@ from frontdesk.audit.service import Actor, record
 from frontdesk.customers import personal
 from frontdesk.customers.identity import check_text, guess_kind, normalise, parse_identity
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
-from frontdesk.db import get_or_404
+from frontdesk.db import after_commit, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Consent, Conversation, Customer, Identity
 from frontdesk.pagination import cut_page, keyset_condition
+from frontdesk.storage import AttachmentStore, StorageError
+
+log = logging.getLogger(__name__)
 
 MAX_MERGE_HOPS = 20
 ATTRIBUTE_FILTER = re.compile(r"^(?P<key>[A-Za-z0-9_\-. ]{1,100})=(?P<value>.{0,500})$", re.DOTALL)
@@ -425,10 +429,14 @@ async def export_customer(session: AsyncSession, customer_id: uuid.UUID, actor: 
     return data
 
 
-async def erase_customer(session: AsyncSession, customer_id: uuid.UUID, actor: Actor | None) -> dict[str, Any]:
-    """Erase the personal data of the customer and every record merged into them (see personal.py)."""
+async def erase_customer(
+    session: AsyncSession, customer_id: uuid.UUID, actor: Actor | None, store: AttachmentStore | None = None
+) -> dict[str, Any]:
+    """Erase the personal data of the customer and every record merged into them (see personal.py);
+    once that has committed, the bytes of their attachments are deleted from ``store``."""
     customer = await follow_merges(session, await get_customer(session, customer_id))
     result = await personal.erase(session, customer)
+    keys: list[str] = result.pop("storage_keys")
     await record(
         session,
         actor,
@@ -438,4 +446,14 @@ async def erase_customer(session: AsyncSession, customer_id: uuid.UUID, actor: A
         {k: (v if isinstance(v, int) else str(v)) for k, v in result.items() if k != "erased_customer_ids"}
         | {"erased_customer_ids": [str(i) for i in result["erased_customer_ids"]]},
     )
+    if store is not None and keys:
+
+        async def delete_bytes() -> None:
+            for key in keys:
+                try:
+                    await store.delete(key)
+                except StorageError:
+                    log.exception("erase: could not delete attachment %s from the store", key)
+
+        after_commit(session, delete_bytes)
     return result

@@ -11,7 +11,8 @@ from sqlalchemy import func, select, update
 
 from frontdesk.customers import service
 from frontdesk.errors import NotFound
-from frontdesk.models import AuditEntry, Conversation, Customer, CustomerEvent, Identity, Message
+from frontdesk.models import Attachment, AuditEntry, Conversation, Customer, CustomerEvent, Identity, Message
+from frontdesk.storage import ObjectMissing
 from tests.builders import auth_headers
 
 API = "/api/v1/customers"
@@ -329,6 +330,19 @@ async def test_export_then_erase_removes_personal_data(client, agent, supervisor
         "/api/v1/events", json={"type": "order.shipped", "customer_id": cid, "properties": {"to": email}}, headers=agent
     )
     assert r.status_code == 201, r.text
+    # An agent sends the customer their passport scan back: the file is personal data too.
+    scan = b"%PDF-1.4 passport of Erik Eraseme"
+    r = await client.post(
+        "/api/v1/attachments", files={"file": ("passport.pdf", scan, "application/pdf")}, headers=agent
+    )
+    attachment = r.json()
+    r = await client.post(
+        f"/api/v1/conversations/{conv_id}/messages",
+        json={"text": "Here is your scan", "attachment_ids": [attachment["id"]]},
+        headers=agent,
+    )
+    assert r.status_code == 201, r.text
+    assert (await client.get(attachment["url"], headers=agent)).content == scan
 
     r = await client.get(f"{API}/{cid}/export", headers=agent)
     assert r.status_code == 200, r.text
@@ -347,8 +361,15 @@ async def test_export_then_erase_removes_personal_data(client, agent, supervisor
     assert r.status_code == 200, r.text
     result = r.json()
     assert result["identities_removed"] == 2
-    assert result["messages_redacted"] == 1
+    assert result["messages_redacted"] == 2
+    assert result["attachments_redacted"] == 1
     assert result["events_redacted"] == 1
+    # The file's bytes are gone from the attachment store, not just its name from the row.
+    assert (await client.get(attachment["url"], headers=agent)).status_code == 404
+    async with app.state.db.transaction() as s:
+        key = await s.scalar(select(Attachment.storage_key).where(Attachment.id == uuid.UUID(attachment["id"])))
+    with pytest.raises(ObjectMissing):
+        await app.state.attachment_store.get(key)
 
     r = await client.get(f"{API}/{cid}/export", headers=agent)
     after = r.text
@@ -359,7 +380,7 @@ async def test_export_then_erase_removes_personal_data(client, agent, supervisor
     assert export["customer"]["erased_at"] is not None
     # The skeleton stays so reports keep counting.
     assert len(export["conversations"]) == 1
-    assert len(export["conversations"][0]["messages"]) == 1
+    assert len(export["conversations"][0]["messages"]) == 2
     assert len(export["events"]) == 1
     assert export["events"][0]["type"] == "order.shipped"
     assert export["customer"]["attributes"] == {}
