@@ -516,6 +516,8 @@ class _Builder:
             status = rng.choice(["open", "pending", "snoozed", "resolved", "resolved"])
         else:  # none still open: a customer waiting for weeks is not a demo anyone wants to see
             status = "resolved" if rng.random() < 0.93 else rng.choice(["pending", "snoozed"])
+        if channel == "voice" and status == "open":
+            status = "pending"  # a call is over once it ends: what stays open is the follow-up
         assignee = rng.choice(self.agents_by_team[team]) if status != "open" or rng.random() < 0.6 else None
         order = f"#{rng.randint(100000, 999999)}"
         flight = f"FD{rng.randint(100, 999)}"
