@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import JSON, DateTime, MetaData, event, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -101,6 +101,12 @@ async def flush_or_conflict(session: AsyncSession, conflict: str) -> None:
 
 def _casefold(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
+
+
+def folded(session: AsyncSession, column: Any) -> Any:
+    """``column`` case-folded in SQL, to compare with ``str.casefold()``: PostgreSQL's lower() is
+    Unicode-aware; SQLite's is ASCII-only, so :func:`make_engine` registers ``fd_casefold``."""
+    return func.fd_casefold(column) if session.get_bind().dialect.name == "sqlite" else func.lower(column)
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -12,13 +12,13 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.audit import service as audit
 from frontdesk.auth.deps import Principal
 from frontdesk.conversations.schemas import CannedCreate, CannedRendered, CannedUpdate
-from frontdesk.db import flush_or_conflict, get_or_404
+from frontdesk.db import flush_or_conflict, folded, get_or_404
 from frontdesk.errors import Conflict, Forbidden, Invalid, NotFound
 from frontdesk.models import CannedResponse, Conversation, Customer, Identity, User
 from frontdesk.models.enums import IdentityKind, Role
@@ -41,11 +41,6 @@ def _may_change(principal: Principal, canned: CannedResponse) -> bool:
     return canned.scope == PERSONAL and canned.owner_id == principal.user_id
 
 
-def _fold(session: AsyncSession, col: Any) -> Any:
-    # SQLite's lower() is ASCII-only; db.py registers a Unicode-aware fd_casefold.
-    return func.fd_casefold(col) if session.get_bind().dialect.name == "sqlite" else func.lower(col)
-
-
 async def list_canned(session: AsyncSession, principal: Principal, q: str | None = None) -> list[CannedResponse]:
     """Global responses and the caller's personal ones; ``q`` keeps those whose shortcut or title
     starts with it (case-insensitive). Personal first where a shortcut exists in both."""
@@ -57,7 +52,7 @@ async def list_canned(session: AsyncSession, principal: Principal, q: str | None
         stmt = stmt.where(
             or_(
                 CannedResponse.shortcut.startswith(term, autoescape=True),
-                _fold(session, CannedResponse.title).startswith(term, autoescape=True),
+                folded(session, CannedResponse.title).startswith(term, autoescape=True),
             )
         )
     stmt = stmt.order_by(CannedResponse.shortcut, CannedResponse.scope.desc(), CannedResponse.id).limit(MAX_LISTED)

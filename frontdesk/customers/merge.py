@@ -35,7 +35,7 @@ from frontdesk.audit.service import Actor, record
 from frontdesk.customers.identity import check_text, guess_kind, normalise
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, json_size
 from frontdesk.customers.service import follow_merges, get_customer
-from frontdesk.db import Base, get_or_404
+from frontdesk.db import Base, folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Consent, Customer, CustomerMerge, Identity, MergeSuggestion, Message
 from frontdesk.models.enums import IdentityKind
@@ -690,10 +690,6 @@ def _contact_values(attributes: dict[str, Any]) -> dict[tuple[str, str], str]:
     return found
 
 
-def _folded(session: AsyncSession, column: Any) -> Any:
-    return func.fd_casefold(column) if session.get_bind().dialect.name == "sqlite" else func.lower(column)
-
-
 async def find_candidates(session: AsyncSession, customer_id: uuid.UUID) -> list[Candidate]:
     """Customers that may be the same person as ``customer_id``, each with its reason and evidence.
 
@@ -761,7 +757,7 @@ async def find_candidates(session: AsyncSession, customer_id: uuid.UUID) -> list
             (
                 await session.scalars(
                     select(Customer.id)
-                    .where(_folded(session, Customer.name) == name.casefold(), *live)
+                    .where(folded(session, Customer.name) == name.casefold(), *live)
                     .limit(CANDIDATE_LIMIT)
                 )
             ).all()

@@ -27,7 +27,7 @@ from frontdesk.audit.service import Actor, record
 from frontdesk.customers import personal
 from frontdesk.customers.identity import check_text, guess_kind, normalise, parse_identity
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
-from frontdesk.db import after_commit, get_or_404
+from frontdesk.db import after_commit, folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Consent, Conversation, Customer, Identity
 from frontdesk.pagination import cut_page, keyset_condition
@@ -122,11 +122,6 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def _folded(session: AsyncSession, column: Any) -> Any:
-    # PostgreSQL's lower() is Unicode-aware; SQLite's is ASCII-only, so db.py registers fd_casefold.
-    return func.fd_casefold(column) if _dialect(session) == "sqlite" else func.lower(column)
-
-
 def _attribute_equals(session: AsyncSession, key: str, value: str) -> ColumnElement[bool]:
     """``attributes[key]`` equals ``value``: strings exactly, numbers and booleans by their JSON text."""
     if _dialect(session) == "postgresql":
@@ -176,7 +171,7 @@ async def list_customers(
                 values.add(normalise(kind.value, term))
         stmt = stmt.where(
             or_(
-                _folded(session, Customer.name).contains(term.casefold(), autoescape=True),
+                folded(session, Customer.name).contains(term.casefold(), autoescape=True),
                 Customer.id.in_(select(Identity.customer_id).where(Identity.value.in_(values))),
             )
         )
