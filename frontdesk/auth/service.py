@@ -180,6 +180,7 @@ async def update_user(session: AsyncSession, user: User, changes: dict[str, Any]
         audit["is_active"] = user.is_active
         if not user.is_active:
             await delete_user_sessions(session, user.id)
+        await routing_service.forward(session, "agent", user_id=user.id)
     await session.flush()
     if audit:
         credentials_cache.invalidate_after_commit(session)
@@ -401,6 +402,7 @@ async def update_team(session: AsyncSession, team: Team, changes: dict[str, Any]
 
 
 async def delete_team(session: AsyncSession, team: Team, actor: Actor | None) -> None:
+    await routing_service.forget_team(session, team.id)
     await session.execute(delete(TeamMember).where(TeamMember.team_id == team.id))
     await session.delete(team)
     await session.flush()

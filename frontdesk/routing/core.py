@@ -665,6 +665,8 @@ class Router:
 
     def offers_due(self, now: float) -> list[tuple[str, str]]:
         """``(item, agent)`` of the offers :meth:`tick` would expire at ``now``, without expiring them."""
+        if not self._expiries or self._expiries[0][0] > now:  # a heap: its first entry is the earliest
+            return []
         due: list[tuple[str, str]] = []
         for at, item_id, ver in self._expiries:
             if at > now:
@@ -928,10 +930,6 @@ class Router:
             self._refresh(agent)
         qs.shifted = want
         qs.shifted_agents = agents
-
-    def shifted(self, queue_id: str) -> frozenset[str]:
-        """Channels paused for ``queue_id`` by a capacity shift in effect (empty: none)."""
-        return self.queues[queue_id].shifted
 
     def able_agents(self, queue_id: str) -> int:
         return len(self.queues[queue_id].able)

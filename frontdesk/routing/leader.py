@@ -153,6 +153,7 @@ class _Writes:
             or self.assign
             or self.statuses
             or self.inbox_done
+            or self.publishes  # e.g. "available again" when after-call work ends: a push only after commit
         )
 
 
@@ -218,7 +219,6 @@ class RoutingLeader:
         self.epoch = 0
         self.ready = asyncio.Event()
         self.router: core.Router | None = None
-        self.rebuilds = 0
         self._failures = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -234,10 +234,10 @@ class RoutingLeader:
         self.queues: dict[str, QueueSpec] = {}
         self.rules: list[rules.RuleSpec] = []
         self.rule_targets: set[str] = set()
-        self.names: dict[str, str] = {}
         self.acw_seconds: dict[str, int] = {}
-        self._rings: list[tuple[float, str, int]] = []
-        self._sla: list[tuple[float, str]] = []
+        # (due, conversation, ring number | -, queue): a timer set in one queue is void after a move
+        self._rings: list[tuple[float, str, int, str]] = []
+        self._sla: list[tuple[float, str, str]] = []
         self._overflow: list[tuple[float, str, str]] = []
         self._acw: list[tuple[float, str]] = []
         self._disconnects: dict[str, float] = {}
@@ -387,7 +387,6 @@ class RoutingLeader:
 
     async def _rebuild(self) -> None:
         """Read the whole routing state back from the database into a fresh core."""
-        self.rebuilds += 1
         now = clock.now()
         t = now.timestamp()
         router = core.Router(max_missed_offers=self.max_missed)
@@ -512,7 +511,6 @@ class RoutingLeader:
             ),
             idle,
         )
-        self.names[aid] = a.name
         self.acw_seconds[aid] = a.after_call_work_seconds
         if presence is core.Presence.after_call_work and a.until is not None:
             heapq.heappush(self._acw, (_ts(a.until), aid))
@@ -570,9 +568,9 @@ class RoutingLeader:
         for i, ring in enumerate(spec.rings):
             due = item.arrived_at + float(ring.get("after_seconds", 0))
             if waited < float(ring.get("after_seconds", 0)):
-                heapq.heappush(self._rings, (due, cid, i + 1))
+                heapq.heappush(self._rings, (due, cid, i + 1, spec.id))
         if not item.sla_breach_soon:
-            heapq.heappush(self._sla, (item.arrived_at + SLA_SOON * spec.sl_seconds, cid))
+            heapq.heappush(self._sla, (item.arrived_at + SLA_SOON * spec.sl_seconds, cid, spec.id))
         if spec.overflow_to and spec.overflow_after:
             heapq.heappush(self._overflow, (item.arrived_at + spec.overflow_after, cid, spec.id))
 
@@ -710,7 +708,6 @@ class RoutingLeader:
             if agent is None:
                 self._add_agent(router, a, t)
                 continue
-            self.names[aid] = a.name
             self.acw_seconds[aid] = a.after_call_work_seconds
             capacity = core_capacity(a)
             if agent.skills != a.skills or agent.capacity != capacity or agent.teams != a.teams:
@@ -1019,7 +1016,7 @@ class RoutingLeader:
                     why = f"no rule matched; {general[0].name!r} is the general queue for {c.channel}"
         if queue_id is None:
             if db_item is None or db_item.state != "unrouted":
-                w.items[cid] = self._new_row(cid, c, None, "unrouted", now, None)
+                w.items[cid] = self._unrouted_row(c, now)
                 self._decide(
                     w, cid, "unrouted", now, reason=f"no routing rule matched and no general queue serves {c.channel}"
                 )
@@ -1046,18 +1043,18 @@ class RoutingLeader:
         detail = f"; priority {priority}" + (f" + {' + '.join(boosts)} boost" if boosts else "")
         self._decide(w, cid, "queued", now, reason=why + detail, rule=rule_name, queue=queue_id, waited=0.0)
 
-    def _new_row(
-        self, cid: str, c: Any, queue_id: str | None, state: str, now: datetime, item: core.Item | None
-    ) -> dict[str, Any]:
+    @staticmethod
+    def _unrouted_row(c: Any, now: datetime) -> dict[str, Any]:
+        """A conversation no rule or general queue takes: recorded, waiting for a configuration change."""
         return {
-            "queue_id": _uuid(queue_id),
+            "queue_id": None,
             "channel": c.channel,
-            "state": state,
-            "priority": item.priority if item and item.priority is not None else 50,
-            "vip": bool(item and item.vip),
-            "at_risk": bool(item and item.at_risk),
-            "sla_breach_soon": bool(item and item.sla_breach_soon),
-            "first_in_line": bool(item and item.first_in_line),
+            "state": "unrouted",
+            "priority": 50,
+            "vip": False,
+            "at_risk": False,
+            "sla_breach_soon": False,
+            "first_in_line": False,
             "arrived_at": now,
             "agent_id": None,
             "offer_id": None,
@@ -1202,9 +1199,9 @@ class RoutingLeader:
             w.presence[aid] = {"status": "offline", "since": now, "until": None, "reason": "disconnected"}
             await self._set_core_presence(session, aid, core.Presence.offline, "the agent disconnected", w, now)
         while self._rings and self._rings[0][0] <= t:
-            _, cid, ring = heapq.heappop(self._rings)
+            _, cid, ring, qid = heapq.heappop(self._rings)
             item = router.items.get(cid)
-            if item is None or item.state is not core.ItemState.waiting:
+            if item is None or item.queue != qid or item.state is not core.ItemState.waiting:
                 continue
             spec = self.queues[item.queue]
             if ring > len(spec.rings):
@@ -1219,9 +1216,9 @@ class RoutingLeader:
                 waited=t - item.arrived_at,
             )
         while self._sla and self._sla[0][0] <= t:
-            _, cid = heapq.heappop(self._sla)
+            _, cid, qid = heapq.heappop(self._sla)
             item = router.items.get(cid)
-            if item is None or item.sla_breach_soon:
+            if item is None or item.queue != qid or item.sla_breach_soon:
                 continue
             router.set_boosts(cid, t, sla_breach_soon=True)
             self._item_row(w, cid, now)

@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from frontdesk import clock
 from frontdesk.audit import service as audit
-from frontdesk.db import after_commit, before_commit, event_hook, flush_or_conflict, get_or_404
+from frontdesk.conversations import service as conversations
+from frontdesk.db import after_commit, before_commit, event_hook, flush_or_conflict, folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.ids import new_id
 from frontdesk.models import AgentPresence, Conversation, Queue, Team, TeamMember, User
@@ -129,44 +130,40 @@ async def forward(
     after_commit(session, _wake_after_commit)
 
 
-async def enqueue(session: AsyncSession, conversation_id: uuid.UUID) -> None:
-    """Ask routing to (re)consider a conversation: queue it if it is open and unassigned.
-
-    Not needed after the conversation services' own changes (the event hook below forwards
-    those); for code that changes ``conversations`` rows by other means.
-    """
-    await forward(session, "conversation", conversation_id=conversation_id)
+async def _forward_alone(db: Any, kind: str, user_id: uuid.UUID) -> None:
+    try:
+        async with db.transaction() as session:
+            await forward(session, kind, user_id=user_id)
+    except Exception:
+        log.exception("routing: could not forward %s for %s", kind, user_id)
 
 
 async def desk_connected(db: Any, user_id: uuid.UUID) -> None:
-    """For the desk WebSocket (``frontdesk/web/ws.py``), once authenticated: :func:`agent_connected`
-    in a unit of work of its own. Never raises (a socket must not fail for routing)."""
-    try:
-        async with db.transaction() as session:
-            await agent_connected(session, user_id)
-    except Exception:
-        log.exception("routing: could not record a desk connection")
+    """For the desk WebSocket (``frontdesk/web/ws.py``), once authenticated: cancels a pending
+    disconnect. Its own unit of work; never raises (a socket must not fail for routing)."""
+    await _forward_alone(db, "connected", user_id)
 
 
 async def desk_disconnected(db: Any, user_id: uuid.UUID) -> None:
-    """For the desk WebSocket, when it closes: :func:`agent_disconnected` in its own unit of work."""
-    try:
-        async with db.transaction() as session:
-            await agent_disconnected(session, user_id)
-    except Exception:
-        log.exception("routing: could not record a desk disconnection")
+    """For the desk WebSocket, when it closes. When it was the agent's last desk and none reopens
+    within a short grace (a reload reconnects), the leader sets them offline: their unanswered
+    offers go back to the queue, first in line."""
+    await _forward_alone(db, "disconnected", user_id)
 
 
-async def agent_disconnected(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """A desk socket of the agent closed. When it was their last one and none reopens within a
-    short grace (a reload reconnects), the leader sets them offline: their unanswered offers go
-    back to the queue, first in line."""
-    await forward(session, "disconnected", user_id=user_id)
-
-
-async def agent_connected(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """A desk socket of the agent opened: cancels a pending disconnect."""
-    await forward(session, "connected", user_id=user_id)
+async def forget_team(session: AsyncSession, team_id: uuid.UUID) -> None:
+    """A team is being deleted: queues stop naming it (as their team or a bullseye backup team),
+    and the leader re-reads queues and agents."""
+    gone = str(team_id)
+    for queue in await list_queues(session):
+        if gone in (queue.team_ids or []):
+            queue.team_ids = [t for t in queue.team_ids if t != gone]
+        if any(gone in (ring.get("add_team_ids") or []) for ring in queue.bullseye or []):
+            queue.bullseye = [
+                {**ring, "add_team_ids": [t for t in ring.get("add_team_ids") or [] if t != gone]}
+                for ring in queue.bullseye
+            ]
+    await forward(session, "config")
 
 
 ROUTED_CHANGES = frozenset({"created", "status", "assignee_id", "queue_id", "priority"})
@@ -278,7 +275,7 @@ async def get_skill(session: AsyncSession, skill_id: uuid.UUID) -> Skill:
 
 
 async def _check_skill_name(session: AsyncSession, name: str, exclude: uuid.UUID | None = None) -> None:
-    found = await session.scalar(select(Skill.id).where(func.lower(Skill.name) == name.lower()))
+    found = await session.scalar(select(Skill.id).where(folded(session, Skill.name) == name.casefold()))
     if found is not None and found != exclude:
         raise Conflict(f"A skill named {name!r} exists.")
 
@@ -400,7 +397,7 @@ async def get_queue(session: AsyncSession, queue_id: uuid.UUID) -> Queue:
 
 
 async def _check_queue_name(session: AsyncSession, name: str, exclude: uuid.UUID | None = None) -> None:
-    found = await session.scalar(select(Queue.id).where(func.lower(Queue.name) == name.lower()))
+    found = await session.scalar(select(Queue.id).where(folded(session, Queue.name) == name.casefold()))
     if found is not None and found != exclude:
         raise Conflict(f"A queue named {name!r} exists.")
 
@@ -530,15 +527,8 @@ async def delete_queue(session: AsyncSession, queue_id: uuid.UUID, actor: Actor)
 # -- routing profiles ------------------------------------------------------------------------
 
 
-async def _active_user(session: AsyncSession, user_id: uuid.UUID) -> User:
-    user = await session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"No user with id {user_id}.")
-    return user
-
-
 async def get_profile(session: AsyncSession, user_id: uuid.UUID) -> s.RoutingProfileOut:
-    await _active_user(session, user_id)
+    await get_or_404(session, User, user_id, "user")
     profile = await session.get(RoutingProfile, user_id)
     skills = await session.execute(
         select(AgentSkill.skill_id, Skill.name, AgentSkill.level)
@@ -574,7 +564,7 @@ async def get_profile(session: AsyncSession, user_id: uuid.UUID) -> s.RoutingPro
 async def put_profile(
     session: AsyncSession, user_id: uuid.UUID, body: s.RoutingProfileIn, actor: Actor
 ) -> s.RoutingProfileOut:
-    await _active_user(session, user_id)
+    await get_or_404(session, User, user_id, "user")
     levels: dict[uuid.UUID, int] = {}
     for sk in body.skills:
         levels[sk.skill_id] = sk.level
@@ -631,7 +621,7 @@ def publish_presence(session: AsyncSession, user_id: uuid.UUID, status: str, sin
 
 
 async def get_presence(session: AsyncSession, user_id: uuid.UUID) -> s.PresenceOut:
-    user = await _active_user(session, user_id)
+    user = await get_or_404(session, User, user_id, "user")
     return presence_view(await session.get(AgentPresence, user_id), user.created_at)
 
 
@@ -649,7 +639,7 @@ async def set_presence(
     actor: Actor,
 ) -> s.PresenceOut:
     """Change an agent's presence; the leader hears of it (offline returns their offers first in line)."""
-    user = await _active_user(session, user_id)
+    user = await get_or_404(session, User, user_id, "user")
     if not user.is_active and body.status is not PresenceStatus.offline:
         raise Conflict("A disabled user can only be offline.")
     now = clock.now()
@@ -719,7 +709,8 @@ def _conditions_json(conditions: s.RuleConditions) -> dict[str, Any]:
     if conditions.languages:
         out["languages"] = [lang.lower().replace("_", "-") for lang in conditions.languages]
     if conditions.tags:
-        out["tags"] = [t.strip().lower() for t in conditions.tags]
+        # The way conversation tags are stored, or a rule on "Refund Request" would never match.
+        out["tags"] = [conversations.normalise_tag(t, field="conditions.tags") for t in conditions.tags]
     if conditions.segments:
         out["segments"] = [x.strip().lower() for x in conditions.segments]
     if conditions.attributes:
@@ -880,8 +871,6 @@ async def _answer(session: AsyncSession, offer: RoutingOffer, status: str, now: 
 
 async def accept_offer(session: AsyncSession, actor: Any, offer_id: uuid.UUID) -> s.OfferOut:
     """The agent takes the conversation: it is assigned to them at once (``conversation.updated``)."""
-    from frontdesk.conversations import service as conversations
-
     me = actor.user_id
     now = clock.now()
     offer = await _own_offer(session, offer_id, me)
@@ -941,9 +930,10 @@ async def accept_offer(session: AsyncSession, actor: Any, offer_id: uuid.UUID) -
         conversation.id,
         {"assignee_id": {"from": str(previous) if previous else None, "to": str(me)}, "via": "routing offer"},
     )
-    await forward(session, "conversation", conversation_id=conversation.id, data={"offer_id": str(offer.id)})
-    if changes:
+    if changes:  # the event hook forwards this change to the leader
         await conversations.publish_conversation_updated(session, conversation, changes)
+    else:
+        await forward(session, "conversation", conversation_id=conversation.id)
     return (await _offer_views(session, [offer], now))[0]
 
 
@@ -982,7 +972,7 @@ async def decline_offer(session: AsyncSession, actor: Any, offer_id: uuid.UUID) 
         )
     )
     await session.flush()
-    await forward(session, "conversation", conversation_id=offer.conversation_id, data={"offer_id": str(offer.id)})
+    await forward(session, "conversation", conversation_id=offer.conversation_id)
     publish_after_commit(
         session,
         f"user:{me}",

@@ -2,6 +2,8 @@
 
 Auth: the browser session cookie (``frontdesk_session``; the page's own origin only) or
 ``?token=<API token>`` (``read`` scope). Unauthenticated connections are closed with code 4401.
+``?desk=1`` marks the agent desk page: while none is open (after a short grace for reloads) the
+routing leader sets the agent offline and their unanswered offers go back to the queue.
 
 Protocol (JSON text frames; see docs/architecture/realtime.md):
 
@@ -284,7 +286,11 @@ async def desktop_socket(ws: WebSocket) -> None:
 
     base_topics = ["desk", f"user:{user.id}"]
     sub = await hub.open(base_topics)
-    await routing_service.desk_connected(db, user.id)
+    # Only the desk page counts as "at the desk" for routing: a wallboard, admin page or API
+    # client left open must not keep an agent who closed the desk receiving offers.
+    at_desk = ws.query_params.get("desk") == "1"
+    if at_desk:
+        await routing_service.desk_connected(db, user.id)
     conn = _Connection(ws=ws, hub=hub, user=user, sub=sub, db=db)
     heartbeat = _heartbeat_seconds(ws)
     try:
@@ -310,7 +316,8 @@ async def desktop_socket(ws: WebSocket) -> None:
 
         await run_socket_loops(pump(), beat(), receive(), label=user.email)
     finally:
-        await routing_service.desk_disconnected(db, user.id)
+        if at_desk:
+            await routing_service.desk_disconnected(db, user.id)
         await sub.close()
         with contextlib.suppress(Exception):
             await ws.close()

@@ -112,6 +112,18 @@ async def test_queues_crud_with_skills_bullseye_and_overflow(client, app, people
     assert r.status_code == 404
 
 
+async def test_rule_tags_are_stored_as_conversation_tags_are(client, app, people):
+    admin = people["admin"]
+    queue = await make_queue(client, admin, name="Refunds")
+    body = {"name": "Refunds", "queue_id": queue["id"], "conditions": {"tags": ["  Refund Request "]}}
+    rule = await post(client, "/routing/rules", body, admin)
+    assert rule["conditions"]["tags"] == ["refund-request"]  # what tagging "Refund Request" stores
+    body["conditions"] = {"tags": ["refund/request"]}  # no conversation can carry this tag
+    r = await client.post(f"{API}/routing/rules", json=body, headers=admin)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "conditions.tags"
+
+
 async def test_a_queue_with_waiting_conversations_cannot_be_deleted(client, app, people):
     admin = people["admin"]
     queue = await make_queue(client, admin, name="Busy")
@@ -138,6 +150,8 @@ async def test_skills_are_unique_and_in_use_ones_cannot_be_deleted(client, app, 
     r = await client.patch(f"{API}/skills/{skill['id']}", json={"name": "Русский"}, headers=admin)
     assert r.status_code == 200
     assert r.json()["name"] == "Русский"
+    r = await client.post(f"{API}/skills", json={"name": "РУССКИЙ"}, headers=admin)  # Unicode case, on SQLite too
+    assert r.status_code == 409
     await make_queue(client, admin, name="RU", required_skills=[{"skill_id": skill["id"], "min_level": 2}])
     r = await client.delete(f"{API}/skills/{skill['id']}", headers=admin)
     assert r.status_code == 409

@@ -10,7 +10,7 @@ import { Search } from "./desk/search.js";
 import { Tabs } from "./desk/tabs.js";
 import { isEditable, me } from "./desk/util.js";
 
-const { socket } = startShell();
+const { socket } = startShell({ desk: true });
 const $ = (id) => document.getElementById(id);
 
 const recentLocal = new Map(); // conversation id → when this tab last changed it (no self-notifications)

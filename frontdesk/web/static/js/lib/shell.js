@@ -3,7 +3,8 @@ import { api } from "./api.js";
 import { t } from "./boot.js";
 import { DeskSocket } from "./socket.js";
 
-export function startShell() {
+/** `desk`: this page is the agent's desk, where routing offers are answered (`/ws?desk=1`). */
+export function startShell({ desk = false } = {}) {
   const signOut = document.getElementById("sign-out");
   if (signOut) {
     signOut.addEventListener("click", async () => {
@@ -14,7 +15,7 @@ export function startShell() {
       }
     });
   }
-  const socket = new DeskSocket();
+  const socket = new DeskSocket(desk ? "/ws?desk=1" : "/ws");
   const indicator = document.getElementById("connection");
   socket.addEventListener("state", (e) => {
     if (!indicator) return;
