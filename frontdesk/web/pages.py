@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from frontdesk.auth import service as auth_service
-from frontdesk.auth.deps import SESSION_COOKIE
+from frontdesk.auth.deps import ROLE_RANK, SESSION_COOKIE
 from frontdesk.deps import SessionDep
 from frontdesk.models import User, UserSession
 from frontdesk.models.enums import Role
@@ -39,7 +39,6 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "media-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-RANK = {Role.agent.value: 1, Role.supervisor.value: 2, Role.admin.value: 3}
 
 # The sign-in page's strings, by the key login.js reads them with (values are msgids).
 LOGIN_STRINGS = {
@@ -112,7 +111,8 @@ async def _app_page(request: Request, session: SessionDep, page: str, title: str
     user_session, user = found
     lang = pick_language(request.headers.get("accept-language"), user.locale)
     _ = i18n.translator(lang)
-    if RANK.get(user.role, 0) < RANK[minimum.value]:
+    rank = ROLE_RANK[Role(user.role)]
+    if rank < ROLE_RANK[minimum]:
         html = templates.get_template("forbidden.html").render(lang=lang, _=_, user=user)
         return _secure(HTMLResponse(html, status_code=403))
     context: dict[str, Any] = {
@@ -122,7 +122,7 @@ async def _app_page(request: Request, session: SessionDep, page: str, title: str
         "title": _(title),
         "user": user,
         "user_json": user_json(user),
-        "can_supervise": RANK.get(user.role, 0) >= RANK[Role.supervisor.value],
+        "can_supervise": rank >= ROLE_RANK[Role.supervisor],
         "can_admin": user.role == Role.admin.value,
         "csrf_token": user_session.csrf_token,
         "catalog": i18n.catalog(lang),

@@ -12,10 +12,12 @@ function say(text, isError = false) {
 }
 
 // Where to go after signing in: the page that sent us here (same origin only), else the desk.
+// Resolved as the browser will resolve it: "/\t/evil.example" passes a prefix check but is another site.
 function nextPage() {
-  const next = new URLSearchParams(window.location.search).get("next") || "";
-  const safe = next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\");
-  return safe ? next + window.location.hash : "/desk";
+  const next = new URLSearchParams(window.location.search).get("next");
+  if (!next || !next.startsWith("/")) return "/desk";
+  const url = new URL(next, window.location.origin);
+  return url.origin === window.location.origin ? url.pathname + url.search + window.location.hash : "/desk";
 }
 
 function roleLabel(role) {
