@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from frontdesk.models import Conversation, Customer
-from frontdesk.models.routing import RoutingDecision, RoutingItem, RoutingOffer
+from frontdesk.models.routing import RoutingItem, RoutingOffer
 from frontdesk.realtime import Event, Subscription
 from frontdesk.routing.leader import RoutingLeader
 from tests.builders import make_token, make_user
@@ -114,19 +114,6 @@ async def conversation(app: Any, conversation_id: str) -> Conversation:
         found = await s.get(Conversation, uuid.UUID(conversation_id))
         assert found is not None
         return found
-
-
-async def decision_rows(app: Any, conversation_id: str) -> list[RoutingDecision]:
-    async with app.state.db.transaction() as s:
-        return list(
-            (
-                await s.scalars(
-                    select(RoutingDecision)
-                    .where(RoutingDecision.conversation_id == uuid.UUID(conversation_id))
-                    .order_by(RoutingDecision.at, RoutingDecision.id)
-                )
-            ).all()
-        )
 
 
 class Recorder:

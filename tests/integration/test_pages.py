@@ -232,7 +232,7 @@ def _module_graph(entry: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("page", ["wallboard", "admin"])
+@pytest.mark.parametrize("page", ["desk", "wallboard", "admin"])
 async def test_every_module_a_page_loads_is_served(sign_in: SignIn, page: str) -> None:
     graph = _module_graph(f"/static/js/{page}.js")
     assert len(graph) > 3, graph

@@ -66,13 +66,14 @@ class Server:
             "FRONTDESK_TIMERS_POLL_SECONDS": "0.2",
         }
         env.pop("FRONTDESK_REDIS_URL", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "frontdesk", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
+        with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "frontdesk", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
