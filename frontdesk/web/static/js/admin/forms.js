@@ -2,7 +2,7 @@
 // problem `detail` shown next to the field it names (or above the buttons), one-time secrets with
 // a Copy button, and a small confirm dialog. Every value is set with textContent / properties,
 // never parsed as HTML.
-import { ApiError } from "../lib/api.js";
+import { ApiError, problemDetail } from "../lib/api.js";
 import { t } from "../lib/boot.js";
 import { el, toast } from "../lib/shell.js";
 
@@ -223,13 +223,6 @@ export function confirmDialog(message, confirmLabel, { danger = true } = {}) {
     dialog.showModal();
     cancel.focus();
   });
-}
-
-/** The human part of an error: the problem's `detail`, or a plain sentence for a network failure. */
-export function problemDetail(error) {
-  if (error instanceof ApiError) return error.problem.detail || error.message;
-  if (error instanceof TypeError) return t("The server could not be reached.");
-  return String(error && error.message ? error.message : error);
 }
 
 /** Format a problem for a toast. */

@@ -326,11 +326,7 @@ export class Thread {
       );
     }
     const note = item.direction === "note";
-    let who;
-    if (item.direction === "in") who = this.host.customerName();
-    else if (item.author_type === "agent") who = item.author_id ? directory.userName(item.author_id) : t("Agent");
-    else if (item.author_type === "bot") who = t("Virtual agent");
-    else who = t("System");
+    const who = item.direction === "in" ? this.host.customerName() : this.authorName(item);
     return el(
       "article",
       {

@@ -1,10 +1,9 @@
 // Small helpers shared by the desk's modules: labels, badges, storage, error texts, dates.
-import { ApiError } from "../lib/api.js";
+import { ApiError, problemDetail } from "../lib/api.js";
 import { boot, t, timeZone } from "../lib/boot.js";
 import { el } from "../lib/shell.js";
 
 export const me = boot.user || { id: "anonymous", name: "", email: "", role: "agent" };
-export const canSupervise = me.role === "supervisor" || me.role === "admin";
 
 export const CHANNEL_LABELS = {
   webchat: t("Web chat"),
@@ -148,11 +147,8 @@ export function isEditable(target) {
 
 /** A short, translated message for an API error. */
 export function errorText(err) {
-  if (err instanceof ApiError) {
-    if (err.status === 403) return t("Not allowed: {detail}", { detail: err.message });
-    return t("Error: {detail}", { detail: err.message });
-  }
-  return t("Error: {detail}", { detail: String((err && err.message) || err) });
+  if (err instanceof ApiError && err.status === 403) return t("Not allowed: {detail}", { detail: err.message });
+  return t("Error: {detail}", { detail: problemDetail(err) });
 }
 
 /** Whole days later at 09:00 in the viewer's zone, as a `datetime-local` value. */

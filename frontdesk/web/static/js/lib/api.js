@@ -1,6 +1,6 @@
 // fetch() for the Frontdesk API: same-origin cookie, CSRF header on writes, JSON in and out.
 // Errors are RFC 9457 problem documents; they are thrown as ApiError with the server's detail.
-import { boot } from "./boot.js";
+import { boot, t } from "./boot.js";
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -8,6 +8,13 @@ export class ApiError extends Error {
     this.status = status;
     this.problem = problem || {};
   }
+}
+
+/** The human part of an error: the problem's detail, or a plain sentence when the server could not be reached. */
+export function problemDetail(error) {
+  if (error instanceof ApiError) return error.message;
+  if (error instanceof TypeError) return t("The server could not be reached.");
+  return String(error && error.message ? error.message : error);
 }
 
 /**

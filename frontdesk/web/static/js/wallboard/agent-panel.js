@@ -1,7 +1,7 @@
 // <fd-agent-panel>: a modal listing one agent's current conversations (open and pending), where a
 // supervisor reassigns any of them to another person with a note (PATCH /conversations/{id}
 // {assignee_id, note}; the note is kept on the conversation).
-import { ApiError, api, query } from "../lib/api.js";
+import { api, problemDetail, query } from "../lib/api.js";
 import { t } from "../lib/boot.js";
 import { el, toast } from "../lib/shell.js";
 import { formatRelative, formatShort } from "../lib/time.js";
@@ -14,11 +14,6 @@ const nextId = (prefix) => `${prefix}-${(seq += 1)}`;
 function statusName(status) {
   const names = { open: "", pending: t("Pending"), snoozed: t("Snoozed"), resolved: t("Resolved") };
   return status in names ? names[status] : status;
-}
-
-function detailOf(error) {
-  if (error instanceof ApiError) return error.problem.detail || error.message;
-  return t("The server could not be reached.");
 }
 
 export class AgentPanel extends HTMLElement {
@@ -80,7 +75,7 @@ export class AgentPanel extends HTMLElement {
     } catch (error) {
       const retry = el("button", { type: "button", class: "secondary" }, t("Retry"));
       retry.addEventListener("click", () => this.load());
-      this.body.replaceChildren(el("p", { class: "error", role: "alert" }, t("Error: {detail}", { detail: detailOf(error) })), retry);
+      this.body.replaceChildren(el("p", { class: "error", role: "alert" }, t("Error: {detail}", { detail: problemDetail(error) })), retry);
       return;
     }
     if (!this.agent || this.agent.user_id !== agent.user_id) return; // closed, or another agent since
@@ -94,17 +89,10 @@ export class AgentPanel extends HTMLElement {
     if (first) first.focus();
   }
 
-  /** People a conversation can go to: the directory when the server has it, else the user list. */
+  /** People a conversation can go to: the directory's active users. */
   async people() {
     if (this.cachedPeople) return this.cachedPeople;
-    let list;
-    try {
-      const directory = await api("GET", "/directory");
-      list = (directory.users || []).map((u) => ({ ...u, is_active: u.is_active !== false }));
-    } catch (error) {
-      if (!(error instanceof ApiError) || (error.status !== 404 && error.status !== 403)) throw error;
-      list = await api("GET", "/users");
-    }
+    const list = (await api("GET", "/directory")).users;
     this.cachedPeople = list.sort((a, b) => String(a.name).localeCompare(String(b.name)));
     setTimeout(() => (this.cachedPeople = null), 60_000);
     return this.cachedPeople;
@@ -156,7 +144,7 @@ export class AgentPanel extends HTMLElement {
         this.dispatchEvent(new CustomEvent("reassigned", { detail: { conversation, to: select.value } }));
         await this.load();
       } catch (failure) {
-        error.textContent = t("Error: {detail}", { detail: detailOf(failure) });
+        error.textContent = t("Error: {detail}", { detail: problemDetail(failure) });
         error.hidden = false;
       } finally {
         submit.disabled = false;

@@ -4,7 +4,7 @@
 // net. Between fetches the longest waits and the agents' time in state tick every second.
 //
 // Rows are keyed and updated in place, so a focused agent button keeps its focus across updates.
-import { ApiError, api, query } from "../lib/api.js";
+import { ApiError, api, problemDetail, query } from "../lib/api.js";
 import { t, timeZone } from "../lib/boot.js";
 import { el } from "../lib/shell.js";
 import { formatDuration, formatShort, formatSpan } from "../lib/time.js";
@@ -362,12 +362,8 @@ export class Wallboard extends HTMLElement {
 
   renderFailure(error) {
     this.status.classList.add("error");
-    if (error instanceof ApiError && error.status === 404) {
-      this.status.textContent = t("This server has no wallboard data yet (GET /api/v1/wallboard is missing).");
-    } else {
-      const detail = error instanceof ApiError ? error.problem.detail || error.message : t("The server could not be reached.");
-      this.status.textContent = this.data ? t("Showing data from {time}; the last update failed: {detail}", { time: formatShort(new Date(Date.now() - (performance.now() - this.receivedAt)).toISOString()), detail }) : t("Error: {detail}", { detail });
-    }
+    const detail = problemDetail(error);
+    this.status.textContent = this.data ? t("Showing data from {time}; the last update failed: {detail}", { time: formatShort(new Date(Date.now() - (performance.now() - this.receivedAt)).toISOString()), detail }) : t("Error: {detail}", { detail });
   }
 }
 
