@@ -29,11 +29,9 @@ the page's time: 1.0 would be as fast as a bare page, like ``ratio_to_ceiling`` 
 Progress goes to stderr (with the slowest requests of the last run); ONE JSON line goes to
 stdout. A page that never sets its marker stops the benchmark with a clear error after
 ``--timeout`` seconds, and so does a marker reached while a request answered 5xx (exit status 1).
-``--schema models`` builds the tables from the models instead of the migrations, for a checkout
-whose models are ahead of its migrations.
 
     .venv/bin/python bench/desktop.py [--quick] [--backend sqlite|postgresql] [--runs 5]
-                                      [--schema migrations|models] [--timeout 30]
+                                      [--timeout 30]
 
 Needs ``apt-get install -y chromium`` (or ``FRONTDESK_CHROMIUM=/path``) and the ``playwright``
 Python package (dev extra; never ``playwright install``).
@@ -43,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import secrets
@@ -51,13 +48,12 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import POSTGRES_ADMIN_URL, emit, fresh_database, log, postgres_reachable, server, workdir
+from _common import emit, fresh_database, log, postgres_reachable, server, workdir
 
 CONVERSATIONS = 10_000
 MESSAGES = 5_000
@@ -153,48 +149,6 @@ class Seeded:
 
 
 # -- data ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def database(backend: str, wd: Path, schema: str) -> Iterator[str]:
-    """A fresh database: migrated (the default, like every benchmark), or built from the models.
-
-    ``schema="models"`` is for a checkout whose models are ahead of its migrations: the tables come
-    from ``Base.metadata.create_all`` (as in the tests) and Alembic is stamped at head so the server
-    starts.
-    """
-    if schema == "migrations":
-        with fresh_database(backend, wd) as url:
-            yield url
-        return
-
-    async def build(url: str) -> None:
-        import frontdesk.models  # noqa: F401  (registers every table)
-        from frontdesk.db import Base, make_engine
-
-        engine = make_engine(url)
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(Base.metadata.create_all)
-        finally:
-            await engine.dispose()
-
-    from alembic import command
-
-    from frontdesk import migrate
-
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{(wd / 'bench.db').as_posix()}"
-        asyncio.run(build(url))
-        command.stamp(migrate.alembic_config(url), "head")
-        yield url
-        return
-    from frontdesk.dbadmin import scratch_database
-
-    with scratch_database(POSTGRES_ADMIN_URL, "fd_bench") as url:
-        asyncio.run(build(url))
-        command.stamp(migrate.alembic_config(url), "head")
-        yield url
 
 
 async def seed(database_url: str) -> Seeded:
@@ -482,7 +436,7 @@ async def first_render(
             tail = srv.log_tail(12).strip()
             if tail:
                 detail += f"\nserver log tail:\n{tail}"
-            raise BenchError(detail + _schema_hint(tail)) from None
+            raise BenchError(detail) from None
         ms = float(await page.evaluate(read, target.conversation_id))
         if failed := [p for p in problems if p.startswith("HTTP 5")]:
             # The desk sets its marker after an error too; a render of an error page is not a figure.
@@ -490,7 +444,7 @@ async def first_render(
             tail = srv.log_tail(12).strip()
             if tail:
                 detail += f"\nserver log tail:\n{tail}"
-            raise BenchError(detail + _schema_hint(tail))
+            raise BenchError(detail)
         if slowest is not None:
             slowest[:] = await page.evaluate(SLOWEST_REQUESTS, ms)
         return ms
@@ -505,12 +459,6 @@ def check_browser() -> None:
         import playwright.async_api  # noqa: F401
     except ImportError:
         raise BenchError("the playwright Python package is missing: pip install -e '.[dev]'") from None
-
-
-def _schema_hint(server_log: str) -> str:
-    if any(s in server_log for s in ("no such column", "no such table", "UndefinedColumn", "UndefinedTable")):
-        return "\n(the models are ahead of the migrations: try --schema models)"
-    return ""
 
 
 async def measure(
@@ -553,12 +501,10 @@ def p50(values: list[float]) -> float:
     return round(statistics.median(values), 1)
 
 
-def run(backend: str, schema: str, runs: int, timeout_s: float) -> dict[str, Any]:
+def run(backend: str, runs: int, timeout_s: float) -> dict[str, Any]:
     started = time.perf_counter()
-    with workdir("fd-bench-desktop-") as wd, database(backend, wd, schema) as url:
-        log(
-            f"{backend}: schema from {schema}; seeding {CONVERSATIONS:,} conversations and one of {MESSAGES:,} messages"
-        )
+    with workdir("fd-bench-desktop-") as wd, fresh_database(backend, wd) as url:
+        log(f"{backend}: seeding {CONVERSATIONS:,} conversations and one of {MESSAGES:,} messages")
         t0 = time.perf_counter()
         seeded = asyncio.run(seed(url))
         seed_s = time.perf_counter() - t0
@@ -576,7 +522,6 @@ def run(backend: str, schema: str, runs: int, timeout_s: float) -> dict[str, Any
     return {
         "benchmark": "desktop",
         "backend": backend,
-        "schema": schema,
         "conversations": seeded.conversations,
         "messages": seeded.messages_in_big,
         "runs": runs,
@@ -599,12 +544,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 runs instead of 5, same data (< 30 s in all)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument(
-        "--schema",
-        choices=["migrations", "models"],
-        default="migrations",
-        help="build the tables with Alembic (default) or from the models (when they are ahead of the migrations)",
-    )
     parser.add_argument("--runs", type=int, default=None, help="measured runs per page (default 5; --quick: 3)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a page's readiness marker")
     opts = parser.parse_args()
@@ -616,7 +555,7 @@ def main() -> int:
         return 1
     try:
         check_browser()
-        result = run(opts.backend, opts.schema, runs, opts.timeout)
+        result = run(opts.backend, runs, opts.timeout)
     except BenchError as exc:
         log(f"desktop benchmark failed: {exc}")
         return 1
