@@ -6,25 +6,34 @@ PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck unit bench bench-quick clean
+.PHONY: demo test peers lint typecheck unit bench bench-quick clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install --quiet -e '.[dev]'
+# The runtime only (what `make demo` needs); the dev extras (test tools, linters) on top for `make test`.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e .
 	@touch $@
 
-## Create the venv, migrate a SQLite database under var/, load demo data and serve on http://$(HOST):$(PORT)
-demo: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.runtime
+
+## Create the venv (runtime only), migrate a SQLite database under var/, load demo data and serve on http://$(HOST):$(PORT)
+demo: $(VENV)/.runtime
 	$(BIN)/frontdesk migrate
-	$(BIN)/frontdesk demo
+	FRONTDESK_HOST=$(HOST) FRONTDESK_PORT=$(PORT) $(BIN)/frontdesk demo
 	$(BIN)/frontdesk serve --host $(HOST) --port $(PORT)
 
 ## Lint, type-check and run the whole test suite (SQLite + PostgreSQL, memory hub + Redis)
-test: $(VENV)/.installed lint typecheck
+test: $(VENV)/.installed peers lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Install the suite's real peers (Chromium, Dovecot) when running as root, else say how
+peers:
+	@bash .ci/peers
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check frontdesk tests bench

@@ -325,6 +325,12 @@ def demo(
     for login in demo_data.LOGINS:
         table.add_row(login.role, login.email, login.password, login.name, login.team or "")
     print_table(table)
+    base = settings.public_url.rstrip("/") or f"http://{settings.host}:{settings.port}"
+    out.print(
+        f"Sign in at {base}/ — then, in the desk, set yourself Available and chat as a customer at "
+        f"{base}/chat/{demo_data.public_token(demo_data.WEBCHAT_INBOX)}",
+        soft_wrap=True,
+    )
 
 
 # -- users and tokens -------------------------------------------------------------------------

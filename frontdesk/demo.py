@@ -73,6 +73,9 @@ TEAMS = {
 }
 
 # Queue settings per team: channels served, priority, service-level target (percent, seconds).
+# Every row is written with the same keys (a bulk insert takes its columns from the first row and
+# would silently drop a setting only a later row has), so the defaults come first.
+QUEUE_DEFAULTS: dict[str, Any] = {"sticky_wait_seconds": 0, "auto_accept": False}
 QUEUES: dict[str, dict[str, Any]] = {
     # Every queue takes every demo channel (blended); an empty list means "all channels".
     "Billing": {"channels": [], "priority": 50, "service_level_percent": 90, "service_level_seconds": 60},
@@ -81,7 +84,13 @@ QUEUES: dict[str, dict[str, Any]] = {
                   "sticky_wait_seconds": 300},
     "Premium": {"channels": [], "priority": 80, "service_level_percent": 90, "service_level_seconds": 30},
     # E-mail has a target of its own (95% answered within 4 hours); live channels count in seconds.
-    "E-mail": {"channels": ["email"], "priority": 30, "service_level_percent": 95, "service_level_seconds": 4 * 3600},
+    # Mail is not rung like a chat: it lands in an available agent's inbox (auto-accept), so a
+    # live chat is never kept waiting behind an e-mail offer.
+    "E-mail": {"channels": ["email"], "priority": 30, "service_level_percent": 95, "service_level_seconds": 4 * 3600,
+               "auto_accept": True},
+    # No rule names it, so it takes whatever no rule matches, on every channel: a new web chat, an
+    # SMS or an API message from a customer without a segment or a tag reaches an agent at once.
+    "General": {"channels": [], "priority": 40, "service_level_percent": 80, "service_level_seconds": 60},
 }  # fmt: skip
 
 # Routing rules, tried in this order: (name, conditions, queue, priority override)
@@ -135,6 +144,15 @@ INBOXES = [
     ("SMS", "sms", {"number": "+447700900001"}),
     ("Phone", "voice", {"number": "+442079460000"}),
 ]
+
+
+
+def public_token(inbox_name: str) -> str:
+    """The public token of a demo inbox (the same in every demo database)."""
+    return "demo_" + uuid.uuid5(NAMESPACE, f"inbox-token/{inbox_name}").hex[:24]
+
+
+WEBCHAT_INBOX = next(name for name, channel, _config in INBOXES if channel == "webchat")
 
 EN_FIRST_F = ["Emma", "Olivia", "Sophie", "Grace", "Chloe", "Lucy", "Hannah", "Amelia", "Jessica", "Mia", "Ella"]
 EN_FIRST_M = ["Jack", "Harry", "George", "Noah", "Thomas", "William", "Daniel", "Samuel", "Ethan", "Lucas", "Ben"]
@@ -363,13 +381,29 @@ class _Builder:
             qid = demo_id(t, "queue", name)
             self.queue_ids[name] = qid
             self.rows[Queue].append(
-                {"id": qid, "name": name, **QUEUES[name], "team_ids": [str(tid)], "created_at": t, "updated_at": t}
+                {
+                    "id": qid,
+                    "name": name,
+                    **QUEUE_DEFAULTS,
+                    **QUEUES[name],
+                    "team_ids": [str(tid)],
+                    "created_at": t,
+                    "updated_at": t,
+                }
             )
-        for name in QUEUES.keys() - TEAMS.keys():  # queues any team's agents serve
+        for name in sorted(QUEUES.keys() - TEAMS.keys()):  # queues any team's agents serve
             qid = demo_id(t, "queue", name)
             self.queue_ids[name] = qid
             self.rows[Queue].append(
-                {"id": qid, "name": name, **QUEUES[name], "team_ids": [], "created_at": t, "updated_at": t}
+                {
+                    "id": qid,
+                    "name": name,
+                    **QUEUE_DEFAULTS,
+                    **QUEUES[name],
+                    "team_ids": [],
+                    "created_at": t,
+                    "updated_at": t,
+                }
             )
         for position, (rule_name, conditions, queue, priority) in enumerate(RULES):
             self.rows[RoutingRule].append({
@@ -402,7 +436,7 @@ class _Builder:
             self.inbox_ids[channel] = iid
             self.rows[Inbox].append({
                 "id": iid, "name": name, "channel": channel, "config": config, "is_active": True,
-                "public_token": "demo_" + uuid.uuid5(NAMESPACE, f"inbox-token/{name}").hex[:24],
+                "public_token": public_token(name),
                 "created_at": t, "updated_at": t,
             })  # fmt: skip
 

@@ -25,10 +25,10 @@ from frontdesk import clock, migrate
 from frontdesk.db import Base, Database
 from frontdesk.dbadmin import scratch_database
 from frontdesk.settings import Settings
+from tests import peers
 
 POSTGRES_URL = os.environ.get("FRONTDESK_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("FRONTDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-REQUIRE_SERVICES = os.environ.get("FRONTDESK_TEST_REQUIRE_SERVICES", "") not in ("", "0", "false")
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -40,11 +40,8 @@ def _reachable(url: str, default_port: int) -> bool:
         return False
 
 
-def _unavailable(what: str, url: str) -> None:
-    reason = f"{what} not reachable at {url}"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (FRONTDESK_TEST_REQUIRE_SERVICES=1: this variant must run)")
-    pytest.skip(reason)
+def _unavailable(peer: peers.Peer, url: str) -> None:
+    peers.require(peer, False, f"{peer.name} not reachable at {url}")
 
 
 async def create_schema(url: str) -> None:
@@ -74,7 +71,7 @@ async def create_schema(url: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     if not _reachable(POSTGRES_URL, 5432):
-        _unavailable("PostgreSQL", POSTGRES_URL)
+        _unavailable(peers.POSTGRESQL, POSTGRES_URL)
     with scratch_database(POSTGRES_URL, "fd_test") as url:
         asyncio.run(create_schema(url))
         yield url
@@ -167,7 +164,7 @@ async def client(app: object) -> AsyncIterator[object]:
 @pytest.fixture
 def redis_url() -> str:
     if not _reachable(REDIS_URL, 6379):
-        _unavailable("Redis", REDIS_URL)
+        _unavailable(peers.REDIS, REDIS_URL)
     return REDIS_URL
 
 
@@ -203,3 +200,15 @@ def frozen_clock() -> Iterator[MovableClock]:
     clock.set_clock(c)
     yield c
     clock.set_clock(None)
+
+
+# -- the end of the run ------------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which real peers were missing and how to install them (skips are easy to overlook)."""
+    lines = peers.summary_lines()
+    if lines:
+        terminalreporter.section("missing real peers", yellow=True, bold=True)
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,5 +1,6 @@
 """Server-rendered pages: ``/`` (sign in), ``/desk`` (agents), ``/wallboard`` (supervisors),
-``/admin`` (admins); static assets under ``/static``.
+``/admin`` (admins), ``/chat/<public token>`` (a web-chat inbox's hosted page, public); static
+assets under ``/static``.
 
 Every page is rendered in the viewer's language (:mod:`frontdesk.web.i18n`) with Jinja2
 autoescaping on; the page's JavaScript module gets the same catalog embedded as JSON, the signed-in
@@ -21,7 +22,9 @@ from fastapi.templating import Jinja2Templates
 
 from frontdesk.auth import service as auth_service
 from frontdesk.auth.deps import ROLE_RANK, SESSION_COOKIE
+from frontdesk.channels.webchat import service as webchat_service
 from frontdesk.deps import SessionDep
+from frontdesk.errors import NotFound
 from frontdesk.models import User, UserSession
 from frontdesk.models.enums import Role
 from frontdesk.web import i18n
@@ -146,3 +149,27 @@ async def wallboard(request: Request, session: SessionDep) -> Response:
 @router.get("/admin", response_class=HTMLResponse)
 async def admin(request: Request, session: SessionDep) -> Response:
     return await _app_page(request, session, "admin", "Admin", Role.admin)
+
+
+# The hosted chat page embeds the widget, which styles its shadow root with a <style> element.
+CHAT_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+
+
+@router.get("/chat/{public_token}", response_class=HTMLResponse)
+async def hosted_chat(public_token: str, request: Request, session: SessionDep) -> Response:
+    """A web-chat inbox's own page: the widget, opened, on a plain page — a link to share with
+    customers (an e-mail signature, a QR code) and the quickest way to try an inbox (``make demo``
+    prints it). Public, like the widget itself."""
+    lang = pick_language(request.headers.get("accept-language"))
+    _ = i18n.translator(lang)
+    try:
+        inbox = await webchat_service.public_inbox(session, public_token[:64])
+    except NotFound:
+        context = {"lang": lang, "_": _, "title": _("This chat is not available."), "public_token": None}
+        page = templates.TemplateResponse(request, "chat.html", context, status_code=404)
+        return _secure(page, vary="Accept-Language")
+    title = webchat_service.widget_config(inbox, 0)["title"]
+    context = {"lang": lang, "_": _, "title": title, "public_token": inbox.public_token}
+    response = _secure(templates.TemplateResponse(request, "chat.html", context), vary="Accept-Language")
+    response.headers["Content-Security-Policy"] = CHAT_CSP
+    return response

@@ -1,6 +1,6 @@
 """Fixtures of the browser tests: Debian's Chromium driven by Playwright (never ``playwright
 install``). Without Chromium or the ``playwright`` package the tests skip — or fail under
-``FRONTDESK_TEST_REQUIRE_SERVICES=1``."""
+``FRONTDESK_TEST_REQUIRE_SERVICES=1`` — and the run ends by saying how to install them (tests/peers.py)."""
 
 from __future__ import annotations
 
@@ -10,24 +10,21 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
+from tests import peers
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
-
-
-def _missing(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (FRONTDESK_TEST_REQUIRE_SERVICES=1: the browser tests must run)")
-    pytest.skip(reason)
 
 
 @pytest.fixture
 def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        _missing(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (or set FRONTDESK_CHROMIUM)")
+    peers.require(
+        peers.CHROMIUM,
+        Path(CHROMIUM).exists(),
+        f"Chromium not found at {CHROMIUM} (Debian package chromium, or set FRONTDESK_CHROMIUM)",
+    )
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
-        _missing("the playwright Python package is missing: pip install -e '.[dev]'")
+        peers.require(peers.PLAYWRIGHT, False, "the playwright Python package is missing")
     return CHROMIUM
 
 

@@ -1,9 +1,10 @@
 """The README's two commands, run from a fresh clone (committed files only, no .venv, no var/).
 
-``make test`` in the clone creates the virtualenv, installs the dev extras, lints, type-checks and
-runs a restricted suite (only tests/unit, so it cannot recurse into this file); ``make demo`` then
-migrates, loads the demo data, prints the logins and serves: we sign in with the printed admin
-login and stop it. pip's cache is shared with the outer run, so this takes a minute or two.
+``make demo`` in the clone creates the virtualenv with the runtime only (no test tooling), migrates,
+loads the demo data, prints the logins and serves: we sign in with the printed admin login and stop
+it. ``make test`` then adds the dev extras, lints, type-checks and runs a restricted suite (only
+tests/unit, so it cannot recurse into this file). The tests run in that order, on one clone. pip's
+cache is shared with the outer run, so this takes a minute or two.
 """
 
 from __future__ import annotations
@@ -62,17 +63,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_make_test_from_a_fresh_clone(clone: Path) -> None:
-    result = subprocess.run(
-        ["make", "test", 'PYTEST_ARGS=tests/unit -q -p no:cacheprovider'],
-        cwd=clone, env=_env(clone.parent), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500,
-    )  # fmt: skip
-    output = result.stdout
-    assert result.returncode == 0, output[-6000:]
-    assert (clone / ".venv" / "bin" / "frontdesk").exists()
-    assert re.search(r"\d+ passed", output), output[-3000:]
-
-
 class _Server:
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
@@ -125,7 +115,7 @@ def _printed_admin_login(output: str) -> tuple[str, str]:
 
 def test_make_demo_serves_and_the_printed_login_works(demo_server: tuple[_Server, str], clone: Path) -> None:
     server, base = demo_server
-    deadline = time.monotonic() + 900  # installs the venv too if `make test` did not run first
+    deadline = time.monotonic() + 900  # installs the venv first
     page = None
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
@@ -150,3 +140,17 @@ def test_make_demo_serves_and_the_printed_login_works(demo_server: tuple[_Server
         assert me.json()["user"]["email"] == email
         assert client.get("/healthz").json() == {"status": "ok"}
     assert (clone.parent / "data" / "frontdesk.db").exists()  # FRONTDESK_DATA_DIR was honoured
+    # The demo needs no test tooling: the venv it made holds the runtime only.
+    assert (clone / ".venv" / "bin" / "frontdesk").exists()
+    assert not (clone / ".venv" / "bin" / "pytest").exists(), "make demo installed the dev extras"
+
+
+def test_make_test_from_a_fresh_clone(clone: Path) -> None:
+    result = subprocess.run(
+        ["make", "test", 'PYTEST_ARGS=tests/unit -q -p no:cacheprovider'],
+        cwd=clone, env=_env(clone.parent), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500,
+    )  # fmt: skip
+    output = result.stdout
+    assert result.returncode == 0, output[-6000:]
+    assert (clone / ".venv" / "bin" / "frontdesk").exists()
+    assert re.search(r"\d+ passed", output), output[-3000:]

@@ -286,3 +286,31 @@ async def test_every_printed_demo_login_signs_in(app: Any, client: Any) -> None:
         r = await client.post("/api/v1/auth/login", json={"email": login.email, "password": login.password})
         assert r.status_code == 200, (login.email, r.text)
         assert r.json()["user"]["role"] == login.role
+
+
+def test_demo_rows_of_one_table_have_the_same_columns() -> None:
+    """A bulk insert takes its columns from the first row: a setting only a later row had (the
+    Retention queue's sticky wait) was silently dropped."""
+    rows = _Builder(7, 40, clock.now()).build()
+    for model, table_rows in rows.items():
+        shapes = {frozenset(row) for row in table_rows}
+        assert len(shapes) <= 1, f"{model.__tablename__}: rows with different columns {shapes}"
+
+
+async def test_demo_queue_settings_are_stored_and_every_shown_channel_has_a_queue(app: Any) -> None:
+    from sqlalchemy import select
+
+    from frontdesk.demo import load
+    from frontdesk.models import Inbox, Queue, RoutingRule
+
+    await load(app.state.db, customers=10)
+    async with app.state.db.transaction() as s:
+        queues = {q.name: q for q in (await s.scalars(select(Queue))).all()}
+        targets = set((await s.scalars(select(RoutingRule.queue_id))).all())
+        channels = set((await s.scalars(select(Inbox.channel))).all())
+    assert queues["Retention"].sticky_wait_seconds == 300
+    assert queues["E-mail"].auto_accept
+    # The leader's fallback for what no rule matches: a queue no rule names, serving the channel.
+    general = [q for q in queues.values() if q.id not in targets]
+    for channel in channels:
+        assert any(not q.channels or channel in q.channels for q in general), f"nothing takes {channel}"

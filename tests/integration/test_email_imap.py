@@ -41,7 +41,7 @@ from frontdesk.db import Database
 from frontdesk.models import Conversation, Inbox, Message
 from frontdesk.models.mailbox import MailboxState
 from frontdesk.settings import Settings
-from tests.conftest import REQUIRE_SERVICES
+from tests import peers
 from tests.integration.tls_certs import CertFiles, make_self_signed
 from tests.integration.webhook_sink import free_port
 
@@ -50,11 +50,8 @@ USER, PASSWORD = "support", "imap-pass-123"
 
 
 def _require_dovecot() -> str:
-    if DOVECOT is None:
-        reason = "dovecot is not installed (Debian package: dovecot-imapd)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason} (FRONTDESK_TEST_REQUIRE_SERVICES=1: this test must run)")
-        pytest.skip(reason)
+    peers.require(peers.DOVECOT, DOVECOT is not None, "dovecot is not installed (Debian package dovecot-imapd)")
+    assert DOVECOT is not None
     return DOVECOT
 
 

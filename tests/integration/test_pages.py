@@ -244,3 +244,31 @@ async def test_every_module_a_page_loads_is_served(sign_in: SignIn, page: str) -
         css = await c.get(f"/static/css/{page}.css")
         assert css.status_code == 200
         assert css.headers["content-type"].startswith("text/css")
+
+
+async def test_the_hosted_chat_page_embeds_the_inbox_widget_in_the_visitors_language(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    from sqlalchemy import update
+
+    from frontdesk.models import Inbox
+    from tests.integration.webchat_helpers import make_webchat_inbox
+
+    inbox = await make_webchat_inbox(app.state.db, title="Поддержка <Acme>")
+    r = await client.get(f"/chat/{inbox.public_token}", headers={"Accept-Language": "ru-RU,ru;q=0.9"})
+    assert r.status_code == 200
+    assert '<html lang="ru">' in r.text
+    assert "<title>Поддержка &lt;Acme&gt;</title>" in r.text  # the inbox's title, escaped
+    assert f'<script src="/widget.js" data-inbox="{inbox.public_token}" data-locale="ru" async>' in r.text
+    assert "Напишите нам в окне чата" in r.text
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "style-src 'self' 'unsafe-inline'" in csp  # the widget styles its shadow root with <style>
+    assert "frame-ancestors 'none'" in csp
+
+    async with app.state.db.transaction() as s:
+        await s.execute(update(Inbox).where(Inbox.id == inbox.id).values(is_active=False))
+    gone = await client.get(f"/chat/{inbox.public_token}", headers={"Accept-Language": "en"})
+    assert gone.status_code == 404
+    assert "This chat is not available." in gone.text
+    assert "/widget.js" not in gone.text

@@ -144,12 +144,7 @@ class SessionOut(BaseModel):
 
 
 async def _inbox(session: Any, public_token: str) -> Inbox:
-    from sqlalchemy import select
-
-    inbox = await session.scalar(select(Inbox).where(Inbox.public_token == public_token, Inbox.is_active.is_(True)))
-    if inbox is None or inbox.channel != Channel.webchat.value:
-        raise NotFound("No active web-chat inbox with that public token.")
-    return inbox  # type: ignore[no-any-return]
+    return await service.public_inbox(session, public_token)
 
 
 @public.options("/api/v1/widget/{path:path}", include_in_schema=False)

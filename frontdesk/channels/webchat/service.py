@@ -689,3 +689,11 @@ async def start_webchat(app: Any) -> Any:
             app.state.webchat = None
 
     return stop
+
+
+async def public_inbox(session: AsyncSession, public_token: str) -> Inbox:
+    """The active web-chat inbox with this public token (what ``data-inbox`` names), else 404."""
+    inbox = await session.scalar(select(Inbox).where(Inbox.public_token == public_token, Inbox.is_active.is_(True)))
+    if inbox is None or inbox.channel != Channel.webchat.value:
+        raise NotFound("No active web-chat inbox with that public token.")
+    return inbox
