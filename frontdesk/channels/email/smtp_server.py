@@ -167,6 +167,8 @@ class ReceiverSMTP(SMTP):
         spool = SpoolWriter(self.spool_dir)
         try:
             state = await self._read_data(spool)
+            if state == "lost":
+                return
             if state != "ok":
                 await self.push(
                     "500 Line too long (see RFC5321 4.5.3.1.6)"
@@ -183,7 +185,7 @@ class ReceiverSMTP(SMTP):
             spool.discard()
 
     async def _read_data(self, spool: SpoolWriter) -> str:
-        """Read DATA up to the lone dot into ``spool``; ``ok``, ``too_long`` or ``too_much``."""
+        """Read DATA up to the lone dot into ``spool``; ``ok``, ``too_long``, ``too_much`` or ``lost``."""
         limit = self.data_size_limit
         state = "ok"
         num_bytes = 0
@@ -200,7 +202,7 @@ class ReceiverSMTP(SMTP):
                     state = "too_long"
                 line = await self._reader.read(e.consumed)
             if not fragments and line == b".\r\n":
-                break
+                return state
             num_bytes += len(line)
             if state == "ok" and limit and num_bytes > limit:
                 state = "too_much"
@@ -213,7 +215,7 @@ class ReceiverSMTP(SMTP):
                     else:
                         spool.write(whole[1:] if whole.startswith(b".") else whole)
                 fragments.clear()
-        return state
+        return "lost"  # the connection went away before the end of DATA
 
 
 class SessionLimits:
