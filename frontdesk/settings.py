@@ -78,6 +78,23 @@ class Settings(BaseSettings):
     mail_domain: str = Field("frontdesk.localhost", description="Domain of reply addresses (reply+<token>@domain).")
     mail_from: str | None = Field(None, description="Default From address for outbound email.")
     imap_poll_seconds: float = Field(60.0, gt=0, description="How often IMAP mailboxes are polled.")
+    # -- inbound email: the SMTP receiver's limits and sender authentication (channels/email) --
+    smtp_max_sessions: int = Field(
+        100, ge=1, description="Concurrent SMTP sessions the receiver serves; one more is answered 421 and closed."
+    )
+    mail_auth_enabled: bool = Field(
+        True,
+        description="Check SPF, DKIM and DMARC of inbound mail. Off: every message's verdict is 'none' "
+        "(and mail never proves its sender, so it never joins a customer who holds the address verified).",
+    )
+    mail_auth_dns_servers: list[str] = Field(
+        default_factory=list,
+        description='Nameservers for the SPF/DKIM/DMARC lookups, e.g. ["127.0.0.1", "[::1]:5353"]; '
+        "empty = the system resolver (/etc/resolv.conf).",
+    )
+    mail_auth_dns_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds one SPF/DKIM/DMARC DNS lookup may take; then it is a temperror."
+    )
     routing_tick_seconds: float = Field(0.25, gt=0, le=10, description="How often the routing leader decides.")
     routing_lock_retry_seconds: float = Field(
         1.0, gt=0, le=60, description="How often a standby process tries to become the routing leader."

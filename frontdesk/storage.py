@@ -22,7 +22,7 @@ import re
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -75,6 +75,16 @@ class AttachmentStore(ABC):
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Store ``data`` under ``key`` (replacing what was there)."""
 
+    async def put_file(self, key: str, file: IO[bytes], content_type: str = "application/octet-stream") -> None:
+        """Store the contents of a binary ``file`` (from its start) under ``key``.
+
+        The default reads it whole and calls :meth:`put`; :class:`LocalStore` copies it in chunks,
+        so a large email or attachment is never held in memory.
+        """
+        file.seek(0)
+        data = await asyncio.to_thread(file.read)
+        await self.put(key, data, content_type)
+
     @abstractmethod
     async def get(self, key: str) -> bytes:
         """The bytes under ``key``; :class:`ObjectMissing` if there are none."""
@@ -104,6 +114,25 @@ class LocalStore(AttachmentStore):
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         path = self.path_for(key)
         await asyncio.to_thread(self._write, path, data)
+
+    async def put_file(self, key: str, file: IO[bytes], content_type: str = "application/octet-stream") -> None:
+        path = self.path_for(key)
+        await asyncio.to_thread(self._write_file, path, file)
+
+    @staticmethod
+    def _write_file(path: Path, file: IO[bytes]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            file.seek(0)
+            with open(tmp, "wb") as fh:
+                while chunk := file.read(1024 * 1024):
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:

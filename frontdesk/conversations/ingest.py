@@ -107,6 +107,10 @@ class InboundMessage:
     attachment_ids: tuple[uuid.UUID, ...] = ()
     # Channel details kept on the message (email headers, the widget's client id…); JSON-able.
     meta: dict[str, Any] | None = None
+    # The sender's customer when the adapter already decided it (an email that could not prove a
+    # From address someone else holds verified goes to a customer of its own): the identity is
+    # then not looked up nor created.
+    customer_id: uuid.UUID | None = None
 
     def prepared(self) -> InboundMessage:
         """A validated copy: identity normalised, HTML sanitised, sizes and characters checked.
@@ -157,6 +161,7 @@ class InboundMessage:
             conversation_id=self.conversation_id,
             attachment_ids=tuple(self.attachment_ids),
             meta=dict(self.meta) if self.meta else None,
+            customer_id=self.customer_id,
         )
 
 
@@ -329,7 +334,8 @@ async def _resolve_customers(
     """Customer id per (kind, value); also the ids of customers created by this batch."""
     wanted: dict[tuple[str, str], int] = {}
     for i in todo:
-        wanted.setdefault((str(items[i].identity_kind), items[i].identity_value), i)
+        if items[i].customer_id is None:
+            wanted.setdefault((str(items[i].identity_kind), items[i].identity_value), i)
     found = await _select_identities(conn, list(wanted))
     missing = [k for k in wanted if k not in found]
     created: set[uuid.UUID] = set()
@@ -412,7 +418,11 @@ async def _store(
     # Open conversations of the known customers on these channels; the newest one wins.
     ConvKey = tuple[uuid.UUID, str, uuid.UUID | None]
     open_conv: dict[ConvKey, tuple[uuid.UUID, str]] = {}
-    known = {customer_of[(str(items[i].identity_kind), items[i].identity_value)] for i in todo} - new_customers
+
+    def sender(m: InboundMessage) -> uuid.UUID:
+        return m.customer_id or customer_of[(str(m.identity_kind), m.identity_value)]
+
+    known = {sender(items[i]) for i in todo} - new_customers
     if known:
         cv = _conversations.c
         rows = await conn.execute(
@@ -442,7 +452,7 @@ async def _store(
     for i in todo:
         m = items[i]
         channel = str(m.channel)
-        customer_id = customer_of[(str(m.identity_kind), m.identity_value)]
+        customer_id = sender(m)
         at = min(m.occurred_at, now) if m.occurred_at is not None else now
         ckey: ConvKey = (customer_id, channel, m.inbox_id)
         reopened = False

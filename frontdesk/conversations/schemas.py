@@ -135,6 +135,34 @@ class NoteIn(_In):
     attachment_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
 
 
+class MessageSenderOut(BaseModel):
+    """Whose timeline an inbound email joined, and why (the identity rule)."""
+
+    outcome: str = Field(
+        description="new | new_verified | joined | joined_verified | joined_by_reply_address | kept_apart | proved"
+    )
+    reason: str = ""
+    verified_owner_id: uuid.UUID | None = Field(None, description="The customer who holds the From address.")
+    merge_suggestion_id: uuid.UUID | None = None
+
+
+class MessageAuthOut(BaseModel):
+    """An inbound email's sender authentication, checked on receipt (SPF, DKIM, DMARC)."""
+
+    authenticated: bool = Field(description="DMARC passed: the From address is proven.")
+    dmarc: str = Field(description="pass | fail | none | temperror | permerror")
+    spf: str
+    dkim: str
+    from_domain: str | None = None
+    domain: str | None = Field(None, description="The authenticated domain aligned with From (DMARC pass).")
+    aligned: str | None = Field(None, description="dkim | spf: what made DMARC pass.")
+    policy: str | None = Field(None, description="The sender domain's DMARC policy: none | quarantine | reject.")
+    method: str = Field("none", description="smtp | authentication-results | none")
+    authserv_id: str | None = None
+    reason: str = ""
+    sender: MessageSenderOut | None = None
+
+
 class MessageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -154,6 +182,7 @@ class MessageOut(BaseModel):
     status_at: datetime | None
     attachments: list[AttachmentOut] = Field(default_factory=list)
     mentions: list[uuid.UUID] = Field(default_factory=list, description="Users @mentioned in a note.")
+    auth: MessageAuthOut | None = Field(None, description="Inbound email only: who proved to have sent it.")
 
 
 # -- timeline ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ written in the same unit of work.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mimetypes
 import re
@@ -37,6 +38,7 @@ from frontdesk.conversations.schemas import (
     ConversationOut,
     ConversationSort,
     ConversationUpdate,
+    MessageAuthOut,
     MessageOut,
 )
 from frontdesk.db import UTCDateTime, get_or_404
@@ -646,6 +648,10 @@ async def message_views(session: AsyncSession, messages: Sequence[Message]) -> l
         mentions = (m.meta or {}).get("mentions") if isinstance(m.meta, dict) else None
         if isinstance(mentions, list):
             view.mentions = [uuid.UUID(str(u)) for u in mentions]
+        auth = m.meta.get("auth") if isinstance(m.meta, dict) else None
+        if isinstance(auth, dict):
+            with contextlib.suppress(ValueError):
+                view.auth = MessageAuthOut.model_validate(auth)
         out.append(view)
     return out
 

@@ -38,7 +38,7 @@ from frontdesk import clock
 from frontdesk.app import create_app
 from frontdesk.channels.email.imap import ImapConfig, ImapConfigError, state_of
 from frontdesk.db import Database
-from frontdesk.models import Conversation, Inbox, Message
+from frontdesk.models import Conversation, Customer, Identity, Inbox, Message
 from frontdesk.models.mailbox import MailboxState
 from frontdesk.settings import Settings
 from tests import peers
@@ -414,3 +414,35 @@ def test_config_parsing():
         ImapConfig.from_inbox({"imap": {"host": "h", "username": "u"}})
     with pytest.raises(ImapConfigError, match="port"):
         ImapConfig.from_inbox({"imap": {"host": "h", "username": "u", "password": "p", "port": "x"}})
+
+
+async def test_polled_mail_is_authenticated_only_by_the_trusted_server(
+    settings: Settings, db: Database, dovecot: Dovecot
+):
+    """IMAP mail has no peer to check: only the mailbox server's own Authentication-Results
+    (its authserv-id named in ``trusted_authserv_ids``) can prove the sender."""
+    async with db.transaction() as s:
+        olga = Customer(name="Ольга (проверена)")
+        s.add(olga)
+        await s.flush()
+        s.add(Identity(customer_id=olga.id, kind="email", value="olga@example.net", verified=True))
+    genuine = mail("Проверено", "Это я.")
+    forged = mail("Подделка", "Это не я.")
+    dovecot.append(b"Authentication-Results: mx.shop.example.com; dmarc=pass header.from=example.net\n" + genuine)
+    dovecot.append(b"Authentication-Results: mx.attacker.example; dmarc=pass header.from=example.net\n" + forged)
+    inbox_id = await make_inbox(db, {**dovecot.imap_config(), "trusted_authserv_ids": ["MX.shop.example.com"]})
+
+    async with running(settings):
+
+        async def two() -> bool:
+            return len(await stored(db, inbox_id)) == 2
+
+        await until(two, "both messages to be stored")
+    by_text = {m.text.strip(): m for m in await stored(db, inbox_id)}
+    assert by_text["Это я."].customer_id == olga.id
+    assert by_text["Это я."].meta["auth"]["authserv_id"] == "mx.shop.example.com"
+    assert by_text["Это не я."].customer_id != olga.id
+    assert by_text["Это не я."].meta["auth"]["dmarc"] == "none"
+    assert ImapConfig.from_inbox({"imap": {"host": "h", "username": "u", "password": "p"}}).trusted_authserv_ids == ()
+    with pytest.raises(ImapConfigError, match="trusted_authserv_ids"):
+        ImapConfig.from_inbox({"imap": {"host": "h", "username": "u", "password": "p", "trusted_authserv_ids": 5}})

@@ -25,6 +25,7 @@ from frontdesk.channels.email.inbound import receive_raw
 from frontdesk.models import Attachment, Conversation, Identity, Message, RejectedInput
 from frontdesk.settings import Settings
 from tests.builders import auth_headers
+from tests.integration.email_helpers import DnsZone
 from tests.unit.test_email_parse import bounce_report, mime_like
 
 DOMAIN = "support.example.net"
@@ -32,9 +33,23 @@ RU = "Здравствуйте! Мой заказ 123 не пришёл, под�
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
+def dns_zone() -> Any:
+    """The sender checks ask a local DNS server that knows no domain (every verdict is ``none``)."""
+    zone = DnsZone().start()
+    yield zone
+    zone.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, dns_zone: DnsZone) -> Settings:
     return settings.model_copy(
-        update={"smtp_listen": "127.0.0.1:0", "mail_domain": DOMAIN, "max_attachment_mb": 1, "run_loops": False}
+        update={
+            "smtp_listen": "127.0.0.1:0",
+            "mail_domain": DOMAIN,
+            "max_attachment_mb": 1,
+            "run_loops": False,
+            "mail_auth_dns_servers": [dns_zone.address],
+        }
     )
 
 

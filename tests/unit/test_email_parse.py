@@ -315,3 +315,91 @@ def test_parse_never_raises(raw: bytes) -> None:
         value.encode("utf-8")  # no lone surrogates: storable everywhere
     classify(p, mail_domain=DOMAIN)
     trim_reply(p.text)
+
+
+# -- big messages: the spooled parse reads what the whole parse reads ------------------------------
+
+
+_PART = st.tuples(
+    st.sampled_from(["bin", "text", "qp", "7bit", "eml", "html"]),
+    st.integers(min_value=0, max_value=3000),
+    st.sampled_from(["\r\n", "\n"]),
+)
+
+
+@given(st.lists(_PART, max_size=6), st.booleans(), st.sampled_from(["\r\n", "\n"]))
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_split_message_parses_like_the_whole_message(parts: list[tuple[str, int, str]], alt: bool, eol: str) -> None:
+    """With the thresholds lowered, every message goes through ``spool.split``: text, HTML and every
+    attachment (name, type, bytes) come out the same as from parsing the whole message."""
+    import random
+    from email import policy
+    from unittest import mock
+
+    from frontdesk.channels.email import parse as parse_module
+    from frontdesk.channels.email import spool
+    from frontdesk.channels.email.parse import parse_message
+    from frontdesk.channels.email.spool import RawMessage
+
+    rnd = random.Random(len(parts) * 7919 + sum(n for _k, n, _e in parts))
+    m = EmailMessage()
+    m["From"] = "Анна <anna@example.com>"
+    m["To"] = f"help@{DOMAIN}"
+    m["Subject"] = "Большое письмо"
+    m.set_content(RU + "\nline two\n")
+    if alt:
+        m.add_alternative(f"<p>{RU}</p><div>more</div>", subtype="html")
+    for i, (kind, size, _e) in enumerate(parts):
+        if kind == "bin":
+            m.add_attachment(rnd.randbytes(size), maintype="application", subtype="octet-stream", filename=f"f{i}.bin")
+        elif kind in ("text", "qp", "7bit"):
+            text = "".join(rnd.choice("абв abc\n=  \t") for _ in range(size))
+            cte = {"text": "base64", "qp": "quoted-printable", "7bit": "quoted-printable"}[kind]
+            if kind == "7bit":
+                text = "".join(c for c in text if c.isascii()) or "x"
+                cte = "7bit"
+            m.add_attachment(text, subtype="plain", filename=f"t{i}.txt", cte=cte)
+        elif kind == "html":
+            m.add_attachment("<p>" + "x" * size + "</p>", subtype="html", filename=f"h{i}.html")
+        else:
+            inner = EmailMessage()
+            inner["Subject"] = f"inner {i}"
+            inner["Message-ID"] = f"<inner{i}@example.com>"
+            inner.set_content("inner body\n" * (size // 11 + 1))
+            m.add_attachment(inner)
+    raw = m.as_bytes(policy=policy.SMTP.clone(linesep=eol))
+    whole = parse(raw)
+    with mock.patch.object(parse_module, "SPLIT_ABOVE", 0), mock.patch.object(spool, "SPOOL_PART_ABOVE", 40):
+        split = parse_message(RawMessage.from_bytes(raw))
+    assert (split.text, split.html, split.subject, split.sha256) == (
+        whole.text,
+        whole.html,
+        whole.subject,
+        whole.sha256,
+    )
+    got = [(a.filename, a.content_type, a.spooled.read_all() if a.spooled else a.data) for a in split.attachments]
+    assert got == [(a.filename, a.content_type, a.data) for a in whole.attachments]
+    assert [a.sha256 for a in split.attachments] == [a.sha256 for a in whole.attachments]
+    # Large parts were decoded to disk (an attached message is kept in the skeleton up to 1 MB).
+    big = [a for a in whole.attachments if a.size > 40 and a.content_type != "message/rfc822"]
+    assert all(a.spooled is not None for a in split.attachments if a.size > 40 and a.content_type != "message/rfc822")
+    assert any(a.spooled is not None for a in split.attachments) or not big
+    for a in split.attachments:
+        if a.spooled is not None:
+            a.spooled.close()
+
+
+def test_a_huge_text_body_is_cut_not_held() -> None:
+    from unittest import mock
+
+    from frontdesk.channels.email import parse as parse_module
+    from frontdesk.channels.email import spool
+    from frontdesk.channels.email.parse import parse_message
+    from frontdesk.channels.email.spool import RawMessage
+
+    raw = b"From: a@example.com\r\nSubject: long\r\n\r\n" + b"all work and no play\r\n" * 2000
+    with mock.patch.object(parse_module, "SPLIT_ABOVE", 0), mock.patch.object(spool, "TEXT_KEEP", 1000):
+        parsed = parse_message(RawMessage.from_bytes(raw))
+    assert parsed.text.startswith("all work and no play\nall work")
+    assert len(parsed.text) < 2000
+    assert "text part cut (the raw message is kept)" in parsed.defects

@@ -5,6 +5,8 @@ Inbox config (``channel == "email"``)::
     "imap": {"host": "imap.example.com", "port": 993, "username": "support@example.com",
              "password": "…", "folder": "INBOX", "tls": true}
 
+``trusted_authserv_ids`` names the mailbox server's authserv-id(s): only then is the sender
+verdict of polled mail read from that server's ``Authentication-Results`` (see :mod:`.auth`).
 ``tls: true`` (the default) is IMAP over TLS from the first byte (port 993); ``tls: false`` with
 ``starttls: true`` upgrades a plain connection (port 143); ``tls: false`` alone is clear text
 (test rigs only). ``ca_file`` trusts a private CA; ``verify: false`` skips certificate checks.
@@ -85,6 +87,9 @@ class ImapConfig:
     ca_file: str | None = None
     verify: bool = True
     timeout: float = TIMEOUT_SECONDS
+    # authserv-ids whose Authentication-Results header this mailbox's server adds (and strips
+    # from incoming mail): the only source of a sender verdict for polled mail (see .auth).
+    trusted_authserv_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_inbox(cls, config: dict[str, Any] | None) -> ImapConfig | None:
@@ -119,6 +124,7 @@ class ImapConfig:
             ca_file=raw.get("ca_file") or None,
             verify=_flag(raw.get("verify"), True),
             timeout=timeout,
+            trusted_authserv_ids=_names(raw.get("trusted_authserv_ids")),
         )
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -127,6 +133,16 @@ class ImapConfig:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A string or a list of strings (authserv-ids); anything else is a configuration error."""
+    if value is None or value == "":
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ImapConfigError("imap: trusted_authserv_ids must be a string or a list of strings")
+    return tuple(v.strip().lower() for v in items if v.strip())[:20]
 
 
 def _flag(value: Any, default: bool) -> bool:
@@ -291,7 +307,7 @@ class ImapPoller:
         fetched = 0
         error: str | None = None
         try:
-            fetched = await self._poll(session, inbox_id, state_id)
+            fetched = await self._poll(session, inbox_id, state_id, config.trusted_authserv_ids)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -302,7 +318,9 @@ class ImapPoller:
             await asyncio.shield(self._finish(state_id, error))
         return fetched
 
-    async def _poll(self, session: ImapSession, inbox_id: uuid.UUID, state_id: uuid.UUID) -> int:
+    async def _poll(
+        self, session: ImapSession, inbox_id: uuid.UUID, state_id: uuid.UUID, trusted: tuple[str, ...] = ()
+    ) -> int:
         uidvalidity = await asyncio.to_thread(session.open)
         last_uid = await self._check_uidvalidity(state_id, uidvalidity)
         uids = (await asyncio.to_thread(session.uids_after, last_uid))[:MAX_PER_POLL]
@@ -317,7 +335,7 @@ class ImapPoller:
                 raw = raws.get(uid)
                 if raw is not None:
                     try:
-                        await receive_raw(self.app, raw, inbox_id=inbox_id, source=SOURCE)
+                        await receive_raw(self.app, raw, inbox_id=inbox_id, source=SOURCE, trusted_authserv_ids=trusted)
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:

@@ -1,12 +1,19 @@
 """The one way an email comes in: :func:`receive_raw` (the SMTP receiver and IMAP polling call it).
 
+The message comes as bytes (IMAP) or as a :class:`.spool.RawMessage` file (the SMTP receiver
+spools DATA to disk as it arrives); a large one is parsed from its file with its big parts decoded
+to disk (:func:`.parse.parse_message`), and stored from there, so it is never held whole.
+
 1. Parse (:mod:`.parse`; total — any bytes parse).
 2. Already stored under this Message-ID? Answer ``duplicate`` and touch nothing.
 3. Keep the raw message in the attachment store (``raw/YYYY/MM/<sha256>.eml``).
 4. Classify: auto-replies, bounces and loops never open a conversation; they are kept in
    ``rejected_inputs`` (reason ``ignored …``) for inspection, and a bounce marks the failed
    recipient's email identity ``undeliverable`` (and the returned outbound message ``failed``).
-5. Store attachments and inline images (``Attachment`` rows, no message yet), find the thread
+5. Check who sent it (:mod:`.auth`: SPF, DKIM, DMARC) and decide whose timeline it joins
+   (:mod:`.sender`: only a DMARC pass proves the From address; unproven mail never joins a
+   customer who holds the address verified). The verdict is kept in ``meta["auth"]``.
+6. Store attachments and inline images (``Attachment`` rows, no message yet), find the thread
    (reply+ address, then In-Reply-To/References), and hand an :class:`InboundMessage` to the
    ingest writer; the attachments are linked in the same commit.
 
@@ -18,10 +25,11 @@ outcome says ``rejected``. Only an infrastructure failure (database or store unr
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,8 +38,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from frontdesk import clock
-from frontdesk.channels.email import mailthread
-from frontdesk.channels.email.parse import Kind, ParsedEmail, classify, parse
+from frontdesk.channels.email import mailthread, sender
+from frontdesk.channels.email.auth import AuthVerdict, MailAuth, unchecked
+from frontdesk.channels.email.parse import Kind, ParsedEmail, classify, parse_message
+from frontdesk.channels.email.spool import RawMessage, spool_dir_of
 from frontdesk.conversations.ingest import MAX_HTML_BYTES, MAX_TEXT_BYTES, InboundMessage, IngestWriter
 from frontdesk.customers.identity import normalise_email
 from frontdesk.db import Database
@@ -73,6 +83,22 @@ class EmailComponents:
     ingest: IngestWriter
     store: AttachmentStore
     _inboxes: tuple[float, dict[str, uuid.UUID]] | None = field(default=None, repr=False)
+    _auth: MailAuth | None = field(default=None, repr=False)
+    _spool_dir: str | None = field(default=None, repr=False)
+
+    @property
+    def auth(self) -> MailAuth:
+        """The sender checker (SPF, DKIM, DMARC) with the configured DNS resolver."""
+        if self._auth is None:
+            self._auth = MailAuth.from_settings(self.settings)
+        return self._auth
+
+    @property
+    def spool_dir(self) -> str:
+        """``<data_dir>/spool``: where large messages and parts go while they are read."""
+        if self._spool_dir is None:
+            self._spool_dir = spool_dir_of(self.settings.data_dir)
+        return self._spool_dir
 
     async def inbox_addresses(self) -> dict[str, uuid.UUID]:
         """Configured inbox addresses (``config.address`` of email inboxes) → inbox id; cached briefly."""
@@ -147,22 +173,30 @@ def _address_of(value: str | None) -> str:
 
 async def receive_raw(
     app_or_components: Any,
-    raw: bytes,
+    raw: bytes | RawMessage,
     *,
     inbox_id: uuid.UUID | None = None,
     source: str = "email.smtp",
     envelope_from: str | None = None,
     envelope_to: tuple[str, ...] = (),
+    peer_ip: str | None = None,
+    helo: str | None = None,
+    trusted_authserv_ids: Iterable[str] = (),
 ) -> Outcome:
     """Store one raw email (idempotent by Message-ID). Never raises for what the email contains.
 
+    ``raw`` is the message's bytes or its spooled file (the caller closes the file).
     ``envelope_from`` is the SMTP ``MAIL FROM`` (``""`` = the null sender of bounces; ``None`` when
-    unknown, as with IMAP), ``envelope_to`` the ``RCPT TO`` addresses. Raises :class:`Deferred`
+    unknown, as with IMAP), ``envelope_to`` the ``RCPT TO`` addresses, ``peer_ip`` and ``helo`` the
+    connecting server (for SPF). Mail without a peer (IMAP) is authenticated only from the
+    ``Authentication-Results`` of a server in ``trusted_authserv_ids``. Raises :class:`Deferred`
     only when the database or the attachment store cannot be reached.
     """
     comp = components_of(app_or_components)
+    message = raw if isinstance(raw, RawMessage) else RawMessage.from_bytes(raw)
+    envelope = _Envelope(envelope_from, tuple(envelope_to), peer_ip, helo, tuple(trusted_authserv_ids))
     try:
-        return await _receive(comp, raw, inbox_id, source, envelope_from, envelope_to)
+        return await _receive(comp, message, inbox_id, source, envelope)
     except Deferred:
         raise
     except _TRANSIENT as exc:
@@ -170,25 +204,46 @@ async def receive_raw(
         raise Deferred(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
     except Exception as exc:  # a bug or an email we did not foresee: keep it, never crash the receiver
         log.exception("email: unexpected failure; the message is kept as rejected")
-        return await _reject(comp, raw, source, f"internal error while reading: {type(exc).__name__}: {exc}"[:2000])
+        return await _reject(comp, message, source, f"internal error while reading: {type(exc).__name__}: {exc}"[:2000])
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    mail_from: str | None
+    rcpt_to: tuple[str, ...]
+    peer_ip: str | None
+    helo: str | None
+    trusted_authserv_ids: tuple[str, ...]
 
 
 async def _receive(
+    comp: EmailComponents, raw: RawMessage, inbox_id: uuid.UUID | None, source: str, envelope: _Envelope
+) -> Outcome:
+    parsed = await _parse(comp, raw)
+    try:
+        return await _receive_parsed(comp, raw, parsed, inbox_id, source, envelope)
+    finally:
+        for part in parsed.attachments:
+            if part.spooled is not None:
+                part.spooled.close()
+
+
+async def _receive_parsed(
     comp: EmailComponents,
-    raw: bytes,
+    raw: RawMessage,
+    parsed: ParsedEmail,
     inbox_id: uuid.UUID | None,
     source: str,
-    envelope_from: str | None,
-    envelope_to: tuple[str, ...],
+    envelope: _Envelope,
 ) -> Outcome:
-    parsed = await _parse(raw)
+    envelope_to = envelope.rcpt_to
     external_id = external_id_of(parsed)
     known = await _existing(comp.db, external_id)
     if known is not None:
         return Outcome("duplicate", Kind.message, "already received", external_id, *known)
 
     raw_key = raw_key_of(parsed)
-    await comp.store.put(raw_key, raw, "message/rfc822")
+    await comp.store.put_file(raw_key, raw.file, "message/rfc822")
 
     settings = comp.settings
     inbox_addresses = await comp.inbox_addresses()
@@ -196,7 +251,7 @@ async def _receive(
     if settings.mail_from:
         own.add(_address_of(parsed_address(settings.mail_from)))
     verdict = classify(
-        parsed, mail_domain=settings.mail_domain, own_addresses=frozenset(own), envelope_from=envelope_from
+        parsed, mail_domain=settings.mail_domain, own_addresses=frozenset(own), envelope_from=envelope.mail_from
     )
     if verdict.kind is not Kind.message:
         return await _ignore(comp, raw, source, parsed, verdict.kind, verdict.reason, raw_key)
@@ -204,7 +259,7 @@ async def _receive(
     if not parsed.from_address:
         return await _reject(comp, raw, source, "no sender address (From)", raw_key)
     try:
-        sender = normalise_email(parsed.from_address, field="from")
+        sender_address = normalise_email(parsed.from_address, field="from")
     except Invalid as exc:
         return await _reject(comp, raw, source, f"the From address is not valid: {exc.detail}", raw_key)
 
@@ -214,12 +269,12 @@ async def _receive(
             if inbox_id is not None:
                 break
 
-    thread = mailthread.conversation_from_addresses([*envelope_to, *parsed.to, *parsed.cc], settings)
+    reply_thread = mailthread.conversation_from_addresses([*envelope_to, *parsed.to, *parsed.cc], settings)
+    thread = reply_thread
     if thread is None and (parsed.in_reply_to or parsed.references):
         async with comp.db.engine.connect() as conn:
             thread = await mailthread.conversation_from_headers(conn, parsed.in_reply_to, parsed.references)
 
-    attachments, images = await _store_attachments(comp, parsed)
     full_text = parsed.text
     shown = parsed.shown_text
     flags = [f"defect:{d}" for d in parsed.defects[:20]]
@@ -228,18 +283,11 @@ async def _receive(
     if len(parsed.attachments) > MAX_ATTACHMENTS:
         flags.append(f"attachments_truncated:{len(parsed.attachments)}")
     text = _fit(shown, MAX_TEXT_BYTES - 64)
-    html = parsed.html_with(images)
-    if html is not None and len(html.encode("utf-8")) > MAX_HTML_BYTES:
-        html = None
-        flags.append("html_too_large")
-    if not text.strip() and not html:
-        names = ", ".join(a.filename for a in attachments[:10])
-        text = f"({len(attachments)} attachment{'s' if len(attachments) != 1 else ''}: {names})" if names else "(empty)"
     meta: dict[str, Any] = {
         "message_id": parsed.message_id,
         "in_reply_to": parsed.in_reply_to,
         "references": parsed.references,
-        "from": sender,
+        "from": sender_address,
         "to": parsed.to,
         "cc": parsed.cc,
         "reply_to": parsed.reply_to,
@@ -251,25 +299,53 @@ async def _receive(
     }
     item = InboundMessage(
         identity_kind=IdentityKind.email,
-        identity_value=sender,
+        identity_value=sender_address,
         channel=Channel.email,
         external_id=external_id,
         text=text,
         name=parsed.from_name,
         inbox_id=inbox_id,
-        html=html,
+        html=None,
         subject=parsed.subject or None,
         conversation_id=thread,
-        attachment_ids=tuple(a.id for a in attachments),
         meta=meta,
+    )
+    try:  # refused input is refused before anything is created for it (the text is final below)
+        dataclasses.replace(item, text=text if text.strip() else "(attachments)").prepared()
+    except Invalid as exc:
+        return await _reject(comp, raw, source, _invalid_reason(exc), raw_key)
+
+    auth = await _authenticate(comp, raw, parsed, envelope)
+    placement = await sender.place(
+        comp.db,
+        sender_address,
+        parsed.from_name,
+        auth,
+        reply_conversation_id=reply_thread,
+        message_id=parsed.message_id,
+    )
+    meta["auth"] = {**auth.as_meta(), "sender": placement.as_meta()}
+
+    attachments, images = await _store_attachments(comp, parsed)
+    html = parsed.html_with(images)
+    if html is not None and len(html.encode("utf-8")) > MAX_HTML_BYTES:
+        html = None
+        flags.append("html_too_large")
+    if not text.strip() and not html:
+        names = ", ".join(a.filename for a in attachments[:10])
+        text = f"({len(attachments)} attachment{'s' if len(attachments) != 1 else ''}: {names})" if names else "(empty)"
+    item = dataclasses.replace(
+        item,
+        text=text,
+        html=html,
+        attachment_ids=tuple(a.id for a in attachments),
+        customer_id=placement.customer_id,
     )
     try:
         result = await comp.ingest.submit(item)
     except Invalid as exc:
         await _drop_attachments(comp, attachments)
-        errors = exc.extra.get("errors") or [{}]
-        where = f" ({errors[0].get('field')})" if errors[0].get("field") else ""
-        return await _reject(comp, raw, source, f"not accepted{where}: {exc.detail}", raw_key)
+        return await _reject(comp, raw, source, _invalid_reason(exc), raw_key)
     except Exception:
         await _drop_attachments(comp, attachments)
         raise
@@ -292,17 +368,40 @@ async def _receive(
     )
 
 
+def _invalid_reason(exc: Invalid) -> str:
+    errors = exc.extra.get("errors") or [{}]
+    where = f" ({errors[0].get('field')})" if errors[0].get("field") else ""
+    return f"not accepted{where}: {exc.detail}"
+
+
+async def _authenticate(
+    comp: EmailComponents, raw: RawMessage, parsed: ParsedEmail, envelope: _Envelope
+) -> AuthVerdict:
+    try:
+        return await comp.auth.check(
+            raw.file,
+            parsed.from_address,
+            peer_ip=envelope.peer_ip,
+            helo=envelope.helo,
+            mail_from=envelope.mail_from,
+            trusted_authserv_ids=envelope.trusted_authserv_ids,
+        )
+    except Exception as exc:  # check() does not raise; never lose a message to it
+        log.exception("email: the sender check failed")
+        return unchecked(f"check failed: {type(exc).__name__}")
+
+
 def parsed_address(value: str) -> str:
     from email.utils import parseaddr
 
     return parseaddr(value)[1] or value
 
 
-async def _parse(raw: bytes) -> ParsedEmail:
+async def _parse(comp: EmailComponents, raw: RawMessage) -> ParsedEmail:
     # Large messages are parsed off the event loop so the receiver keeps answering.
-    if len(raw) > 256 * 1024:
-        return await asyncio.to_thread(parse, raw)
-    return parse(raw)
+    if raw.size > 256 * 1024:
+        return await asyncio.to_thread(parse_message, raw, spool_dir=comp.spool_dir)
+    return parse_message(raw)
 
 
 def _fit(text: str, limit: int) -> str:
@@ -335,15 +434,18 @@ async def _store_attachments(comp: EmailComponents, parsed: ParsedEmail) -> tupl
         attachment_id = new_id()
         key = new_key(attachment_id)
         content_type = _media_type(part.content_type)
-        await comp.store.put(key, part.data, content_type)
+        if part.spooled is not None:
+            await comp.store.put_file(key, part.spooled.file, content_type)
+        else:
+            await comp.store.put(key, part.data, content_type)
         rows.append(
             Attachment(
                 id=attachment_id,
                 message_id=None,
                 filename=safe_filename(part.filename),
                 content_type=content_type,
-                size=len(part.data),
-                sha256=hashlib.sha256(part.data).hexdigest(),
+                size=part.size,
+                sha256=part.sha256,
                 storage_key=key,
                 created_at=now,
             )
@@ -389,20 +491,25 @@ async def _drop_attachments(comp: EmailComponents, rows: list[Attachment]) -> No
     await _delete_objects(comp, [r.storage_key for r in rows])
 
 
-async def _keep(comp: EmailComponents, raw: bytes, source: str, reason: str) -> uuid.UUID:
-    from frontdesk.proactive.service import keep_rejected
+async def _keep(comp: EmailComponents, raw: RawMessage, source: str, reason: str) -> uuid.UUID:
+    from frontdesk.proactive.service import MAX_REJECTED_BODY, keep_rejected
 
+    body = raw.head(MAX_REJECTED_BODY)
+    if raw.size > len(body):
+        reason = f"{reason} (body truncated from {raw.size} bytes)"
     async with comp.db.transaction() as s:
-        row = keep_rejected(s, raw, reason, "message/rfc822", source=source)
+        row = keep_rejected(s, body, reason, "message/rfc822", source=source)
         await s.flush()
         return row.id
 
 
-async def _reject(comp: EmailComponents, raw: bytes, source: str, reason: str, raw_key: str | None = None) -> Outcome:
+async def _reject(
+    comp: EmailComponents, raw: RawMessage, source: str, reason: str, raw_key: str | None = None
+) -> Outcome:
     """Keep a message we cannot accept, raw, flagged with ``reason``."""
     try:
-        sha = hashlib.sha256(raw).hexdigest()
-        rejected_id = await _keep(comp, raw, source, f"rejected: {reason} (raw_key={raw_key or '-'}; sha256={sha})")
+        note = f"rejected: {reason} (raw_key={raw_key or '-'}; sha256={raw.sha256})"
+        rejected_id = await _keep(comp, raw, source, note)
     except _TRANSIENT as exc:
         raise Deferred(f"could not keep a rejected email: {exc}") from exc
     log.info("email: rejected a message from %s: %s", source, reason)
@@ -410,19 +517,22 @@ async def _reject(comp: EmailComponents, raw: bytes, source: str, reason: str, r
 
 
 async def _ignore(
-    comp: EmailComponents, raw: bytes, source: str, parsed: ParsedEmail, kind: Kind, reason: str, raw_key: str
+    comp: EmailComponents, raw: RawMessage, source: str, parsed: ParsedEmail, kind: Kind, reason: str, raw_key: str
 ) -> Outcome:
     """Auto-replies, bounces and loops: kept for inspection, never a conversation or a reply."""
-    from frontdesk.proactive.service import keep_rejected
+    from frontdesk.proactive.service import MAX_REJECTED_BODY, keep_rejected
 
     marked: list[str] = []
     note = f"ignored {kind.value}: {reason} (raw_key={raw_key}; message_id={parsed.message_id or '-'})"
+    body = raw.head(MAX_REJECTED_BODY)
+    if raw.size > len(body):
+        note += f" (body truncated from {raw.size} bytes)"
     async with comp.db.transaction() as s:
         if kind is Kind.bounce:
             marked = await _apply_bounce(s, parsed)
             if marked:
                 note += f"; undeliverable: {', '.join(marked)[:1000]}"
-        row = keep_rejected(s, raw, note, "message/rfc822", source=source)
+        row = keep_rejected(s, body, note, "message/rfc822", source=source)
         await s.flush()
         rejected_id = row.id
     log.info("email: %s from %s not opened as a conversation (%s)", kind.value, source, reason)

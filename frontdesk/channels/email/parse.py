@@ -26,6 +26,7 @@ from email.message import Message
 from enum import StrEnum
 from typing import Any
 
+from frontdesk.channels.email.spool import MARKER, SPLIT_ABOVE, RawMessage, SpooledPart, split
 from frontdesk.conversations import sanitize
 
 MAX_PARTS = 500  # a hostile message can nest thousands of parts; we read this many
@@ -52,9 +53,18 @@ class Kind(StrEnum):
 class ParsedAttachment:
     filename: str
     content_type: str
-    data: bytes
+    data: bytes  # b"" when the body was decoded to disk (``spooled``)
     content_id: str | None = None  # without <>; set for parts an HTML body shows by cid:
     inline: bool = False
+    spooled: SpooledPart | None = None
+
+    @property
+    def size(self) -> int:
+        return self.spooled.size if self.spooled is not None else len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return self.spooled.sha256 if self.spooled is not None else hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass(slots=True)
@@ -371,8 +381,9 @@ def _as_bytes(part: Message) -> bytes:
 
 
 class _Walker:
-    def __init__(self, out: ParsedEmail) -> None:
+    def __init__(self, out: ParsedEmail, spooled: dict[str, SpooledPart] | None = None) -> None:
         self.out = out
+        self.spooled = spooled or {}
         self.plain: list[str] = []
         self.html: list[str] = []
         self.parts = 0
@@ -384,6 +395,8 @@ class _Walker:
                 self.out.defects.append("too many parts (the rest was not read)")
             return
         ctype = _content_type(part)
+        if self.spooled and self._spooled_leaf(part, ctype):
+            return
         if part.is_multipart():
             try:
                 children = part.get_payload()
@@ -400,6 +413,30 @@ class _Walker:
                     self.walk(child, depth + 1)
             return
         self._leaf(part, ctype, depth)
+
+    def _spooled_leaf(self, part: Message, ctype: str) -> bool:
+        """A part whose body :func:`.spool.split` decoded to disk (marked with a secret key)."""
+        try:
+            key = part.get(MARKER)
+        except Exception:
+            return False
+        found = self.spooled.get(str(key).strip()) if key else None
+        if found is None:
+            return False
+        disposition = _disposition(part)
+        cid = None
+        with contextlib.suppress(Exception):
+            raw_cid = part.get("content-id")
+            ids = message_ids(str(raw_cid)) if raw_cid else []
+            cid = ids[0] if ids else None
+        inline = disposition == "inline" or (disposition is None and cid is not None)
+        filename = _filename(part) or _default_name(ctype, inline)
+        self.out.attachments.append(
+            ParsedAttachment(
+                filename=filename, content_type=ctype, data=b"", content_id=cid, inline=inline, spooled=found
+            )
+        )
+        return True
 
     def _leaf(self, part: Message, ctype: str, depth: int) -> None:
         disposition = _disposition(part)
@@ -427,10 +464,7 @@ class _Walker:
             cid = ids[0] if ids else None
         inline = disposition == "inline" or (disposition is None and cid is not None)
         if not filename:
-            ext = {"text/plain": ".txt", "text/html": ".html", "text/calendar": ".ics"}.get(ctype)
-            if ext is None and "/" in ctype:
-                ext = "." + re.sub(r"[^a-z0-9]", "", ctype.split("/", 1)[1])[:10]
-            filename = ("inline" if inline else "attachment") + (ext or "")
+            filename = _default_name(ctype, inline)
         self.out.attachments.append(
             ParsedAttachment(filename=filename, content_type=ctype, data=data, content_id=cid, inline=inline)
         )
@@ -484,9 +518,45 @@ class _Walker:
             self.out.bounce_diagnostic = _clean(diagnostic)[:500]
 
 
-def parse(raw: bytes) -> ParsedEmail:
-    """Parse ``raw`` (an RFC 5322 message) — never raises for any input."""
-    out = ParsedEmail(sha256=hashlib.sha256(raw).hexdigest())
+def _default_name(ctype: str, inline: bool) -> str:
+    ext = {"text/plain": ".txt", "text/html": ".html", "text/calendar": ".ics", "message/rfc822": ".eml"}.get(ctype)
+    if ext is None and "/" in ctype:
+        ext = "." + re.sub(r"[^a-z0-9]", "", ctype.split("/", 1)[1])[:10]
+    return ("inline" if inline else "attachment") + (ext or "")
+
+
+def parse_message(raw: RawMessage, *, spool_dir: str | None = None) -> ParsedEmail:
+    """Parse a received message from its file — never raises for any input.
+
+    Up to :data:`.spool.SPLIT_ABOVE` bytes it is read whole (:func:`parse`); a larger one is
+    split first (:func:`.spool.split`) so its big parts stay on disk: their
+    :class:`ParsedAttachment` carry ``spooled`` files instead of ``data`` (the caller closes them).
+    """
+    if raw.size <= SPLIT_ABOVE:
+        return parse(raw.read_all())
+    try:
+        parts = split(raw.file, spool_dir=spool_dir)
+    except Exception as exc:  # defensive: the splitter is total, but never lose the message to it
+        out = ParsedEmail(sha256=raw.sha256)
+        out.defects.append(f"could not read the MIME structure: {type(exc).__name__}")
+        out.text = decode_bytes(raw.head(65536), "utf-8")
+        return out
+    out = parse(parts.skeleton, spooled=parts.parts, sha256=raw.sha256)
+    out.defects.extend(d for d in parts.defects if d not in out.defects)
+    used = {id(a.spooled) for a in out.attachments if a.spooled is not None}
+    for part in parts.parts.values():
+        if id(part) not in used:
+            part.close()
+    return out
+
+
+def parse(raw: bytes, *, spooled: dict[str, SpooledPart] | None = None, sha256: str | None = None) -> ParsedEmail:
+    """Parse ``raw`` (an RFC 5322 message) — never raises for any input.
+
+    ``spooled`` are the part bodies :func:`.spool.split` took out of ``raw`` (a skeleton then);
+    ``sha256`` is that of the whole message when ``raw`` is only its skeleton.
+    """
+    out = ParsedEmail(sha256=sha256 or hashlib.sha256(raw).hexdigest())
     try:
         msg = email.message_from_bytes(raw, policy=policy.compat32)
     except Exception as exc:  # pragma: no cover - the stdlib parser is itself total
@@ -494,13 +564,13 @@ def parse(raw: bytes) -> ParsedEmail:
         out.text = decode_bytes(raw[:65536], "utf-8")
         return out
     try:
-        _fill(out, msg)
+        _fill(out, msg, spooled)
     except Exception as exc:  # defensive: keep what was read
         out.defects.append(f"parse error: {type(exc).__name__}: {str(exc)[:200]}")
     return out
 
 
-def _fill(out: ParsedEmail, msg: Message) -> None:
+def _fill(out: ParsedEmail, msg: Message, spooled: dict[str, SpooledPart] | None = None) -> None:
     out.defects.extend(type(d).__name__ for d in (msg.defects or [])[:20])
     for key in ("auto-submitted", "precedence", "x-autoreply", "x-autorespond", "x-auto-response-suppress",
                 "return-path", "x-loop", "x-failed-recipients", "list-id", "content-type",
@@ -534,7 +604,7 @@ def _fill(out: ParsedEmail, msg: Message) -> None:
             if "@" in addr and addr not in out.failed_recipients:
                 out.failed_recipients.append(addr[:320])
 
-    walker = _Walker(out)
+    walker = _Walker(out, spooled)
     walker.walk(msg)
     plain = "\n\n".join(t.strip("\n") for t in walker.plain if t.strip())
     html_src = "\n".join(walker.html)
@@ -722,5 +792,6 @@ __all__ = [
     "decode_bytes",
     "message_ids",
     "parse",
+    "parse_message",
     "trim_reply",
 ]

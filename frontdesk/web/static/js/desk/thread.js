@@ -21,6 +21,20 @@ const ms = (iso) => (iso ? Date.parse(iso) : 0);
 const dayFormat = new Intl.DateTimeFormat(boot.lang === "ru" ? "ru-RU" : "en-GB", { dateStyle: "full", timeZone });
 const dayKey = new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" });
 
+/** An inbound email whose From address was not proven (no DMARC pass): a visible mark. */
+function senderMark(auth) {
+  if (!auth || auth.authenticated) return null;
+  let title = t("The sender's address is not proven: DMARC {dmarc}, SPF {spf}, DKIM {dkim}.", {
+    dmarc: auth.dmarc,
+    spf: auth.spf,
+    dkim: auth.dkim,
+  });
+  if (auth.sender && auth.sender.outcome === "kept_apart") {
+    title += " " + t("Another customer holds this address verified; see the merge suggestion before trusting it.");
+  }
+  return el("span", { class: "auth-mark", title, role: "note" }, t("Unverified sender"));
+}
+
 export class Thread {
   /** `host` gives: conversation (current), customerName(), open(id). */
   constructor(host) {
@@ -274,6 +288,7 @@ export class Thread {
       { class: "msg-meta" },
       el("span", { class: "msg-author" }, this.authorName(m)),
       kind === "note" ? el("span", { class: "note-label" }, t("Internal note")) : channelBadge(m.channel),
+      kind === "in" ? senderMark(m.auth) : null,
       el("time", { datetime: m.created_at, title: formatDateTime(m.created_at) }, formatShort(m.created_at)),
     );
     const body = el("div", { class: "msg-body" }, m.text || "");
