@@ -302,3 +302,32 @@ async def test_bad_token_is_refused(server: Server):
                 await ws.recv()
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == 4401
+
+
+async def test_an_over_long_message_is_refused_never_cut(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    at_limit = ("Привет 🙂 " * 1250)[:10_000]  # 10,000 characters, emoji included
+    assert len(at_limit) == 10_000
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        ok = str(uuid.uuid4())
+        await send(ws, {"type": "message", "client_id": ok, "text": at_limit})
+        assert (await recv(ws, of_type("ack")))["client_id"] == ok
+        # One character more: refused with the message's client_id, so the widget can say which one.
+        over = str(uuid.uuid4())
+        await send(ws, {"type": "message", "client_id": over, "text": at_limit + "!"})
+        err = await recv(ws, of_type("error"))
+        assert (err["code"], err["client_id"]) == ("too_large", over)
+        assert "10000 characters" in err["detail"]
+        assert "10001" in err["detail"]
+        # Far over, past the frame limit: still refused as that message, never acknowledged.
+        huge = str(uuid.uuid4())
+        await send(ws, {"type": "message", "client_id": huge, "text": "x" * 200_000})
+        err = await recv(ws, of_type("error"))
+        assert (err["code"], err["client_id"]) == ("too_large", huge)
+        assert "10000 characters" in err["detail"]
+        assert await nothing(ws, of_type("ack"))
+    rows = await stored(server, direction="in")
+    assert [m.text for m in rows] == [at_limit], "stored whole, or not at all"
+    assert rows[0].external_id == f"{sess['visitor_id']}:{ok}"

@@ -201,7 +201,10 @@ class WidgetConnection:
         try:
             frame = protocol.parse_client_frame(raw)
         except protocol.FrameError as exc:
-            await self.send(protocol.error(exc.code, exc.detail))
+            # A message refused here (too long, malformed) names its client_id: the widget shows
+            # that message as not sent instead of resending it. Nothing is cut, nothing is stored.
+            extra = {"client_id": exc.client_id} if exc.client_id else {}
+            await self.send(protocol.error(exc.code, exc.detail, **extra))
             return
         try:
             await self._dispatch(frame)
