@@ -485,3 +485,28 @@ async def test_a_message_over_the_limit_gets_a_counter_and_is_never_cut(browser:
         await expect(panel.locator(".msg.pending")).to_have_count(0)
         assert len(await desk.messages(direction="in")) == 2
         await context.close()
+
+
+async def test_what_the_agent_read_stays_read_after_a_reload(browser: Any, desk: Desk, backend: str) -> None:
+    from playwright.async_api import expect
+
+    inbox = await desk.create_inbox(title="Acme support")
+    token = inbox["public_token"]
+    with serve_page(host_page(desk.server.base, token)) as desk.site:
+        context, page, panel = await open_widget(browser, desk, "Acme support")
+        box = panel.get_by_label("Message")
+        for text in ("Первое сообщение", "Второе сообщение"):
+            await box.fill(text)
+            await box.press("Enter")
+            await expect(panel.locator(".msg.in:not(.pending)", has_text=text).locator(".state")).to_have_text(
+                "Sent", timeout=WAIT_MS
+            )
+        [_first, second] = await desk.messages(direction="in")
+        await desk.post(f"/api/v1/widget/messages/{second.id}/read")
+        states = panel.locator(".msg.in:not(.pending) .state")
+        await expect(states).to_have_text(["Seen", "Seen"], timeout=WAIT_MS)
+        await page.reload()
+        panel = page.get_by_role("dialog", name="Acme support")
+        await expect(panel.locator(".msg.in:not(.pending)")).to_have_count(2, timeout=WAIT_MS)
+        await expect(panel.locator(".msg.in:not(.pending) .state")).to_have_text(["Seen", "Seen"])
+        await context.close()

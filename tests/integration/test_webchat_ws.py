@@ -331,3 +331,27 @@ async def test_an_over_long_message_is_refused_never_cut(server: Server):
     rows = await stored(server, direction="in")
     assert [m.text for m in rows] == [at_limit], "stored whole, or not at all"
     assert rows[0].external_id == f"{sess['visitor_id']}:{ok}"
+
+
+async def test_the_agents_read_receipt_survives_a_reload(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    headers = await agent_headers(server)
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        ids = []
+        for text in ("first", "second"):
+            await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": text})
+            ids.append((await recv(ws, of_type("ack")))["message_id"])
+    async with httpx.AsyncClient(base_url=server.http, headers=headers) as c:
+        r = await c.post(f"/api/v1/widget/messages/{ids[0]}/read")
+        assert r.status_code == 200, r.text
+        read_at = r.json()["read_by_agent_at"]
+    # A reload: a fresh socket asks for the history, which says what the agent has read.
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        await send(ws, {"type": "hello", "last_seq": None})
+        snap = await recv(ws, of_type("snapshot"))
+    by_text = {m["text"]: m for m in snap["messages"]}
+    assert by_text["first"]["read_by_agent_at"] == read_at
+    assert by_text["second"]["read_by_agent_at"] is None

@@ -350,6 +350,8 @@ def widget_message(message: Message, attachments: Sequence[Attachment], author_n
         "created_at": message.created_at.isoformat(),
         "kind": kind,
         "delivery_status": message.delivery_status,
+        # When an agent read the visitor's message (so a reload still shows it read).
+        "read_by_agent_at": meta.get("read_by_agent_at") if message.direction == Direction.inbound.value else None,
     }
     if kind == "offer" and isinstance(meta.get("offer"), dict):
         out["offer"] = meta["offer"]
@@ -370,6 +372,7 @@ def inbound_view(message_id: uuid.UUID, conversation_id: uuid.UUID, text: str) -
         "created_at": clock.now().isoformat(),
         "kind": "text",
         "delivery_status": DeliveryStatus.received.value,
+        "read_by_agent_at": None,
     }
 
 

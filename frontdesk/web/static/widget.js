@@ -1085,6 +1085,8 @@
         this.markRead();
         this.updateBadge();
       }
+      // What the agent has read (in the history after a reload, too) shows as seen.
+      if (m.direction === "in" && m.read_by_agent_at && !this.readIds.has(m.id)) this.onAgentRead(m.id);
       if (!known) this.renderIntro();
       if (!known) this.scrollToEnd();
     }
