@@ -487,6 +487,40 @@ async def test_a_message_over_the_limit_gets_a_counter_and_is_never_cut(browser:
         await context.close()
 
 
+async def set_presence(desk: Desk, status: str) -> None:
+    async with httpx.AsyncClient(base_url=desk.server.base, timeout=10) as client:
+        r = await client.put("/api/v1/agents/me/presence", json={"status": status}, headers=desk.agent)
+    assert r.status_code == 200, r.text
+
+
+async def test_the_status_says_online_only_while_an_agent_is(browser: Any, desk: Desk, backend: str) -> None:
+    from playwright.async_api import expect
+
+    inbox = await desk.create_inbox(title="Acme support")
+    token = inbox["public_token"]
+    # The agent's desk is open, but she is offline: nobody will answer soon.
+    async with connect(f"ws://127.0.0.1:{desk.server.port}/ws?token={desk.agent_token}&desk=1") as agent_ws:
+        await agent_recv(agent_ws, lambda m: m.get("type") == "hello")
+        with serve_page(host_page(desk.server.base, token)) as desk.site:
+            context, page, panel = await open_widget(browser, desk, "Acme support")
+            status = panel.locator(".status")
+            await expect(status).to_have_text("Away — we reply by email", timeout=WAIT_MS)
+            await expect(panel.locator(".availability")).to_contain_text("answer by email")
+            ask = panel.get_by_label("Leave your email so we can reply:")
+            await expect(ask).to_be_visible()
+            # She becomes available: the open window says so without a reload.
+            await set_presence(desk, "available")
+            await expect(status).to_have_text("Online", timeout=WAIT_MS)
+            await expect(panel.locator(".availability")).to_have_text("We usually reply in a few minutes.")
+            await expect(ask).to_be_hidden()
+            await page.screenshot(path=shot(f"widget-online-{backend}.png"))
+            # The last agent goes offline: open widgets stop promising a quick answer.
+            await set_presence(desk, "offline")
+            await expect(status).to_have_text("Away — we reply by email", timeout=WAIT_MS)
+            await expect(ask).to_be_visible()
+            await context.close()
+
+
 async def test_what_the_agent_read_stays_read_after_a_reload(browser: Any, desk: Desk, backend: str) -> None:
     from playwright.async_api import expect
 

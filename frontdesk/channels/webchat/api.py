@@ -128,7 +128,9 @@ class VisitorCustomer(BaseModel):
 
 class Availability(BaseModel):
     open: bool
-    agents_online: int
+    agents_online: int = Field(
+        description="Agents who can answer this inbox's chat now: desk open, available or busy, able for its queues."
+    )
     reply_expectation: str = Field(description='"in a few minutes" or "by email"')
     next_open_at: str | None
     ask_email: bool
@@ -198,7 +200,7 @@ async def start_session(body: SessionIn, request: Request, session: SessionDep) 
     )
     known = await visitor.email_known(session, result.customer.id)
     conversation = await service.open_conversation(session, result.customer.id, inbox.id)
-    agents = await rt.agents_online(app.state.hub)
+    agents = await rt.agents_online(session, inbox)
     return SessionOut(
         visitor_token=result.token,
         visitor_id=result.visitor.id,

@@ -951,6 +951,14 @@
         case "read":
           this.onAgentRead(f.message_id);
           break;
+        case "availability":
+          // An agent came or went (or business hours began or ended): the status line follows.
+          if (f.availability && typeof f.availability === "object") {
+            this.availability = f.availability;
+            this.renderIntro();
+            if (this.ready) this.setConnected(true);
+          }
+          break;
         case "error":
           this.onError(f);
           break;
