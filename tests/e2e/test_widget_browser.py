@@ -544,3 +544,30 @@ async def test_what_the_agent_read_stays_read_after_a_reload(browser: Any, desk:
         await expect(panel.locator(".msg.in:not(.pending)")).to_have_count(2, timeout=WAIT_MS)
         await expect(panel.locator(".msg.in:not(.pending) .state")).to_have_text(["Seen", "Seen"])
         await context.close()
+
+
+async def test_a_russian_visitor_sees_the_russian_title_and_greeting(browser: Any, desk: Desk, backend: str) -> None:
+    from playwright.async_api import expect
+
+    inbox = await desk.create_inbox(
+        title={"en": "Acme support", "ru": "Поддержка Acme"},
+        greeting={"en": "Hi! Ask us anything.", "ru": "Здравствуйте! Спрашивайте что угодно."},
+        default_language="en",
+    )
+    token = inbox["public_token"]
+    # A Russian browser on a page that names no language: the browser's language.
+    with serve_page(host_page(desk.server.base, token, locale="")) as desk.site:
+        context, page, panel = await open_widget(browser, desk, "Поддержка Acme", browser_locale="ru-RU")
+        await expect(panel.locator(".greeting")).to_have_text("Здравствуйте! Спрашивайте что угодно.", timeout=WAIT_MS)
+        await expect(panel.get_by_label("Сообщение")).to_be_visible()
+        await page.screenshot(path=shot(f"widget-ru-greeting-{backend}.png"))
+        await context.close()
+        # A German browser: the inbox's default language.
+        context, page, panel = await open_widget(browser, desk, "Acme support", browser_locale="de-DE")
+        await expect(panel.locator(".greeting")).to_have_text("Hi! Ask us anything.", timeout=WAIT_MS)
+        await context.close()
+    # The site's data-locale wins over the browser's language.
+    with serve_page(host_page(desk.server.base, token, locale="en")) as desk.site:
+        context, page, panel = await open_widget(browser, desk, "Acme support", browser_locale="ru-RU")
+        await expect(panel.locator(".greeting")).to_have_text("Hi! Ask us anything.", timeout=WAIT_MS)
+        await context.close()

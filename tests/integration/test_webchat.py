@@ -226,6 +226,38 @@ async def test_agents_online_are_at_their_desk_available_and_take_this_inboxs_we
         await tab.close()
 
 
+async def test_title_and_greeting_in_the_visitors_language(app, client):
+    inbox = await make_webchat_inbox(
+        app.state.db,
+        title={"en": "Help", "ru": "Помощь", "pt-br": "Ajuda"},
+        greeting={"en": "Hi! How can we help?", "ru": "Здравствуйте! Чем помочь?"},
+        default_language="en",
+    )
+
+    async def shown(locale: str | None, box: Inbox = inbox) -> tuple[str, str | None, str | None]:
+        body = {"locale": locale} if locale else {}
+        config = (await start(client, box, **body)).json()["config"]
+        return config["title"], config["greeting"], config["language"]
+
+    assert await shown("ru") == ("Помощь", "Здравствуйте! Чем помочь?", "ru")
+    assert await shown("ru-RU") == ("Помощь", "Здравствуйте! Чем помочь?", "ru")
+    assert await shown("en-GB") == ("Help", "Hi! How can we help?", "en")
+    # A language with a title but no greeting: each falls back on its own to the inbox default.
+    assert await shown("pt-BR") == ("Ajuda", "Hi! How can we help?", "pt-br")
+    assert await shown("pt") == ("Ajuda", "Hi! How can we help?", "pt-br")
+    # A language the inbox has no text for, or none at all: the inbox default language.
+    assert await shown("de-DE") == ("Help", "Hi! How can we help?", "en")
+    assert await shown(None) == ("Help", "Hi! How can we help?", "en")
+    russian_first = await make_webchat_inbox(
+        app.state.db, title={"en": "Help", "ru": "Помощь"}, greeting={"ru": "Привет"}, default_language="ru"
+    )
+    assert await shown("de", russian_first) == ("Помощь", "Привет", "ru")
+    assert await shown("en", russian_first) == ("Help", "Привет", "en")
+    # Plain strings are every language's; no greeting set: none is sent (the widget has its own).
+    plain = await make_webchat_inbox(app.state.db, title="Shop help")
+    assert await shown("ru", plain) == ("Shop help", None, None)
+
+
 async def test_attachments(app, client):
     inbox = await make_webchat_inbox(app.state.db)
     me = (await start(client, inbox)).json()

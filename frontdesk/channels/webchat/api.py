@@ -117,7 +117,9 @@ class SessionIn(BaseModel):
     )
     name: Annotated[SafeStr, StringConstraints(max_length=300)] | None = None
     email: Annotated[SafeStr, StringConstraints(max_length=320)] | None = None
-    locale: Annotated[SafeStr, StringConstraints(max_length=20)] | None = None
+    locale: Annotated[SafeStr, StringConstraints(max_length=20)] | None = Field(
+        None, description="The visitor's language (ru, pt-BR): the title and greeting come in it when the inbox has it."
+    )
     page_url: Annotated[SafeStr, StringConstraints(max_length=2000)] | None = None
 
 
@@ -207,7 +209,7 @@ async def start_session(body: SessionIn, request: Request, session: SessionDep) 
         customer=VisitorCustomer(name=result.customer.name, email_known=known),
         conversation_id=conversation.id if conversation else None,
         availability=Availability(**service.availability(inbox, agents, email_known=known)),
-        config=service.widget_config(inbox, settings.widget_max_attachment_mb),
+        config=service.widget_config(inbox, settings.widget_max_attachment_mb, body.locale),
     )
 
 

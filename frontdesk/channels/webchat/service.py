@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
 from frontdesk.channels.listeners import listener
+from frontdesk.channels.webchat import config as widget_texts
 from frontdesk.conversations import outbox
 from frontdesk.conversations.sanitize import sanitize_html
 from frontdesk.conversations.service import message_views
@@ -156,14 +157,22 @@ def availability(inbox: Inbox, agents_online: int, *, email_known: bool, now: da
     }
 
 
-def widget_config(inbox: Inbox, max_attachment_mb: int) -> dict[str, Any]:
-    """The ``config`` object of the protocol, from the inbox config (secrets never included)."""
+def widget_config(inbox: Inbox, max_attachment_mb: int, language: str | None = None) -> dict[str, Any]:
+    """The ``config`` object of the protocol, from the inbox config (secrets never included).
+
+    ``title`` and ``greeting`` are in the visitor's ``language`` when the inbox has them in it,
+    else in the inbox's default language (see :mod:`.config`); ``language`` says which was picked.
+    Without a greeting the widget shows its own, in the visitor's language.
+    """
     cfg = inbox.config or {}
     raw_prechat = cfg.get("prechat")
     prechat: dict[str, Any] = raw_prechat if isinstance(raw_prechat, dict) else {}
+    texts = widget_texts.visitor_texts(cfg, language)
+    greeting = texts["greeting"]
     return {
-        "title": str(cfg.get("title") or inbox.name)[:200],
-        "greeting": str(cfg.get("greeting") or "Hi! How can we help?")[:1000],
+        "title": (texts["title"] or inbox.name)[: widget_texts.MAX_CHARS["title"]],
+        "greeting": greeting[: widget_texts.MAX_CHARS["greeting"]] if greeting else None,
+        "language": texts["language"],
         "accent_color": str(cfg.get("accent_color") or "#2563eb")[:32],
         "prechat": {
             "enabled": bool(prechat.get("enabled", False)),

@@ -28,7 +28,10 @@
   var INBOX = script.getAttribute("data-inbox");
   var BASE = new URL(".", new URL(script.getAttribute("src") || script.src, location.href)).href; // ends in "/"
   var WS_BASE = BASE.replace(/^http/, "ws");
-  var LOCALE = pickLocale(script.getAttribute("data-locale") || navigator.language || "en");
+  // The visitor's language: the site's data-locale, else the browser's. The widget's own strings
+  // exist in English and Russian; the inbox's title and greeting may exist in any language.
+  var VISITOR_LANG = languageTag(script.getAttribute("data-locale")) || languageTag(navigator.language);
+  var LOCALE = pickLocale(VISITOR_LANG || "en");
   var SOUND = (script.getAttribute("data-sound") || "on") !== "off";
   var KEY = "frontdesk:" + INBOX + ":";
   var DEFAULT_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"];
@@ -42,6 +45,10 @@
   function pickLocale(tag) {
     return String(tag).toLowerCase().indexOf("ru") === 0 ? "ru" : "en";
   }
+  function languageTag(tag) {
+    var s = String(tag || "").trim();
+    return /^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$/.test(s) ? s : "";
+  }
 
   // ---------------------------------------------------------------------------------------------
   // Strings
@@ -52,6 +59,7 @@
       open_chat_unread: "Open chat, {n} new",
       close_chat: "Close chat",
       title: "Chat with us",
+      greeting: "Hi! How can we help?",
       close: "Close",
       message_label: "Message",
       placeholder: "Type a message…",
@@ -110,6 +118,7 @@
       open_chat_unread: "Открыть чат, новых: {n}",
       close_chat: "Закрыть чат",
       title: "Напишите нам",
+      greeting: "Здравствуйте! Чем можем помочь?",
       close: "Закрыть",
       message_label: "Сообщение",
       placeholder: "Напишите сообщение…",
@@ -730,7 +739,8 @@
 
     // --- session -------------------------------------------------------------------------------
     async createSession() {
-      var body = { inbox: INBOX, locale: LOCALE, page_url: String(location.href).slice(0, 2000) };
+      var body = { inbox: INBOX, page_url: String(location.href).slice(0, 2000) };
+      if (VISITOR_LANG) body.locale = VISITOR_LANG; // the title and greeting come in it when the inbox has it
       if (this.token) body.visitor_token = this.token;
       var id = this.identity;
       var asked = JSON.stringify(id);
@@ -767,6 +777,7 @@
       this.config.prechat = Object.assign({ enabled: false, require_email: false }, (data.config || {}).prechat || {});
       if (data.conversation_id) this.conversationId = data.conversation_id;
       this.sessionStarted = true;
+      this.configLoaded = true;
       this.applyConfig();
       if (JSON.stringify(this.identity) !== asked) {
         // identify() was called while this request was in flight: ask again with it.
@@ -1217,8 +1228,10 @@
     renderIntro() {
       var c = this.config;
       var a = this.availability;
-      this.introGreeting.textContent = c.greeting || "";
-      this.introGreeting.hidden = !c.greeting;
+      // The inbox's greeting in the visitor's language, else the widget's own (once the inbox is known).
+      var greeting = c.greeting || (this.configLoaded ? t("greeting") : "");
+      this.introGreeting.textContent = greeting;
+      this.introGreeting.hidden = !greeting;
       var caps = c.capabilities || ["text", "emoji"];
       var can = t("can_do");
       if (caps.indexOf("attachments") >= 0) can += t("can_do_files", { mb: c.max_attachment_mb || 10 });
