@@ -396,8 +396,10 @@ async def test_an_admin_gives_the_widget_a_title_and_greeting_per_language(brows
             assert r.status_code == 200, r.text
             assert (r.json()["config"]["title"], r.json()["config"]["greeting"]) == (title, greeting)
 
-    # Removing a language removes its texts.
-    await detail.get_by_role("button", name="Remove language 3").click()
+    # Languages are listed by code; removing one removes its texts.
+    await expect(detail.get_by_role("group", name="Language 2").get_by_label("Language code")).to_have_value("de")
+    await expect(detail.get_by_role("group", name="Language 3").get_by_label("Language code")).to_have_value("ru")
+    await detail.get_by_role("button", name="Remove language 2").click()
     await detail.get_by_role("button", name="Save settings").click()
     await expect(page.locator(".toast").last).to_contain_text("Settings of Website chat saved.")
     config = (await site.call("GET", f"/inboxes/{chat['id']}"))["config"]

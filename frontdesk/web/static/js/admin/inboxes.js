@@ -53,7 +53,9 @@ function textsByLanguage(config) {
     else if (texts && typeof texts === "object") for (const [code, text] of Object.entries(texts)) entry(code)[key] = String(text);
   }
   const main = byCode.get(sameCode(def));
-  return { def, main, others: [...byCode.values()].filter((e) => e !== main) };
+  // By code: PostgreSQL keeps JSON object keys in its own order, so the stored order means nothing.
+  const others = [...byCode.values()].filter((e) => e !== main).sort((a, b) => sameCode(a.code).localeCompare(sameCode(b.code)));
+  return { def, main, others };
 }
 
 /** Codes must look like en, ru or pt-BR, and each language appears once (the default included). */
