@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.audit.service import Actor, record
+from frontdesk.channels.webchat import config as webchat_config
 from frontdesk.db import flush_or_conflict, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Inbox
@@ -114,6 +115,8 @@ async def create_inbox(
     await _check_name(session, name)
     if config and MASK in str(config):
         config = merge_masked(config, {})  # a new inbox has nothing stored: a mask is an error
+    if chosen is Channel.webchat:
+        webchat_config.check(config or {})
     if chosen is Channel.api:  # signed both ways: generate the secrets the admin did not set
         config = dict(config or {})
         for key in ("inbound_secret", "webhook_secret"):
@@ -140,6 +143,8 @@ async def update_inbox(session: AsyncSession, inbox: Inbox, changes: dict[str, A
         inbox.name = name
     if changes.get("config") is not None:
         merged = merge_masked(changes["config"], inbox.config)
+        if inbox.channel == Channel.webchat.value:
+            webchat_config.check(merged)
         if merged != inbox.config:
             inbox.config = merged
             audit["config"] = masked_config(merged)  # the audit log never holds a secret either

@@ -40,6 +40,7 @@ from fastapi import APIRouter, WebSocket
 from sqlalchemy import select
 
 from frontdesk.auth.deps import SESSION_COOKIE, resolve_credentials
+from frontdesk.channels.webchat import service as webchat
 from frontdesk.db import Database
 from frontdesk.errors import ProblemError
 from frontdesk.models import Conversation
@@ -290,6 +291,7 @@ async def desktop_socket(ws: WebSocket) -> None:
     # client left open must not keep an agent who closed the desk receiving offers.
     at_desk = ws.query_params.get("desk") == "1"
     if at_desk:
+        webchat.desk_opened(ws.app, user.id)  # the chat widget says "online" while an agent is here
         await routing_service.desk_connected(db, user.id)
     conn = _Connection(ws=ws, hub=hub, user=user, sub=sub, db=db)
     heartbeat = _heartbeat_seconds(ws)
@@ -317,6 +319,7 @@ async def desktop_socket(ws: WebSocket) -> None:
         await run_socket_loops(pump(), beat(), receive(), label=user.email)
     finally:
         if at_desk:
+            webchat.desk_closed(ws.app, user.id)
             await routing_service.desk_disconnected(db, user.id)
         await sub.close()
         with contextlib.suppress(Exception):

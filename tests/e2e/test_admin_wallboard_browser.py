@@ -338,6 +338,76 @@ async def test_an_admin_sets_up_users_teams_inboxes_hours_and_canned_responses(b
     await context.close()
 
 
+async def test_an_admin_gives_the_widget_a_title_and_greeting_per_language(browser: Any, site: Site) -> None:
+    from playwright.async_api import expect
+
+    context, page, errors = await open_page(browser, site, "/admin#inboxes", site.admin.email)
+    inboxes = page.locator("#admin-panel fd-admin-inboxes")
+    create = inboxes.locator("form.create-inbox")
+    await create.get_by_label("Inbox name").fill("Website chat")
+    await create.get_by_label("Channel").select_option("webchat")
+    await create.get_by_label("Widget title").fill("Acme support")
+    await create.get_by_label("Greeting", exact=True).fill("Hi! Ask us anything.")
+    await create.get_by_label("Language of this title and greeting").fill("en")
+    await create.get_by_role("button", name="Add a language").click()
+    russian = create.get_by_role("group", name="Language 2")
+    await russian.get_by_label("Language code").fill("ru")
+    await russian.get_by_label("Title").fill("Поддержка Acme")
+    await russian.get_by_label("Greeting").fill("Здравствуйте! Спрашивайте что угодно.")
+    await create.get_by_role("button", name="Create inbox").click()
+    detail = inboxes.locator(".inbox-detail")
+    await expect(detail.get_by_role("heading", name="Website chat")).to_be_visible(timeout=WAIT_MS)
+    chat = next(i for i in await site.call("GET", "/inboxes") if i["name"] == "Website chat")
+    assert chat["config"]["title"] == {"en": "Acme support", "ru": "Поддержка Acme"}
+    assert chat["config"]["greeting"] == {"en": "Hi! Ask us anything.", "ru": "Здравствуйте! Спрашивайте что угодно."}
+    assert chat["config"]["default_language"] == "en"
+
+    # The settings show each language again; a third one is added, a language listed twice is refused.
+    await expect(detail.get_by_label("Widget title")).to_have_value("Acme support")
+    await expect(detail.get_by_role("group", name="Language 2").get_by_label("Title")).to_have_value("Поддержка Acme")
+    await detail.get_by_role("button", name="Add a language").click()
+    german = detail.get_by_role("group", name="Language 3")
+    await german.get_by_label("Language code").fill("RU")
+    await german.get_by_label("Title").fill("Acme-Hilfe")
+    await detail.get_by_role("button", name="Save settings").click()
+    code = german.get_by_label("Language code")
+    await expect(code).to_have_attribute("aria-invalid", "true")
+    await expect(german.locator(".field-error:visible")).to_contain_text("RU is listed twice")
+    await code.fill("Deutsch")
+    await detail.get_by_role("button", name="Save settings").click()
+    await expect(code).to_have_attribute("aria-invalid", "true")
+    await expect(german.locator(".field-error:visible")).to_contain_text("like en, ru or pt-BR")
+    await code.fill("de")
+    await detail.get_by_role("button", name="Save settings").click()
+    await expect(page.locator(".toast").last).to_contain_text("Settings of Website chat saved.")
+    config = (await site.call("GET", f"/inboxes/{chat['id']}"))["config"]
+    assert config["title"] == {"en": "Acme support", "ru": "Поддержка Acme", "de": "Acme-Hilfe"}
+    assert config["greeting"] == {"en": "Hi! Ask us anything.", "ru": "Здравствуйте! Спрашивайте что угодно."}
+    await clear_toasts(page)
+    await page.screenshot(path=shot("admin-inbox-languages.png"))
+
+    # What the widget is told for a Russian and a German visitor.
+    async with httpx.AsyncClient(base_url=site.base, timeout=10) as client:
+        for locale, title, greeting in (
+            ("ru-RU", "Поддержка Acme", "Здравствуйте! Спрашивайте что угодно."),
+            ("de-AT", "Acme-Hilfe", "Hi! Ask us anything."),
+        ):
+            r = await client.post("/api/v1/widget/sessions", json={"inbox": chat["public_token"], "locale": locale})
+            assert r.status_code == 200, r.text
+            assert (r.json()["config"]["title"], r.json()["config"]["greeting"]) == (title, greeting)
+
+    # Languages are listed by code; removing one removes its texts.
+    await expect(detail.get_by_role("group", name="Language 2").get_by_label("Language code")).to_have_value("de")
+    await expect(detail.get_by_role("group", name="Language 3").get_by_label("Language code")).to_have_value("ru")
+    await detail.get_by_role("button", name="Remove language 2").click()
+    await detail.get_by_role("button", name="Save settings").click()
+    await expect(page.locator(".toast").last).to_contain_text("Settings of Website chat saved.")
+    config = (await site.call("GET", f"/inboxes/{chat['id']}"))["config"]
+    assert config["title"] == {"en": "Acme support", "ru": "Поддержка Acme"}
+    assert errors == []
+    await context.close()
+
+
 # -- the supervisor -------------------------------------------------------------------------------
 
 

@@ -71,6 +71,7 @@ class Desk:
         self.admin = {"Authorization": f"Bearer {admin}"}
         self.agent = {"Authorization": f"Bearer {agent}"}
         self.agent_token = agent
+        self.site = ""  # the customer's page that embeds the widget (serve_page)
 
     async def create_inbox(self, **config: Any) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=self.server.base, timeout=10) as client:
@@ -411,4 +412,162 @@ async def test_attachments_offers_identify_in_russian(browser: Any, desk: Desk, 
         await expect(page.locator(".badge")).to_be_hidden()
         await page.evaluate("window.frontdesk('close')")
         await expect(panel).to_be_hidden()
+        await context.close()
+
+
+async def open_widget(browser: Any, desk: Desk, title: str, browser_locale: str = "en-US") -> tuple[Any, Any, Any]:
+    """A fresh visitor on the customer's site with the chat window open: ``(context, page, panel)``."""
+    from playwright.async_api import expect
+
+    context = await browser.new_context(locale=browser_locale, viewport={"width": 1100, "height": 820})
+    page = await context.new_page()
+    await page.goto(desk.site)
+    await page.locator("frontdesk-widget .launcher").click()
+    panel = page.get_by_role("dialog", name=title)
+    await expect(panel).to_be_visible(timeout=WAIT_MS)
+    await expect(panel.get_by_role("heading", level=2)).to_have_text(title, timeout=WAIT_MS)
+    return context, page, panel
+
+
+async def test_a_message_over_the_limit_gets_a_counter_and_is_never_cut(browser: Any, desk: Desk, backend: str) -> None:
+    from playwright.async_api import expect
+
+    inbox = await desk.create_inbox(title="Acme support")
+    token = inbox["public_token"]
+    with serve_page(host_page(desk.server.base, token)) as desk.site:
+        context, page, panel = await open_widget(browser, desk, "Acme support")
+        box = panel.get_by_label("Message")
+        counter = panel.locator(".counter")
+        await box.fill("a" * 8_000)
+        await expect(counter).to_be_hidden()
+        # Near the limit the visitor sees how much room is left (characters, as the server counts them).
+        await box.fill("🙂" * 9_990)
+        await expect(counter).to_have_text("10 characters left")
+        text = "Привет, мир 🙂 " * 800  # 11,199 characters once trimmed (12,000 UTF-16 units)
+        over = len(text.strip()) - 10_000
+        await box.fill(text)
+        await expect(counter).to_have_text(f"{over:,} characters too many (the limit is 10,000)")
+        # Enter does not send it cut: it says why, and keeps every character in the box.
+        await box.press("Enter")
+        await expect(panel.get_by_role("alert")).to_contain_text("too long to send as one message")
+        await expect(box).to_have_value(text)
+        assert await desk.messages(direction="in") == []
+        await page.screenshot(path=shot(f"widget-too-long-{backend}.png"))
+        # Sent in two parts, split between words: together they are the whole text.
+        await panel.get_by_role("button", name="Send as 2 messages").click()
+        await expect(panel.locator(".msg.in:not(.pending) .state")).to_have_text(["Sent", "Sent"], timeout=WAIT_MS)
+        await expect(box).to_have_value("")
+        await expect(counter).to_be_hidden()
+        parts = [m.text for m in await desk.messages(direction="in")]
+        assert len(parts) == 2
+        assert all(len(p) <= 10_000 for p in parts)
+        assert " ".join(parts) == text.strip()
+
+        # A message over the limit queued by an older widget is refused by the server, never cut:
+        # the widget shows it as not sent, with the server's reason.
+        key = f"frontdesk:{token}:pending"
+        stale = {
+            "client_id": str(uuid.uuid4()),
+            "text": "x" * 10_001,
+            "attachment_ids": [],
+            "attachments": [],
+            "created_at": "2026-01-01T00:00:00Z",
+        }
+        await page.evaluate("([k, v]) => localStorage.setItem(k, JSON.stringify([v]))", [key, stale])
+        await page.reload()
+        panel = page.get_by_role("dialog", name="Acme support")
+        failed = panel.locator(".msg.pending.failed")
+        await expect(failed.locator(".state")).to_contain_text("Not sent", timeout=WAIT_MS)
+        await expect(failed.locator(".state")).to_contain_text("longer than the limit of 10,000 characters")
+        # It goes back into the box, to be shortened or sent in parts.
+        await failed.get_by_role("button", name="Edit").click()
+        await expect(panel.get_by_label("Message")).to_have_value("x" * 10_001)
+        await expect(panel.locator(".msg.pending")).to_have_count(0)
+        assert len(await desk.messages(direction="in")) == 2
+        await context.close()
+
+
+async def set_presence(desk: Desk, status: str) -> None:
+    async with httpx.AsyncClient(base_url=desk.server.base, timeout=10) as client:
+        r = await client.put("/api/v1/agents/me/presence", json={"status": status}, headers=desk.agent)
+    assert r.status_code == 200, r.text
+
+
+async def test_the_status_says_online_only_while_an_agent_is(browser: Any, desk: Desk, backend: str) -> None:
+    from playwright.async_api import expect
+
+    inbox = await desk.create_inbox(title="Acme support")
+    token = inbox["public_token"]
+    # The agent's desk is open, but she is offline: nobody will answer soon.
+    async with connect(f"ws://127.0.0.1:{desk.server.port}/ws?token={desk.agent_token}&desk=1") as agent_ws:
+        await agent_recv(agent_ws, lambda m: m.get("type") == "hello")
+        with serve_page(host_page(desk.server.base, token)) as desk.site:
+            context, page, panel = await open_widget(browser, desk, "Acme support")
+            status = panel.locator(".status")
+            await expect(status).to_have_text("Away — we reply by email", timeout=WAIT_MS)
+            await expect(panel.locator(".availability")).to_contain_text("answer by email")
+            ask = panel.get_by_label("Leave your email so we can reply:")
+            await expect(ask).to_be_visible()
+            # She becomes available: the open window says so without a reload.
+            await set_presence(desk, "available")
+            await expect(status).to_have_text("Online", timeout=WAIT_MS)
+            await expect(panel.locator(".availability")).to_have_text("We usually reply in a few minutes.")
+            await expect(ask).to_be_hidden()
+            await page.screenshot(path=shot(f"widget-online-{backend}.png"))
+            # The last agent goes offline: open widgets stop promising a quick answer.
+            await set_presence(desk, "offline")
+            await expect(status).to_have_text("Away — we reply by email", timeout=WAIT_MS)
+            await expect(ask).to_be_visible()
+            await context.close()
+
+
+async def test_what_the_agent_read_stays_read_after_a_reload(browser: Any, desk: Desk, backend: str) -> None:
+    from playwright.async_api import expect
+
+    inbox = await desk.create_inbox(title="Acme support")
+    token = inbox["public_token"]
+    with serve_page(host_page(desk.server.base, token)) as desk.site:
+        context, page, panel = await open_widget(browser, desk, "Acme support")
+        box = panel.get_by_label("Message")
+        for text in ("Первое сообщение", "Второе сообщение"):
+            await box.fill(text)
+            await box.press("Enter")
+            await expect(panel.locator(".msg.in:not(.pending)", has_text=text).locator(".state")).to_have_text(
+                "Sent", timeout=WAIT_MS
+            )
+        [_first, second] = await desk.messages(direction="in")
+        await desk.post(f"/api/v1/widget/messages/{second.id}/read")
+        states = panel.locator(".msg.in:not(.pending) .state")
+        await expect(states).to_have_text(["Seen", "Seen"], timeout=WAIT_MS)
+        await page.reload()
+        panel = page.get_by_role("dialog", name="Acme support")
+        await expect(panel.locator(".msg.in:not(.pending)")).to_have_count(2, timeout=WAIT_MS)
+        await expect(panel.locator(".msg.in:not(.pending) .state")).to_have_text(["Seen", "Seen"])
+        await context.close()
+
+
+async def test_a_russian_visitor_sees_the_russian_title_and_greeting(browser: Any, desk: Desk, backend: str) -> None:
+    from playwright.async_api import expect
+
+    inbox = await desk.create_inbox(
+        title={"en": "Acme support", "ru": "Поддержка Acme"},
+        greeting={"en": "Hi! Ask us anything.", "ru": "Здравствуйте! Спрашивайте что угодно."},
+        default_language="en",
+    )
+    token = inbox["public_token"]
+    # A Russian browser on a page that names no language: the browser's language.
+    with serve_page(host_page(desk.server.base, token, locale="")) as desk.site:
+        context, page, panel = await open_widget(browser, desk, "Поддержка Acme", browser_locale="ru-RU")
+        await expect(panel.locator(".greeting")).to_have_text("Здравствуйте! Спрашивайте что угодно.", timeout=WAIT_MS)
+        await expect(panel.get_by_label("Сообщение")).to_be_visible()
+        await page.screenshot(path=shot(f"widget-ru-greeting-{backend}.png"))
+        await context.close()
+        # A German browser: the inbox's default language.
+        context, page, panel = await open_widget(browser, desk, "Acme support", browser_locale="de-DE")
+        await expect(panel.locator(".greeting")).to_have_text("Hi! Ask us anything.", timeout=WAIT_MS)
+        await context.close()
+    # The site's data-locale wins over the browser's language.
+    with serve_page(host_page(desk.server.base, token, locale="en")) as desk.site:
+        context, page, panel = await open_widget(browser, desk, "Acme support", browser_locale="ru-RU")
+        await expect(panel.locator(".greeting")).to_have_text("Hi! Ask us anything.", timeout=WAIT_MS)
         await context.close()

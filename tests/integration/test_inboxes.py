@@ -131,3 +131,49 @@ async def test_widget_finds_its_inbox_by_public_token(db):
     async with db.transaction() as s:
         with pytest.raises(NotFound):  # a deactivated inbox takes no widget traffic
             await service.get_inbox_by_public_token(s, inbox.public_token)
+
+
+async def test_webchat_title_and_greeting_by_language_are_checked(client, app):
+    admin_h = await auth_headers(app, "admin")
+    config = {
+        "title": {"en": "Help", "ru": "Помощь", "pt-BR": "Ajuda"},
+        "greeting": "Hi!",
+        "default_language": "en",
+    }
+    r = await client.post(INBOXES, json={"name": "Site chat", "channel": "webchat", "config": config}, headers=admin_h)
+    assert r.status_code == 201, r.text
+    inbox = r.json()
+    assert inbox["config"] == config
+    url = f"{INBOXES}/{inbox['id']}"
+
+    bad = [
+        ({"title": 42}, "config.title", "text, or an object from language code to text"),
+        ({"title": ["Help"]}, "config.title", "text, or an object from language code to text"),
+        ({"title": {}}, "config.title", "at least one language"),
+        ({"title": {"english": "Help"}}, "config.title.english", "'english' is not a language code"),
+        ({"greeting": {"ru": ""}}, "config.greeting.ru", "must not be empty"),
+        ({"greeting": {"ru": "  "}}, "config.greeting.ru", "must not be empty"),
+        ({"greeting": {"ru": 5}}, "config.greeting.ru", "must be text"),
+        ({"title": "x" * 201}, "config.title", "at most 200 characters (this one has 201)"),
+        ({"greeting": {"en": "y" * 1001}}, "config.greeting.en", "at most 1000 characters (this one has 1001)"),
+        ({"title": {"en": "Help", "EN": "Hilfe"}}, "config.title.EN", "'EN' is listed twice"),
+        ({"default_language": "english"}, "config.default_language", "'english' is not a language code"),
+        ({"default_language": 7}, "config.default_language", "'7' is not a language code"),
+    ]
+    for change, field, words in bad:
+        for method, path, body in (
+            ("POST", INBOXES, {"name": f"Chat {uuid.uuid4().hex[:6]}", "channel": "webchat", "config": change}),
+            ("PATCH", url, {"config": {**config, **change}}),
+        ):
+            r = await client.request(method, path, json=body, headers=admin_h)
+            assert r.status_code == 422, (method, change, r.text)
+            problem = r.json()
+            assert problem["errors"][0]["field"] == field, (method, change, problem)
+            assert words in problem["detail"], (method, change, problem)
+    assert (await stored(app, inbox["id"])).config == config, "a refused change leaves the inbox as it was"
+    # An empty string still means "not set" (the inbox name is the title), as before.
+    r = await client.patch(url, json={"config": {**config, "title": ""}}, headers=admin_h)
+    assert r.status_code == 200, r.text
+    # Other channels' config is theirs: a "title" there is not the widget's.
+    r = await client.post(INBOXES, json={"name": "Mail", "channel": "email", "config": {"title": 42}}, headers=admin_h)
+    assert r.status_code == 201, r.text

@@ -12,6 +12,8 @@ from frontdesk.channels.webchat import service as webchat
 from frontdesk.channels.webchat import visitor as visitors
 from frontdesk.models import Conversation, Customer, Identity, Inbox, WebchatVisitor
 from frontdesk.models.merge import MergeSuggestion
+from tests.builders import auth_headers
+from tests.integration.routing_helpers import make_queue, person, post, presence, profile, put
 from tests.integration.webchat_helpers import IDENTITY_SECRET, make_webchat_inbox
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -152,20 +154,108 @@ def test_business_hours_and_availability():
     assert webchat.business_state({}, monday_night) == (True, None)
 
 
-async def test_session_availability_counts_agents(app, client, monkeypatch):
-    # The count is cached for a second in production (it walks every live topic); not here.
-    monkeypatch.setattr(webchat, "LOCAL_PRESENCE_SECONDS", 0.0)
+async def test_agents_online_are_at_their_desk_available_and_take_this_inboxs_web_chat(app, client, monkeypatch):
+    # Counts are cached for a moment in production; here every session reads them afresh.
+    monkeypatch.setattr(webchat, "AVAILABILITY_SECONDS", 0.0)
+    monkeypatch.setattr(webchat, "DESK_GRACE_SECONDS", 0.0)
+    admin = await auth_headers(app, "admin")
     inbox = await make_webchat_inbox(app.state.db)
-    body = (await start(client, inbox)).json()
-    assert body["availability"]["agents_online"] == 0
-    assert body["availability"]["ask_email"] is True
-    sub = await app.state.hub.open([f"user:{uuid.uuid4()}", "desk"])  # what an agent's /ws follows
+    other = await make_webchat_inbox(app.state.db)
+    rt = webchat.runtime(app)
+
+    async def online(box: Inbox = inbox) -> int:
+        body = (await start(client, box)).json()
+        live = body["availability"]["reply_expectation"] == "in a few minutes"
+        assert live == (body["availability"]["agents_online"] > 0)
+        assert body["availability"]["ask_email"] is not live
+        return int(body["availability"]["agents_online"])
+
+    anna_id, anna = await person(app, name="Anna")
+    # A wallboard or admin tab follows the agent's topics but is not their desk.
+    tab = await app.state.hub.open([f"user:{anna_id}", "desk"])
     try:
-        body = (await start(client, inbox)).json()
-        assert body["availability"]["agents_online"] == 1
-        assert body["availability"]["reply_expectation"] == "in a few minutes"
+        assert await online() == 0
+        await presence(client, anna, "available")
+        assert await online() == 0, "available, but no desk open: nobody will answer"
+        rt.desk_opened(anna_id)
+        assert await online() == 1
+        await presence(client, anna, "busy")
+        assert await online() == 1
+        for status in ("away", "after_call_work", "offline"):
+            await presence(client, anna, status)
+            assert await online() == 0, status
+        await presence(client, anna, "available")
+        rt.desk_opened(anna_id)  # a second desk tab
+        rt.desk_closed(anna_id)
+        assert await online() == 1, "one of her two desks is still open"
+        rt.desk_closed(anna_id)
+        assert await online() == 0
+        rt.desk_opened(anna_id)
+        assert await online() == 1
+
+        # Routing decides who takes this inbox's web chat: a rule sends it to a queue of one team.
+        team = await post(client, "/teams", {"name": "Site chat"}, admin)
+        queue = await make_queue(client, admin, team_ids=[team["id"]])
+        await post(
+            client,
+            "/routing/rules",
+            {"name": "site", "queue_id": queue["id"], "conditions": {"inbox_ids": [str(inbox.id)]}},
+            admin,
+        )
+        assert await online() == 0, "Anna is not in the team of the only queue this chat can reach"
+        await put(client, f"/teams/{team['id']}/members/{anna_id}", None, admin)
+        assert await online() == 1
+        # Another inbox: no rule matches and no general queue serves web chat, so its chats wait
+        # unrouted for anyone who takes web chat.
+        assert await online(other) == 1
+        # A general queue serves the other inbox's chat; it needs a skill Anna lacks.
+        skill = await post(client, "/skills", {"name": "Russian"}, admin)
+        await make_queue(client, admin, required_skills=[{"skill_id": skill["id"], "min_level": 5}])
+        assert await online(other) == 0
+        assert await online() == 1
+        # An agent whose profile takes no web chat is not online for it.
+        await profile(client, admin, anna_id, max_per_channel={"webchat": 0, "email": 5, "voice": 1})
+        assert await online() == 0
+        await profile(client, admin, anna_id)
+        assert await online() == 1
+        # A disabled user never is.
+        r = await client.post(f"/api/v1/users/{anna_id}/disable", headers=admin)
+        assert r.status_code == 200, r.text
+        assert await online() == 0
     finally:
-        await sub.close()
+        await tab.close()
+
+
+async def test_title_and_greeting_in_the_visitors_language(app, client):
+    inbox = await make_webchat_inbox(
+        app.state.db,
+        title={"en": "Help", "ru": "Помощь", "pt-br": "Ajuda"},
+        greeting={"en": "Hi! How can we help?", "ru": "Здравствуйте! Чем помочь?"},
+        default_language="en",
+    )
+
+    async def shown(locale: str | None, box: Inbox = inbox) -> tuple[str, str | None, str | None]:
+        body = {"locale": locale} if locale else {}
+        config = (await start(client, box, **body)).json()["config"]
+        return config["title"], config["greeting"], config["language"]
+
+    assert await shown("ru") == ("Помощь", "Здравствуйте! Чем помочь?", "ru")
+    assert await shown("ru-RU") == ("Помощь", "Здравствуйте! Чем помочь?", "ru")
+    assert await shown("en-GB") == ("Help", "Hi! How can we help?", "en")
+    # A language with a title but no greeting: each falls back on its own to the inbox default.
+    assert await shown("pt-BR") == ("Ajuda", "Hi! How can we help?", "pt-br")
+    assert await shown("pt") == ("Ajuda", "Hi! How can we help?", "pt-br")
+    # A language the inbox has no text for, or none at all: the inbox default language.
+    assert await shown("de-DE") == ("Help", "Hi! How can we help?", "en")
+    assert await shown(None) == ("Help", "Hi! How can we help?", "en")
+    russian_first = await make_webchat_inbox(
+        app.state.db, title={"en": "Help", "ru": "Помощь"}, greeting={"ru": "Привет"}, default_language="ru"
+    )
+    assert await shown("de", russian_first) == ("Помощь", "Привет", "ru")
+    assert await shown("en", russian_first) == ("Help", "Привет", "en")
+    # Plain strings are every language's; no greeting set: none is sent (the widget has its own).
+    plain = await make_webchat_inbox(app.state.db, title="Shop help")
+    assert await shown("ru", plain) == ("Shop help", None, None)
 
 
 async def test_attachments(app, client):

@@ -302,3 +302,99 @@ async def test_bad_token_is_refused(server: Server):
                 await ws.recv()
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == 4401
+
+
+async def test_an_over_long_message_is_refused_never_cut(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    at_limit = ("Привет 🙂 " * 1250)[:10_000]  # 10,000 characters, emoji included
+    assert len(at_limit) == 10_000
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        ok = str(uuid.uuid4())
+        await send(ws, {"type": "message", "client_id": ok, "text": at_limit})
+        assert (await recv(ws, of_type("ack")))["client_id"] == ok
+        # One character more: refused with the message's client_id, so the widget can say which one.
+        over = str(uuid.uuid4())
+        await send(ws, {"type": "message", "client_id": over, "text": at_limit + "!"})
+        err = await recv(ws, of_type("error"))
+        assert (err["code"], err["client_id"]) == ("too_large", over)
+        assert "10000 characters" in err["detail"]
+        assert "10001" in err["detail"]
+        # Far over, past the frame limit: still refused as that message, never acknowledged.
+        huge = str(uuid.uuid4())
+        await send(ws, {"type": "message", "client_id": huge, "text": "x" * 200_000})
+        err = await recv(ws, of_type("error"))
+        assert (err["code"], err["client_id"]) == ("too_large", huge)
+        assert "10000 characters" in err["detail"]
+        assert await nothing(ws, of_type("ack"))
+    rows = await stored(server, direction="in")
+    assert [m.text for m in rows] == [at_limit], "stored whole, or not at all"
+    assert rows[0].external_id == f"{sess['visitor_id']}:{ok}"
+
+
+async def test_the_agents_read_receipt_survives_a_reload(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    headers = await agent_headers(server)
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        ids = []
+        for text in ("first", "second"):
+            await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": text})
+            ids.append((await recv(ws, of_type("ack")))["message_id"])
+    async with httpx.AsyncClient(base_url=server.http, headers=headers) as c:
+        r = await c.post(f"/api/v1/widget/messages/{ids[0]}/read")
+        assert r.status_code == 200, r.text
+        read_at = r.json()["read_by_agent_at"]
+    # A reload: a fresh socket asks for the history, which says what the agent has read.
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        await recv(ws, of_type("welcome"))
+        await send(ws, {"type": "hello", "last_seq": None})
+        snap = await recv(ws, of_type("snapshot"))
+    by_text = {m["text"]: m for m in snap["messages"]}
+    assert by_text["first"]["read_by_agent_at"] == read_at
+    assert by_text["second"]["read_by_agent_at"] is None
+
+
+async def test_open_widgets_hear_when_agents_come_and_go(server: Server, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(webchat, "AVAILABILITY_SECONDS", 0.2)
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    user = await make_user(server.app.state.db, name="Anna")
+    token = await make_token(server.app.state.db, user)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def set_presence(status: str) -> None:
+        async with httpx.AsyncClient(base_url=server.http, headers=headers) as c:
+            r = await c.put("/api/v1/agents/me/presence", json={"status": status})
+            assert r.status_code == 200, r.text
+
+    def availability(expectation: str):  # type: ignore[no-untyped-def]
+        return lambda m: m.get("type") == "availability" and m["availability"]["reply_expectation"] == expectation
+
+    async with (
+        connect(server.ws_url(sess["visitor_token"])) as ws,
+        connect(f"ws://127.0.0.1:{server.port}/ws?token={token}&desk=1") as desk,
+    ):
+        await recv(desk, of_type("hello"))
+        welcome = await recv(ws, of_type("welcome"))
+        assert welcome["availability"]["reply_expectation"] == "by email"  # her desk is open, she is offline
+        assert await nothing(ws, of_type("availability"), 1.0)
+        await set_presence("available")
+        came = await recv(ws, availability("in a few minutes"))
+        assert came["availability"]["agents_online"] == 1
+        assert came["availability"]["ask_email"] is False
+        assert (await visitor_session(server, inbox))["availability"]["agents_online"] == 1
+        await set_presence("offline")
+        left = await recv(ws, availability("by email"))
+        assert left["availability"]["agents_online"] == 0
+        assert left["availability"]["ask_email"] is True
+        await set_presence("available")
+        await recv(ws, availability("in a few minutes"))
+    # Her desk closed: once the reload grace is over, the open widgets hear it without her doing anything.
+    monkeypatch.setattr(webchat, "DESK_GRACE_SECONDS", 0.5)
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+        welcome = await recv(ws, of_type("welcome"))
+        if welcome["availability"]["agents_online"]:
+            await recv(ws, availability("by email"))

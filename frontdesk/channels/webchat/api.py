@@ -117,7 +117,9 @@ class SessionIn(BaseModel):
     )
     name: Annotated[SafeStr, StringConstraints(max_length=300)] | None = None
     email: Annotated[SafeStr, StringConstraints(max_length=320)] | None = None
-    locale: Annotated[SafeStr, StringConstraints(max_length=20)] | None = None
+    locale: Annotated[SafeStr, StringConstraints(max_length=20)] | None = Field(
+        None, description="The visitor's language (ru, pt-BR): the title and greeting come in it when the inbox has it."
+    )
     page_url: Annotated[SafeStr, StringConstraints(max_length=2000)] | None = None
 
 
@@ -128,7 +130,9 @@ class VisitorCustomer(BaseModel):
 
 class Availability(BaseModel):
     open: bool
-    agents_online: int
+    agents_online: int = Field(
+        description="Agents who can answer this inbox's chat now: desk open, available or busy, able for its queues."
+    )
     reply_expectation: str = Field(description='"in a few minutes" or "by email"')
     next_open_at: str | None
     ask_email: bool
@@ -193,14 +197,14 @@ async def start_session(body: SessionIn, request: Request, session: SessionDep) 
     )
     known = await visitor.email_known(session, result.customer.id)
     conversation = await service.open_conversation(session, result.customer.id, inbox.id)
-    agents = await rt.agents_online(app.state.hub)
+    agents = await rt.agents_online(session, inbox)
     return SessionOut(
         visitor_token=result.token,
         visitor_id=result.visitor.id,
         customer=VisitorCustomer(name=result.customer.name, email_known=known),
         conversation_id=conversation.id if conversation else None,
         availability=Availability(**service.availability(inbox, agents, email_known=known)),
-        config=service.widget_config(inbox, settings.widget_max_attachment_mb),
+        config=service.widget_config(inbox, settings.widget_max_attachment_mb, body.locale),
     )
 
 

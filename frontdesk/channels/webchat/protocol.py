@@ -7,6 +7,7 @@ small functions at the bottom so their shape lives in one place.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -15,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 
 from frontdesk.customers.schemas import SafeStr, bounded_json_object
 
-MAX_FRAME_BYTES = 64 * 1024
+# Room for a message of MAX_TEXT_CHARS however its JSON escapes them (12 bytes for \ud83d\ude42).
+MAX_FRAME_BYTES = 128 * 1024
 MAX_TEXT_CHARS = 10_000
 MAX_ATTACHMENTS = 10
 MAX_TRACK_PROPERTIES_BYTES = 8 * 1024
@@ -81,15 +83,38 @@ _client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
 class FrameError(Exception):
-    def __init__(self, code: str, detail: str) -> None:
+    """A frame refused; ``client_id`` when it is a visitor message that names one."""
+
+    def __init__(self, code: str, detail: str, client_id: str | None = None) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.client_id = client_id
+
+
+_HEAD_MESSAGE = re.compile(r'"type"\s*:\s*"message"')
+_HEAD_CLIENT_ID = re.compile(r'"client_id"\s*:\s*"([0-9A-Fa-f-]{36})"')
+_TOO_LONG = f"a message is limited to {MAX_TEXT_CHARS} characters"
+
+
+def _client_id(value: Any) -> str | None:
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, TypeError):
+        return None
 
 
 def parse_client_frame(raw: str | bytes) -> ClientFrame:
-    """One client frame, or :class:`FrameError` (``too_large`` / ``invalid``) saying what is wrong."""
+    """One client frame, or :class:`FrameError` (``too_large`` / ``invalid``) saying what is wrong.
+
+    A message over the limit is refused whole (``too_large``, with its ``client_id``), never cut.
+    """
     if len(raw) > MAX_FRAME_BYTES:
+        head = raw[:1024].decode(errors="replace") if isinstance(raw, bytes) else raw[:1024]
+        found = _HEAD_CLIENT_ID.search(head)
+        if _HEAD_MESSAGE.search(head) and found:
+            detail = f"text: {_TOO_LONG}; this frame has {len(raw)} bytes. Nothing was stored."
+            raise FrameError("too_large", detail, _client_id(found.group(1)))
         raise FrameError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
     try:
         data = orjson.loads(raw)
@@ -101,8 +126,16 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
         return _client_frame.validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        client_id = _client_id(data.get("client_id")) if data.get("type") == "message" else None
+        if (
+            client_id
+            and first.get("type") in ("too_long", "string_too_long")
+            and tuple(first.get("loc", ()))[-1:] == ("text",)
+        ):
+            detail = f"text: {_TOO_LONG}; this one has {len(str(data.get('text')))}. Nothing was stored."
+            raise FrameError("too_large", detail, client_id) from exc
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ClientFrameTypes) or "type"
-        raise FrameError("invalid", f"{where}: {first.get('msg', 'invalid')}"[:300]) from exc
+        raise FrameError("invalid", f"{where}: {first.get('msg', 'invalid')}"[:300], client_id) from exc
 
 
 ClientFrameTypes = ("hello", "message", "typing", "read", "prechat", "offer_answer", "track", "ping")

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
 from frontdesk.channels.listeners import listener
+from frontdesk.channels.webchat import config as widget_texts
 from frontdesk.conversations import outbox
 from frontdesk.conversations.sanitize import sanitize_html
 from frontdesk.conversations.service import message_views
@@ -41,11 +42,24 @@ from frontdesk.customers.schemas import SafeStr
 from frontdesk.db import get_or_404
 from frontdesk.errors import Invalid, NotFound
 from frontdesk.ids import new_id
-from frontdesk.models import Attachment, Conversation, Customer, Inbox, Message, User, WebchatUpload, WebchatVisitor
-from frontdesk.models.enums import AuthorType, Channel, ConversationStatus, DeliveryStatus, Direction
+from frontdesk.models import (
+    Attachment,
+    Conversation,
+    Customer,
+    Inbox,
+    Message,
+    Queue,
+    User,
+    WebchatUpload,
+    WebchatVisitor,
+)
+from frontdesk.models.enums import AuthorType, Channel, ConversationStatus, DeliveryStatus, Direction, PresenceStatus
+from frontdesk.models.routing import RoutingRule
 from frontdesk.proactive import service as proactive
 from frontdesk.proactive.schemas import EventIn
 from frontdesk.realtime import Hub, conversation_topics, publish_after_commit
+from frontdesk.routing import rules as routing_rules
+from frontdesk.routing import service as routing
 
 log = logging.getLogger(__name__)
 
@@ -143,14 +157,22 @@ def availability(inbox: Inbox, agents_online: int, *, email_known: bool, now: da
     }
 
 
-def widget_config(inbox: Inbox, max_attachment_mb: int) -> dict[str, Any]:
-    """The ``config`` object of the protocol, from the inbox config (secrets never included)."""
+def widget_config(inbox: Inbox, max_attachment_mb: int, language: str | None = None) -> dict[str, Any]:
+    """The ``config`` object of the protocol, from the inbox config (secrets never included).
+
+    ``title`` and ``greeting`` are in the visitor's ``language`` when the inbox has them in it,
+    else in the inbox's default language (see :mod:`.config`); ``language`` says which was picked.
+    Without a greeting the widget shows its own, in the visitor's language.
+    """
     cfg = inbox.config or {}
     raw_prechat = cfg.get("prechat")
     prechat: dict[str, Any] = raw_prechat if isinstance(raw_prechat, dict) else {}
+    texts = widget_texts.visitor_texts(cfg, language)
+    greeting = texts["greeting"]
     return {
-        "title": str(cfg.get("title") or inbox.name)[:200],
-        "greeting": str(cfg.get("greeting") or "Hi! How can we help?")[:1000],
+        "title": (texts["title"] or inbox.name)[: widget_texts.MAX_CHARS["title"]],
+        "greeting": greeting[: widget_texts.MAX_CHARS["greeting"]] if greeting else None,
+        "language": texts["language"],
         "accent_color": str(cfg.get("accent_color") or "#2563eb")[:32],
         "prechat": {
             "enabled": bool(prechat.get("enabled", False)),
@@ -220,26 +242,116 @@ class WindowLimiter:
             self._redis = None
 
 
-LOCAL_PRESENCE_SECONDS = 1.0
+# -- who can answer: agents at their desk, available, whom routing could give this chat ----------
+
+# How old an agents-online figure may be, and how often open widgets are told of a change.
+AVAILABILITY_SECONDS = 2.0
+# An agent whose last desk closed still counts this long (a reload must not flicker the widgets).
+DESK_GRACE_SECONDS = 5.0
+ONLINE_PRESENCE = (PresenceStatus.available.value, PresenceStatus.busy.value)
+_NARROWING = ("languages", "tags", "segments", "attributes")  # rule conditions a new chat may or may not meet
 
 
-def local_agents(hub: Hub) -> set[str]:
-    """Ids of users with an agent desktop socket on this process (each follows ``user:<id>``)."""
-    return {t[5:] for t in hub.local_topics() if t.startswith("user:")}
+def reachable_queues(rules: Sequence[RoutingRule], queues: Sequence[Queue], inbox_id: uuid.UUID) -> list[Queue]:
+    """The queues a new web chat from this inbox can be routed to, as the routing leader chooses
+    (``routing/leader.py``): enabled rules in order whose channel and inbox conditions hold and whose
+    queue serves web chat — up to the first one that every chat meets — else the general queue
+    (the highest-priority one no rule targets). ``queues`` are those serving web chat; ``rules``
+    the enabled ones in order. Empty: the chat would wait unrouted, for anyone to pick up."""
+    subject = routing_rules.Subject(channel=Channel.webchat.value, inbox_id=str(inbox_id))
+    by_id = {q.id: q for q in queues}
+    out: list[Queue] = []
+    for rule in rules:
+        cond = rule.conditions or {}
+        queue = by_id.get(rule.queue_id)
+        scope = {"channels": cond.get("channels"), "inbox_ids": cond.get("inbox_ids")}
+        if queue is None or not routing_rules.matches(scope, subject):
+            continue
+        if queue not in out:
+            out.append(queue)
+        if not any(cond.get(k) for k in _NARROWING):
+            return out  # every chat from this inbox stops at this rule
+    targeted = {r.queue_id for r in rules}
+    general = sorted((q for q in queues if q.id not in targeted), key=lambda q: (-q.priority, q.name))
+    if general and general[0] not in out:
+        out.append(general[0])
+    return out
+
+
+async def count_agents_online(
+    session: AsyncSession, inboxes: Sequence[Inbox], at_desk: set[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Per inbox, the agents who can answer its web chat now: their desk is open (``at_desk``),
+    their presence is available or busy, their routing profile takes web chat, and they are able
+    for one of the queues a chat from the inbox reaches (any such agent when it reaches none)."""
+    counts = {inbox.id: 0 for inbox in inboxes}
+    if not at_desk or not inboxes:
+        return counts
+    webchat = Channel.webchat.value
+    agents = [
+        a
+        for a in await routing.agent_configs(session, at_desk)
+        if a.presence in ONLINE_PRESENCE and a.max_per_channel.get(webchat, 0) > 0
+    ]
+    if not agents:
+        return counts
+    queues = [q for q in await routing.list_queues(session) if webchat in routing.queue_channels(q)]
+    rules: list[RoutingRule] = []
+    required: dict[uuid.UUID, dict[str, int]] = {}
+    if queues:
+        rules = list(
+            (
+                await session.scalars(
+                    select(RoutingRule)
+                    .where(RoutingRule.enabled.is_(True))
+                    .order_by(RoutingRule.position, RoutingRule.created_at)
+                )
+            ).all()
+        )
+        required = await routing.queue_requirements(session)
+    for inbox in inboxes:
+        reachable = reachable_queues(rules, queues, inbox.id)
+        counts[inbox.id] = sum(
+            1 for a in agents if not reachable or any(routing.able_for(q, required.get(q.id, {}), a) for q in reachable)
+        )
+    return counts
+
+
+def availability_key(state: dict[str, Any]) -> tuple[Any, ...]:
+    """What a visitor sees of ``availability``: a change of it is worth telling open widgets."""
+    return state["open"], state["reply_expectation"], state["next_open_at"]
+
+
+class AvailabilityWatcher(Protocol):
+    """An open widget (``socket.WidgetConnection``), told when what its visitor sees would change."""
+
+    inbox: Inbox
+    told: tuple[Any, ...] | None  # the availability it last showed (``availability_key``)
+
+    async def tell_availability(self, inbox: Inbox, agents_online: int) -> None: ...
 
 
 @dataclass
 class Runtime:
-    """Per-process web-chat state kept on ``app.state.webchat``; all of it can be rebuilt."""
+    """Per-process web-chat state kept on ``app.state.webchat``; all of it can be rebuilt.
+
+    Agents at their desk: the desk page's sockets on this process (``desk_opened`` /
+    ``desk_closed``, called by ``/ws?desk=1``), plus, with Redis, the sets other nodes publish.
+    """
 
     key: bytes
     limiter: WindowLimiter
     redis_url: str | None
     node: str = field(default_factory=lambda: uuid.uuid4().hex)
+    desks_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _desks: dict[str, int] = field(default_factory=dict)
+    _closed: dict[str, float] = field(default_factory=dict)
     _remote: set[str] = field(default_factory=set)
-    _local: set[str] = field(default_factory=set)
-    _local_at: float = -1e9
-    _remote_at: float = 0.0
+    _remote_at: float = -1e9
+    _online: dict[uuid.UUID, tuple[float, int]] = field(default_factory=dict)
+    _locks: dict[uuid.UUID, asyncio.Lock] = field(default_factory=dict)
+    _widgets: dict[uuid.UUID, set[AvailabilityWatcher]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _redis: Any = None
 
     PRESENCE_PREFIX = "fd:webchat:agents:"
@@ -252,43 +364,124 @@ class Runtime:
             self._redis = redis.from_url(self.redis_url)
         return self._redis
 
-    def _local_agents(self, hub: Hub) -> set[str]:
-        """``local_agents``, at most once a second: it walks every live topic of this process."""
+    # -- desks -------------------------------------------------------------------------------------
+
+    def desk_opened(self, user_id: uuid.UUID) -> None:
+        uid = str(user_id)
+        self._desks[uid] = self._desks.get(uid, 0) + 1
+        self._closed.pop(uid, None)
+        self.desks_changed.set()
+
+    def desk_closed(self, user_id: uuid.UUID) -> None:
+        uid = str(user_id)
+        left = self._desks.get(uid, 0) - 1
+        if left > 0:
+            self._desks[uid] = left
+            return
+        self._desks.pop(uid, None)
+        self._closed[uid] = time.monotonic()
+        self.desks_changed.set()
+
+    def desks_here(self) -> set[str]:
+        """Agents with a desk open on this process, or closed within the reload grace."""
         now = time.monotonic()
-        if now - self._local_at > LOCAL_PRESENCE_SECONDS:
-            self._local, self._local_at = local_agents(hub), now
-        return self._local
+        self._closed = {u: at for u, at in self._closed.items() if now - at < DESK_GRACE_SECONDS}
+        return set(self._desks) | set(self._closed)
 
-    async def agents_online(self, hub: Hub) -> int:
-        """Distinct agents with a desktop socket open: here, plus other nodes' published sets."""
-        mine = self._local_agents(hub)
+    async def desks_open(self) -> set[uuid.UUID]:
+        """Agents with a desk open anywhere: here, plus other nodes' published sets (Redis)."""
+        found = self.desks_here()
         client = self._client()
-        if client is None:
-            return len(mine)
-        if time.monotonic() - self._remote_at > 5:
-            try:
-                remote: set[str] = set()
-                async for key in client.scan_iter(match=self.PRESENCE_PREFIX + "*", count=100):
-                    k = key.decode() if isinstance(key, bytes) else str(key)
-                    if k.endswith(self.node):
-                        continue
-                    raw = await client.get(k)
-                    if raw:
-                        remote.update(orjson.loads(raw))
-                self._remote, self._remote_at = remote, time.monotonic()
-            except Exception:
-                log.warning("webchat: could not read agent presence from Redis", exc_info=True)
-        return len(mine | self._remote)
+        if client is not None:
+            if time.monotonic() - self._remote_at >= AVAILABILITY_SECONDS:
+                try:
+                    remote: set[str] = set()
+                    async for key in client.scan_iter(match=self.PRESENCE_PREFIX + "*", count=100):
+                        k = key.decode() if isinstance(key, bytes) else str(key)
+                        if k.endswith(self.node):
+                            continue
+                        raw = await client.get(k)
+                        if raw:
+                            remote.update(orjson.loads(raw))
+                    self._remote, self._remote_at = remote, time.monotonic()
+                except Exception:
+                    log.warning("webchat: could not read agent desks from Redis", exc_info=True)
+            found |= self._remote
+        out = set()
+        for uid in found:
+            with contextlib.suppress(ValueError):
+                out.add(uuid.UUID(uid))
+        return out
 
-    async def publish_presence(self, hub: Hub) -> None:
+    async def publish_desks(self) -> None:
         client = self._client()
         if client is not None:
             await client.set(
-                self.PRESENCE_PREFIX + self.node, orjson.dumps(sorted(local_agents(hub))), ex=self.PRESENCE_TTL
+                self.PRESENCE_PREFIX + self.node, orjson.dumps(sorted(self.desks_here())), ex=self.PRESENCE_TTL
             )
+
+    # -- agents online -----------------------------------------------------------------------------
+
+    async def refresh(self, session: AsyncSession, inboxes: Sequence[Inbox]) -> dict[uuid.UUID, int]:
+        """Count afresh the agents online for ``inboxes`` (see :func:`count_agents_online`)."""
+        counts = await count_agents_online(session, inboxes, await self.desks_open())
+        now = time.monotonic()
+        for inbox_id, n in counts.items():
+            self._online[inbox_id] = (now, n)
+        return counts
+
+    async def agents_online(self, session: AsyncSession, inbox: Inbox) -> int:
+        """The inbox's agents online, at most ``AVAILABILITY_SECONDS`` old (one count at a time)."""
+        hit = self._online.get(inbox.id)
+        if hit is not None and time.monotonic() - hit[0] < AVAILABILITY_SECONDS:
+            return hit[1]
+        async with self._locks.setdefault(inbox.id, asyncio.Lock()):
+            hit = self._online.get(inbox.id)
+            if hit is not None and time.monotonic() - hit[0] < AVAILABILITY_SECONDS:
+                return hit[1]
+            return (await self.refresh(session, [inbox]))[inbox.id]
+
+    # -- open widgets ------------------------------------------------------------------------------
+
+    def watch(self, widget: AvailabilityWatcher) -> None:
+        self._widgets.setdefault(widget.inbox.id, set()).add(widget)
+
+    def unwatch(self, widget: AvailabilityWatcher) -> None:
+        found = self._widgets.get(widget.inbox.id)
+        if found is not None:
+            found.discard(widget)
+            if not found:
+                del self._widgets[widget.inbox.id]
+
+    async def tell_widgets(self, db: Any) -> None:
+        """Count the agents online for every inbox with a widget open here; tell each widget whose
+        visitor was last shown something else (a widget is never sent what it already shows)."""
+        if not self._widgets:
+            return
+        async with db.transaction() as session:
+            inboxes = list((await session.scalars(select(Inbox).where(Inbox.id.in_(list(self._widgets))))).all())
+            counts = await self.refresh(session, inboxes)
+        now = clock.now()
+        for inbox in inboxes:
+            key = availability_key(availability(inbox, counts[inbox.id], email_known=True, now=now))
+            for widget in list(self._widgets.get(inbox.id, ())):
+                if widget.told != key:
+                    widget.told = key
+                    self._spawn(widget.tell_availability(inbox, counts[inbox.id]))
+
+    def _spawn(self, work: Any) -> None:
+        async def run() -> None:
+            with contextlib.suppress(Exception):  # a socket closing meanwhile
+                await work
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         await self.limiter.close()
+        for task in list(self._tasks):
+            task.cancel()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -306,6 +499,18 @@ def runtime(app: Any) -> Runtime:
         )
         app.state.webchat = rt
     return rt
+
+
+def desk_opened(app: Any, user_id: uuid.UUID) -> None:
+    """For the desk page's socket (``/ws?desk=1``): the agent is at their desk on this process."""
+    runtime(app).desk_opened(user_id)
+
+
+def desk_closed(app: Any, user_id: uuid.UUID) -> None:
+    """For the desk page's socket, when it closes (after a grace the agent no longer counts)."""
+    rt: Runtime | None = getattr(app.state, "webchat", None)
+    if rt is not None:
+        rt.desk_closed(user_id)
 
 
 def client_ip(client: Any) -> str:
@@ -350,6 +555,8 @@ def widget_message(message: Message, attachments: Sequence[Attachment], author_n
         "created_at": message.created_at.isoformat(),
         "kind": kind,
         "delivery_status": message.delivery_status,
+        # When an agent read the visitor's message (so a reload still shows it read).
+        "read_by_agent_at": meta.get("read_by_agent_at") if message.direction == Direction.inbound.value else None,
     }
     if kind == "offer" and isinstance(meta.get("offer"), dict):
         out["offer"] = meta["offer"]
@@ -370,6 +577,7 @@ def inbound_view(message_id: uuid.UUID, conversation_id: uuid.UUID, text: str) -
         "created_at": clock.now().isoformat(),
         "kind": "text",
         "delivery_status": DeliveryStatus.received.value,
+        "read_by_agent_at": None,
     }
 
 
@@ -666,22 +874,37 @@ PRESENCE_EVERY_SECONDS = 10.0
 
 @listener
 async def start_webchat(app: Any) -> Any:
-    """Make the runtime; with Redis, publish this node's online agents every few seconds."""
+    """Make the runtime; tell open widgets when their inbox's availability changes; with Redis,
+    publish this node's agents at their desk (at once when it changes, else every few seconds)."""
     rt = runtime(app)
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(max(AVAILABILITY_SECONDS, 0.1))
+            try:
+                await rt.tell_widgets(app.state.db)
+            except Exception:
+                log.warning("webchat: could not tell open widgets about availability", exc_info=True)
 
     async def beacon() -> None:
         while True:
+            rt.desks_changed.clear()
             try:
-                await rt.publish_presence(app.state.hub)
+                await rt.publish_desks()
             except Exception:
-                log.warning("webchat: could not publish agent presence", exc_info=True)
-            await asyncio.sleep(PRESENCE_EVERY_SECONDS)
+                log.warning("webchat: could not publish agent desks", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rt.desks_changed.wait(), PRESENCE_EVERY_SECONDS)
+            await asyncio.sleep(0.2)  # a burst of desks opening is one publish
 
-    task = asyncio.create_task(beacon(), name="webchat-presence") if rt.redis_url else None
+    tasks = [asyncio.create_task(watch(), name="webchat-availability")]
+    if rt.redis_url:
+        tasks.append(asyncio.create_task(beacon(), name="webchat-desks"))
 
     async def stop() -> None:
-        if task is not None:
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         await rt.close()

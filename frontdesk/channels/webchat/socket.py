@@ -57,6 +57,8 @@ class WidgetConnection:
         self.last_sent = 0
         self.typing_on = False
         self.typing_at = 0.0
+        self.email_known = False
+        self.told: tuple[Any, ...] | None = None  # the availability this visitor last saw
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -147,8 +149,10 @@ class WidgetConnection:
 
     async def welcome(self, head: int) -> None:
         async with self.db.transaction() as s:
-            known = await visitor.email_known(s, self.customer_id)
-        agents = await self.rt.agents_online(self.hub)
+            self.email_known = await visitor.email_known(s, self.customer_id)
+            agents = await self.rt.agents_online(s, self.inbox)
+        state = service.availability(self.inbox, agents, email_known=self.email_known)
+        self.told = service.availability_key(state)
         await self.send(
             {
                 "type": "welcome",
@@ -156,9 +160,14 @@ class WidgetConnection:
                 "conversation_id": str(self.conversation_id) if self.conversation_id else None,
                 "last_seq": head,
                 "epoch": self.hub.epoch,
-                "availability": service.availability(self.inbox, agents, email_known=known),
+                "availability": state,
             }
         )
+
+    async def tell_availability(self, inbox: Inbox, agents_online: int) -> None:
+        """Whether someone can answer soon changed (an agent came or went, hours began or ended)."""
+        state = service.availability(inbox, agents_online, email_known=self.email_known)
+        await self.send({"type": "availability", "availability": state})
 
     async def snapshot(self) -> None:
         async with self.lock:
@@ -201,7 +210,10 @@ class WidgetConnection:
         try:
             frame = protocol.parse_client_frame(raw)
         except protocol.FrameError as exc:
-            await self.send(protocol.error(exc.code, exc.detail))
+            # A message refused here (too long, malformed) names its client_id: the widget shows
+            # that message as not sent instead of resending it. Nothing is cut, nothing is stored.
+            extra = {"client_id": exc.client_id} if exc.client_id else {}
+            await self.send(protocol.error(exc.code, exc.detail, **extra))
             return
         try:
             await self._dispatch(frame)
@@ -319,6 +331,7 @@ class WidgetConnection:
             outcome = await visitor.apply_contact(s, me, name=frame.name, email=frame.email)
             known = await visitor.email_known(s, outcome.customer_id)
             conv = await service.open_conversation(s, outcome.customer_id, self.inbox.id)
+        self.email_known = known
         await self.set_customer(outcome.customer_id)
         await self.send({"type": "prechat", "outcome": outcome.outcome, "email_known": known})
         target = conv.id if conv else None
@@ -341,6 +354,7 @@ class WidgetConnection:
         try:
             head = await self.follow(conversation_id)
             await self.welcome(head)
+            self.rt.watch(self)  # told from now on when what the welcome said changes
 
             async def pump() -> None:
                 assert self.sub is not None
@@ -355,6 +369,7 @@ class WidgetConnection:
 
             await run_socket_loops(pump(), receive(), label=f"widget visitor {self.visitor_id}")
         finally:
+            self.rt.unwatch(self)
             await self.sub.close()
 
 

@@ -28,11 +28,15 @@
   var INBOX = script.getAttribute("data-inbox");
   var BASE = new URL(".", new URL(script.getAttribute("src") || script.src, location.href)).href; // ends in "/"
   var WS_BASE = BASE.replace(/^http/, "ws");
-  var LOCALE = pickLocale(script.getAttribute("data-locale") || navigator.language || "en");
+  // The visitor's language: the site's data-locale, else the browser's. The widget's own strings
+  // exist in English and Russian; the inbox's title and greeting may exist in any language.
+  var VISITOR_LANG = languageTag(script.getAttribute("data-locale")) || languageTag(navigator.language);
+  var LOCALE = pickLocale(VISITOR_LANG || "en");
   var SOUND = (script.getAttribute("data-sound") || "on") !== "off";
   var KEY = "frontdesk:" + INBOX + ":";
   var DEFAULT_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"];
-  var MAX_TEXT = 10000;
+  var MAX_TEXT = 10000; // characters (Unicode code points, as the server counts them) per message
+  var NEAR_LIMIT = 1000; // the counter shows when this few are left
   var BACKOFF_BASE_MS = 500;
   var BACKOFF_MAX_MS = 15000;
   var PING_MS = 25000;
@@ -40,6 +44,10 @@
 
   function pickLocale(tag) {
     return String(tag).toLowerCase().indexOf("ru") === 0 ? "ru" : "en";
+  }
+  function languageTag(tag) {
+    var s = String(tag || "").trim();
+    return /^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$/.test(s) ? s : "";
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -51,6 +59,7 @@
       open_chat_unread: "Open chat, {n} new",
       close_chat: "Close chat",
       title: "Chat with us",
+      greeting: "Hi! How can we help?",
       close: "Close",
       message_label: "Message",
       placeholder: "Type a message…",
@@ -97,12 +106,19 @@
       dismiss: "Dismiss",
       unavailable: "The chat is unavailable right now.",
       attachment: "Attachment",
+      chars_left: "{n} characters left",
+      chars_over: "{n} characters too many (the limit is {max})",
+      too_long: "This message is too long to send as one message: shorten it, or send it as {parts} messages.",
+      send_parts: "Send as {parts} messages",
+      server_too_long: "longer than the limit of {max} characters",
+      edit: "Edit",
     },
     ru: {
       open_chat: "Открыть чат",
       open_chat_unread: "Открыть чат, новых: {n}",
       close_chat: "Закрыть чат",
       title: "Напишите нам",
+      greeting: "Здравствуйте! Чем можем помочь?",
       close: "Закрыть",
       message_label: "Сообщение",
       placeholder: "Напишите сообщение…",
@@ -149,6 +165,12 @@
       dismiss: "Скрыть",
       unavailable: "Чат сейчас недоступен.",
       attachment: "Вложение",
+      chars_left: "Осталось символов: {n}",
+      chars_over: "Лишних символов: {n} (предел — {max})",
+      too_long: "Сообщение слишком длинное, чтобы отправить его одним: сократите его или отправьте {parts} сообщениями.",
+      send_parts: "Отправить {parts} сообщениями",
+      server_too_long: "длиннее предела в {max} символов",
+      edit: "Изменить",
     },
   };
 
@@ -276,6 +298,39 @@
     } catch (e) {
       return null;
     }
+  }
+  function num(n) {
+    return Number(n).toLocaleString(LOCALE);
+  }
+  function trim(text) {
+    return String(text).replace(/^\s+|\s+$/g, "");
+  }
+  // Characters as the server counts them (code points: an emoji is one, not two UTF-16 units).
+  function charCount(text) {
+    return Array.from(text).length;
+  }
+  // A text over the limit as parts of at most `max` characters, cut at a line break or a space
+  // near the end of each part when there is one (never inside a character).
+  function splitText(text, max) {
+    var chars = Array.from(text);
+    var parts = [];
+    var floor = Math.floor(max * 0.8);
+    while (chars.length > max) {
+      var cut = max;
+      for (var i = max; i > floor; i--) {
+        if (chars[i] === "\n") { cut = i; break; }
+      }
+      if (cut === max && !/\s/.test(chars[max])) {
+        for (var j = max - 1; j > floor; j--) {
+          if (/\s/.test(chars[j])) { cut = j; break; }
+        }
+      }
+      var part = trim(chars.slice(0, cut).join(""));
+      if (part) parts.push(part);
+      chars = Array.from(trim(chars.slice(cut).join("")));
+    }
+    if (chars.length) parts.push(chars.join(""));
+    return parts;
   }
   function str(v, max) {
     return typeof v === "string" ? v.slice(0, max || 500) : v == null ? undefined : String(v).slice(0, max || 500);
@@ -426,6 +481,10 @@
     ".atts a{color:inherit;}",
     ".typing{font-size:12px;color:var(--fd-muted);padding:2px 14px;min-height:18px;background:#f9fafb;}",
     ".alert{font-size:13px;color:#b91c1c;background:#fef2f2;padding:6px 12px;}",
+    ".limit{display:flex;align-items:center;justify-content:flex-end;gap:8px;font-size:12px;color:var(--fd-muted);padding:4px 12px 0;}",
+    ".limit.over{color:#b91c1c;}",
+    ".limit .split{white-space:nowrap;flex:none;}",
+    ".limit[hidden]{display:none;}",
     ".staged{display:flex;flex-wrap:wrap;gap:6px;padding:6px 10px 0;}",
     ".chip{display:flex;align-items:center;gap:6px;background:#f3f4f6;border-radius:8px;padding:4px 8px;font-size:12px;max-width:100%;}",
     ".chip .name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;max-width:200px;}",
@@ -467,6 +526,7 @@
       this.sentAt = new Map(); // client_id -> when last transmitted
       this.seen = new Set(store.get("seen", [])); // agent message ids the visitor has seen
       this.readIds = new Set(); // visitor messages an agent has read
+      this.tooLong = new Set(); // pending messages the server refused as too long (edit, not retry)
       this.outbox = []; // non-message frames waiting for the socket
       this.staged = []; // uploaded attachments not yet sent
       this.uploads = 0;
@@ -536,6 +596,10 @@
       this.log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0", "aria-labelledby": "fd-title" }, this.introEl);
       this.typingEl = h("div", { class: "typing", "aria-live": "polite" });
       this.alertEl = h("div", { class: "alert", role: "alert", hidden: true });
+      // Near the length limit: how much is left; over it: by how much, and an offer to send in parts.
+      this.counterEl = h("span", { class: "counter", "aria-live": "polite" });
+      this.splitBtn = h("button", { class: "link split", type: "button", hidden: true, onclick: function () { self.submit(true); } });
+      this.limitEl = h("div", { class: "limit", hidden: true }, this.counterEl, this.splitBtn);
       this.stagedEl = h("div", { class: "staged", hidden: true });
 
       // Pre-chat form
@@ -555,7 +619,6 @@
       this.textarea = h("textarea", {
         id: "fd-text",
         rows: "1",
-        maxlength: String(MAX_TEXT),
         placeholder: t("placeholder"),
         oninput: function () { self.onInput(); },
         onkeydown: function (e) {
@@ -603,6 +666,7 @@
         this.alertEl,
         this.prechatForm,
         this.stagedEl,
+        this.limitEl,
         this.composer
       );
       this.panel.addEventListener("keydown", function (e) {
@@ -616,6 +680,7 @@
       this.root.append(style, this.wrap);
 
       this.textarea.value = store.get("draft", "") || "";
+      this.updateCounter();
       this.pending.forEach(function (p) { self.renderPending(p); });
       this.renderIntro();
       this.updateBadge();
@@ -674,7 +739,8 @@
 
     // --- session -------------------------------------------------------------------------------
     async createSession() {
-      var body = { inbox: INBOX, locale: LOCALE, page_url: String(location.href).slice(0, 2000) };
+      var body = { inbox: INBOX, page_url: String(location.href).slice(0, 2000) };
+      if (VISITOR_LANG) body.locale = VISITOR_LANG; // the title and greeting come in it when the inbox has it
       if (this.token) body.visitor_token = this.token;
       var id = this.identity;
       var asked = JSON.stringify(id);
@@ -711,6 +777,7 @@
       this.config.prechat = Object.assign({ enabled: false, require_email: false }, (data.config || {}).prechat || {});
       if (data.conversation_id) this.conversationId = data.conversation_id;
       this.sessionStarted = true;
+      this.configLoaded = true;
       this.applyConfig();
       if (JSON.stringify(this.identity) !== asked) {
         // identify() was called while this request was in flight: ask again with it.
@@ -895,6 +962,14 @@
         case "read":
           this.onAgentRead(f.message_id);
           break;
+        case "availability":
+          // An agent came or went (or business hours began or ended): the status line follows.
+          if (f.availability && typeof f.availability === "object") {
+            this.availability = f.availability;
+            this.renderIntro();
+            if (this.ready) this.setConnected(true);
+          }
+          break;
         case "error":
           this.onError(f);
           break;
@@ -1029,6 +1104,8 @@
         this.markRead();
         this.updateBadge();
       }
+      // What the agent has read (in the history after a reload, too) shows as seen.
+      if (m.direction === "in" && m.read_by_agent_at && !this.readIds.has(m.id)) this.onAgentRead(m.id);
       if (!known) this.renderIntro();
       if (!known) this.scrollToEnd();
     }
@@ -1096,7 +1173,8 @@
         return;
       }
       if (cid && this.pending.some(function (p) { return p.client_id === cid; })) {
-        this.failed.set(cid, f.detail || f.code || "");
+        this.failed.set(cid, f.code === "too_large" ? t("server_too_long", { max: num(MAX_TEXT) }) : f.detail || f.code || "");
+        if (f.code === "too_large") this.tooLong.add(cid);
         this.renderPending(this.pending.find(function (p) { return p.client_id === cid; }));
         return;
       }
@@ -1150,8 +1228,10 @@
     renderIntro() {
       var c = this.config;
       var a = this.availability;
-      this.introGreeting.textContent = c.greeting || "";
-      this.introGreeting.hidden = !c.greeting;
+      // The inbox's greeting in the visitor's language, else the widget's own (once the inbox is known).
+      var greeting = c.greeting || (this.configLoaded ? t("greeting") : "");
+      this.introGreeting.textContent = greeting;
+      this.introGreeting.hidden = !greeting;
       var caps = c.capabilities || ["text", "emoji"];
       var can = t("can_do");
       if (caps.indexOf("attachments") >= 0) can += t("can_do_files", { mb: c.max_attachment_mb || 10 });
@@ -1278,7 +1358,18 @@
       if (atts) bubble.append(atts);
       node.append(bubble);
       var meta = h("div", { class: "meta" }, h("span", { class: "state", text: failed != null ? t("not_sent") + (failed ? ": " + failed : "") : t("sending") }));
-      if (failed != null) {
+      if (failed != null && this.tooLong.has(p.client_id)) {
+        // Sent again it would be refused again: back into the box, to shorten or send in parts.
+        meta.append(
+          h("button", { class: "link", type: "button", text: t("edit"), onclick: function () {
+            self.dropPending(p.client_id);
+            self.textarea.value = p.text || "";
+            self.onInput();
+            self.textarea.focus();
+          } }),
+          h("button", { class: "link", type: "button", text: t("dismiss"), onclick: function () { self.dropPending(p.client_id); } })
+        );
+      } else if (failed != null) {
         meta.append(
           h("button", { class: "link", type: "button", text: t("retry"), onclick: function () {
             self.failed.delete(p.client_id);
@@ -1304,6 +1395,7 @@
       this.pending = this.pending.filter(function (p) { return p.client_id !== cid; });
       store.set("pending", this.pending);
       this.failed.delete(cid);
+      this.tooLong.delete(cid);
       var n = this.nodes.get("c:" + cid);
       if (n) n.remove();
       this.nodes.delete("c:" + cid);
@@ -1328,33 +1420,67 @@
       });
     }
 
-    submit() {
+    // Enter / Send. A text over the limit is never cut: it stays in the box with the reason, and
+    // goes only when the visitor asks for it in parts (`inParts`, the counter's button).
+    submit(inParts) {
       if (this.uploads > 0) return; // wait for uploads in progress
-      var text = this.textarea.value.replace(/^\s+|\s+$/g, "");
+      var self = this;
+      var text = trim(this.textarea.value);
       var atts = this.staged.slice();
       if (!text && !atts.length) return;
-      var p = {
-        client_id: uuid(),
-        text: text.slice(0, MAX_TEXT),
-        attachment_ids: atts.map(function (a) { return a.id; }),
-        attachments: atts,
-        created_at: new Date().toISOString(),
-      };
-      this.pending.push(p);
+      var texts = [text];
+      if (charCount(text) > MAX_TEXT) {
+        texts = splitText(text, MAX_TEXT);
+        if (!inParts) {
+          this.showAlert(t("too_long", { parts: texts.length }));
+          this.textarea.focus();
+          return;
+        }
+      }
+      var now = Date.now();
+      var items = texts.map(function (part, i) {
+        return {
+          client_id: uuid(),
+          text: part,
+          attachment_ids: i === 0 ? atts.map(function (a) { return a.id; }) : [],
+          attachments: i === 0 ? atts : [],
+          created_at: new Date(now + i).toISOString(),
+        };
+      });
+      items.forEach(function (p) { self.pending.push(p); });
       store.set("pending", this.pending);
       this.textarea.value = "";
       store.set("draft", null);
+      this.updateCounter();
+      if (inParts) this.alertEl.hidden = true; // "too long to send as one message" is answered
       this.staged = [];
       this.renderStaged();
       this.stopTyping();
-      this.renderPending(p);
+      items.forEach(function (p) { self.renderPending(p); });
       this.scrollToEnd();
-      this.transmit(p);
+      items.forEach(function (p) { self.transmit(p); });
       this.textarea.focus();
+    }
+
+    updateCounter() {
+      var n = charCount(trim(this.textarea.value));
+      var left = MAX_TEXT - n;
+      var over = left < 0;
+      this.limitEl.hidden = left > NEAR_LIMIT;
+      this.limitEl.classList.toggle("over", over);
+      this.counterEl.textContent = this.limitEl.hidden
+        ? ""
+        : over
+          ? t("chars_over", { n: num(-left), max: num(MAX_TEXT) })
+          : t("chars_left", { n: num(left) });
+      var parts = over ? splitText(trim(this.textarea.value), MAX_TEXT).length : 0;
+      this.splitBtn.hidden = !over;
+      this.splitBtn.textContent = over ? t("send_parts", { parts: parts }) : "";
     }
 
     onInput() {
       store.set("draft", this.textarea.value || null);
+      this.updateCounter();
       var self = this;
       if (!this.textarea.value) {
         this.stopTyping();

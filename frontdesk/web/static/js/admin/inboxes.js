@@ -1,4 +1,5 @@
-// Inboxes: create web-chat, email and API inboxes; the web-chat embed snippet with a Copy button;
+// Inboxes: create web-chat, email and API inboxes; the web-chat embed snippet with a Copy button
+// and the widget's title and greeting per language;
 // email in (address, IMAP) and out (from name; the SMTP relay is a server setting); API inbox
 // secrets shown once; deactivate and activate.
 //
@@ -31,12 +32,148 @@ function setOrDelete(target, key, v) {
 
 // -- channel-specific fields -------------------------------------------------------------------
 
+// The widget's title and greeting: text for every language, or one per language code
+// (config.title = {"en": "Help", "ru": "Помощь"}). The first pair of fields is in the inbox's
+// default language (config.default_language, "en" when unset); each other language is a row.
+const LANGUAGE_CODE = /^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$/;
+const sameCode = (code) => code.trim().toLowerCase().replace(/_/g, "-");
+
+function textsByLanguage(config) {
+  const def = typeof config.default_language === "string" && config.default_language ? config.default_language : "en";
+  const byCode = new Map(); // normalised code -> {code, title, greeting}
+  const entry = (code) => {
+    const key = sameCode(code);
+    if (!byCode.has(key)) byCode.set(key, { code, title: "", greeting: "" });
+    return byCode.get(key);
+  };
+  entry(def);
+  for (const key of ["title", "greeting"]) {
+    const texts = config[key];
+    if (typeof texts === "string") entry(def)[key] = texts;
+    else if (texts && typeof texts === "object") for (const [code, text] of Object.entries(texts)) entry(code)[key] = String(text);
+  }
+  const main = byCode.get(sameCode(def));
+  // By code: PostgreSQL keeps JSON object keys in its own order, so the stored order means nothing.
+  const others = [...byCode.values()].filter((e) => e !== main).sort((a, b) => sameCode(a.code).localeCompare(sameCode(b.code)));
+  return { def, main, others };
+}
+
+/** Codes must look like en, ru or pt-BR, and each language appears once (the default included). */
+function checkLanguageCodes(root) {
+  if (!root) return;
+  const controls = [root.querySelector('[name="config.default_language"]'), ...[...root.querySelectorAll(".lang-row")].map((row) => row.codeInput)];
+  const seen = new Set();
+  for (const control of controls.filter(Boolean)) {
+    const code = control.value.trim();
+    let problem = "";
+    if (code && !LANGUAGE_CODE.test(code)) problem = t("Use a language code like en, ru or pt-BR.");
+    else if (code && seen.has(sameCode(code))) problem = t("{code} is listed twice.", { code });
+    if (code) seen.add(sameCode(code));
+    control.setCustomValidity(problem);
+  }
+}
+
+function renumberLanguages(rows) {
+  [...rows.querySelectorAll(".lang-row")].forEach((row, i) => {
+    const n = i + 2; // language 1 is the default, above
+    row.legendEl.textContent = t("Language {n}", { n });
+    row.removeButton.setAttribute("aria-label", t("Remove language {n}", { n }));
+  });
+}
+
+function languageRow(rows, entry = {}) {
+  const code = field({ label: t("Language code"), name: "lang.code", value: entry.code || "", required: true, attrs: { maxlength: 20, spellcheck: "false", autocomplete: "off", placeholder: "ru" } });
+  const title = field({ label: t("Title"), name: "lang.title", value: entry.title || "", attrs: { maxlength: 200 } });
+  const greeting = field({ label: t("Greeting"), name: "lang.greeting", type: "textarea", value: entry.greeting || "", attrs: { maxlength: 1000, rows: 2 } });
+  const legend = el("legend", {});
+  const remove = el("button", { type: "button", class: "link" }, t("Remove"));
+  const row = el("fieldset", { class: "lang-row" }, legend, code, title, greeting, el("div", { class: "actions" }, remove));
+  Object.assign(row, { legendEl: legend, removeButton: remove, codeInput: code.control, titleInput: title.control, greetingInput: greeting.control });
+  // Named after their language, so a server error about config.title.<code> lands beside them.
+  const rename = () => {
+    const lang = code.control.value.trim();
+    title.control.name = lang ? `config.title.${lang}` : "lang.title";
+    greeting.control.name = lang ? `config.greeting.${lang}` : "lang.greeting";
+  };
+  code.control.addEventListener("input", () => {
+    rename();
+    checkLanguageCodes(row.closest("form"));
+  });
+  remove.addEventListener("click", () => {
+    const form = row.closest("form");
+    row.remove();
+    renumberLanguages(rows);
+    checkLanguageCodes(form);
+  });
+  rows.append(row);
+  rename();
+  renumberLanguages(rows);
+  return row;
+}
+
+function languageFields(config) {
+  const { def, main, others } = textsByLanguage(config);
+  const defaultLanguage = field({
+    label: t("Language of this title and greeting"),
+    name: "config.default_language",
+    value: def,
+    hint: t("A code like en, ru or pt-BR. Visitors whose language has no title or greeting of its own see these."),
+    attrs: { maxlength: 20, spellcheck: "false", autocomplete: "off" },
+  });
+  defaultLanguage.control.addEventListener("input", () => checkLanguageCodes(defaultLanguage.control.closest("form")));
+  const rows = el("div", { class: "lang-rows wide" });
+  for (const entry of others) languageRow(rows, entry);
+  const add = el("button", { type: "button", class: "secondary" }, t("Add a language"));
+  add.addEventListener("click", () => {
+    const row = languageRow(rows);
+    checkLanguageCodes(row.closest("form"));
+    row.codeInput.focus();
+  });
+  return [
+    field({ label: t("Widget title"), name: "config.title", value: main.title, hint: t("Shown at the top of the chat window; the inbox name when empty."), attrs: { maxlength: 200 } }),
+    field({ label: t("Greeting"), name: "config.greeting", type: "textarea", value: main.greeting, attrs: { maxlength: 1000, rows: 2 } }),
+    defaultLanguage,
+    el(
+      "fieldset",
+      { class: "languages" },
+      el("legend", {}, t("Other languages")),
+      el("p", { class: "hint muted wide" }, t("A visitor whose page or browser is in one of these languages sees its title and greeting.")),
+      rows,
+      el("div", { class: "actions wide" }, add),
+    ),
+  ];
+}
+
+function readLanguages(f, out) {
+  const def = value(f, "config.default_language") || "en";
+  const mainTitle = value(f, "config.title");
+  const mainGreeting = value(f, "config.greeting");
+  const rows = [...f.querySelectorAll(".lang-row")]
+    .map((row) => ({ code: row.codeInput.value.trim(), title: row.titleInput.value.trim(), greeting: row.greetingInput.value.trim() }))
+    .filter((row) => row.code);
+  if (!rows.length) {
+    setOrDelete(out, "title", mainTitle);
+    setOrDelete(out, "greeting", mainGreeting);
+  } else {
+    const titles = {};
+    const greetings = {};
+    if (mainTitle) titles[def] = mainTitle;
+    if (mainGreeting) greetings[def] = mainGreeting;
+    for (const row of rows) {
+      if (row.title) titles[row.code] = row.title;
+      if (row.greeting) greetings[row.code] = row.greeting;
+    }
+    setOrDelete(out, "title", Object.keys(titles).length ? titles : null);
+    setOrDelete(out, "greeting", Object.keys(greetings).length ? greetings : null);
+  }
+  setOrDelete(out, "default_language", def);
+}
+
 function webchatFields(config) {
   const prechat = config.prechat && typeof config.prechat === "object" ? config.prechat : {};
   const origins = Array.isArray(config.allowed_origins) ? config.allowed_origins.join("\n") : "";
   return [
-    field({ label: t("Widget title"), name: "config.title", value: config.title || "", hint: t("Shown at the top of the chat window; the inbox name when empty."), attrs: { maxlength: 200 } }),
-    field({ label: t("Greeting"), name: "config.greeting", type: "textarea", value: config.greeting || "", attrs: { maxlength: 1000, rows: 2 } }),
+    ...languageFields(config),
     field({ label: t("Accent colour"), name: "config.accent_color", type: "color", value: /^#[0-9a-fA-F]{6}$/.test(config.accent_color || "") ? config.accent_color : "#2563eb" }),
     field({ label: t("Ask for name and email before the first message"), name: "config.prechat.enabled", type: "checkbox", value: Boolean(prechat.enabled) }),
     field({ label: t("Require the email address"), name: "config.prechat.require_email", type: "checkbox", value: Boolean(prechat.require_email) }),
@@ -53,8 +190,7 @@ function webchatFields(config) {
 
 function readWebchat(f, config) {
   const out = { ...config };
-  setOrDelete(out, "title", value(f, "config.title"));
-  setOrDelete(out, "greeting", value(f, "config.greeting"));
+  readLanguages(f, out);
   setOrDelete(out, "accent_color", value(f, "config.accent_color"));
   out.prechat = { enabled: value(f, "config.prechat.enabled"), require_email: value(f, "config.prechat.require_email") };
   const origins = value(f, "config.allowed_origins")
