@@ -12,7 +12,7 @@ import { boot, t, timeZone } from "../lib/boot.js";
 import { el } from "../lib/shell.js";
 import { formatDateTime, formatShort } from "../lib/time.js";
 import { directory } from "./directory.js";
-import { DELIVERY_LABELS, channelBadge, errorText, formatSize } from "./util.js";
+import { DELIVERY_LABELS, channelBadge, errorText, formatSize, me } from "./util.js";
 
 const PAGE = 50;
 const TIMELINE_PAGES_PER_STEP = 4;
@@ -20,6 +20,33 @@ const TIMELINE_PAGES_PER_STEP = 4;
 const ms = (iso) => (iso ? Date.parse(iso) : 0);
 const dayFormat = new Intl.DateTimeFormat(boot.lang === "ru" ? "ru-RU" : "en-GB", { dateStyle: "full", timeZone });
 const dayKey = new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" });
+
+/** What an agent reads under an outbound message: never why delivery failed (admins can ask). */
+function deliveryText(m) {
+  if (m.delivery_status === "failed") return t("Delivery failed");
+  if (m.delivery_status === "caught") {
+    return t("Not sent: no mail relay is configured, so this e-mail was kept in the local outbox (Admin → Mail outbox). The customer has not received it.");
+  }
+  return DELIVERY_LABELS[m.delivery_status] || m.delivery_status;
+}
+
+/** Admins: a button that fetches and shows why the delivery failed. */
+function deliveryDetails(m) {
+  const out = el("span", { class: "ds-detail", role: "status" });
+  const button = el("button", { type: "button", class: "link" }, t("Why?"));
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const d = await api("GET", `/messages/${m.id}/delivery`);
+      out.textContent = d.error_detail || t("No details were recorded.");
+      button.remove();
+    } catch (err) {
+      out.textContent = errorText(err);
+      button.disabled = false;
+    }
+  });
+  return el("span", { class: "ds-why" }, button, out);
+}
 
 export class Thread {
   /** `host` gives: conversation (current), customerName(), open(id). */
@@ -293,12 +320,12 @@ export class Thread {
       : null;
     let status = null;
     if (kind === "out") {
-      const label = DELIVERY_LABELS[m.delivery_status] || m.delivery_status;
       status = el(
         "footer",
         { class: `msg-status ds-${m.delivery_status}` },
         el("span", { class: "ds-dot", "aria-hidden": "true" }),
-        m.delivery_status === "failed" && m.error ? t("Failed: {error}", { error: m.error }) : label,
+        deliveryText(m),
+        m.delivery_status === "failed" && me.role === "admin" ? deliveryDetails(m) : null,
       );
     }
     return el(
