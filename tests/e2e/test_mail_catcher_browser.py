@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 SECRET_KEY = "mail-catcher-browser-test-secret-0123456789"
 WAIT_MS = 20_000
+CONTRAST_JS = Path(__file__).with_name("contrast.js").read_text(encoding="utf-8")
 REPLY = "Здравствуйте! Заказ уже в пути, трек-номер пришлём сегодня."
 API_REPLY = "Ответ в приложение магазина"
 AGENT = "anna.petrova@example.com"
@@ -140,6 +141,7 @@ async def test_an_e_mail_reply_in_the_demo_is_kept_and_the_admin_reads_it(browse
     await expect(failed).to_have_class(re.compile(r"\bds-failed\b"), timeout=WAIT_MS)
     await expect(failed).to_have_text("Не доставлено")
     await expect(failed.get_by_role("button")).to_have_count(0)  # the reason is for admins
+    assert (await desk.evaluate(CONTRAST_JS))["failures"] == []  # the notes are readable (WCAG 1.4.3)
     await context.close()
 
     # The admin reads it on the admin page.
@@ -169,6 +171,7 @@ async def test_an_e_mail_reply_in_the_demo_is_kept_and_the_admin_reads_it(browse
     assert f"Message-ID: <{message.id}@".encode() in raw
     assert f"To: {customer_address}".encode() in raw
     await expect(section).not_to_contain_text("null")
+    assert (await admin.evaluate(CONTRAST_JS))["failures"] == []
     await admin.screenshot(path=shot("mail-catcher-admin.png"))
 
     # The admin, in the desk, asks why the API reply failed.
