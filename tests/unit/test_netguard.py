@@ -173,9 +173,19 @@ async def test_check_url_accepts_public_literals_unresolvable_names_and_allowed_
         await check_url("ftp://93.184.216.34/", Policy())
 
 
-async def test_the_http_client_refuses_at_connect_time_with_no_request_sent():
-    async with netguard.http_client(Policy(), timeout=5) as client:
-        with pytest.raises(DestinationRefused, match="loopback"):
-            await client.post("http://127.1:9/hook", content=b"{}")
-        with pytest.raises(DestinationRefused, match="link-local"):
-            await client.get("http://[::ffff:a9fe:a9fe]/latest/meta-data/")
+async def test_the_http_client_refuses_at_connect_time_before_any_byte_is_sent():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    try:
+        async with netguard.http_client(Policy(), timeout=5) as client:
+            with pytest.raises(DestinationRefused, match="loopback"):
+                await client.post(f"http://127.1:{port}/hook", content=b"{}")
+            with pytest.raises(DestinationRefused, match="link-local"):
+                await client.get("http://[::ffff:a9fe:a9fe]/latest/meta-data/")
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nobody connected
+    finally:
+        listener.close()
