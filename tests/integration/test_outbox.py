@@ -128,7 +128,7 @@ async def test_transient_failure_then_success(db: Database, sink: Sink, frozen_c
     assert [r.json()["attempt"] for r in sink.received] == [1, 2]
 
 
-@pytest.mark.parametrize("code", [400, 410, 422])
+@pytest.mark.parametrize("code", [302, 307, 400, 410, 422])  # redirects are not followed
 async def test_permanent_failure_is_visible_on_the_message(db: Database, sink: Sink, code: int):
     sink.answers = [code]
     msg_id, item_id, _ = await queue_reply(db, config={"webhook_url": sink.url})
