@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.channels.api import router as inbox_router
     from frontdesk.channels.apichannel.api import router as apichannel_router
     from frontdesk.channels.email.api import router as email_router
+    from frontdesk.channels.email.catcher_api import router as mail_catcher_router
     from frontdesk.channels.webchat.api import router as webchat_router
     from frontdesk.conversations.api import router as conversations_router
     from frontdesk.conversations.canned_api import router as canned_router
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         inbox_router,
         apichannel_router,
         email_router,
+        mail_catcher_router,
         webhooks_router,
         routing_router,
         audit_router,

@@ -112,6 +112,29 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
     log_json: bool = False
+    # -- outbound destinations: what admin-set URLs and hosts may reach (frontdesk/netguard.py) --
+    outbound_allow: str | None = Field(
+        None,
+        description="Comma-separated networks (CIDR) and host names (*.suffix for a domain) that webhooks, "
+        "API-inbox webhook_urls and IMAP hosts may reach besides public addresses, e.g. "
+        "10.0.0.0/8,hooks.internal. Unset: loopback, private, link-local… destinations are refused.",
+    )
+    outbound_resolver: str | None = Field(
+        None,
+        description="ip[:port] of the DNS server that resolves outbound host names; unset = the OS resolver.",
+    )
+
+    @field_validator("outbound_allow", "outbound_resolver")
+    @classmethod
+    def _outbound(cls, v: str | None, info: Any) -> str | None:
+        from frontdesk.netguard import Policy
+
+        if v is not None and v.strip():
+            if info.field_name == "outbound_allow":
+                Policy.parse(allow=v)
+            else:
+                Policy.parse(resolver=v)
+        return v
 
     @field_validator("database_url")
     @classmethod

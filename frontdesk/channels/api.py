@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from frontdesk.auth.deps import AdminDep, AgentDep
 from frontdesk.channels import service
 from frontdesk.channels.schemas import InboxCreate, InboxOut, InboxUpdate
-from frontdesk.deps import SessionDep
+from frontdesk.deps import SessionDep, SettingsDep
 from frontdesk.models import Inbox
 from frontdesk.models.enums import Channel
 from frontdesk.openapi import problem as _problem
@@ -42,7 +42,7 @@ async def list_inboxes(
 
 
 @router.post("/inboxes", response_model=InboxOut, status_code=201, summary="Create an inbox")
-async def create_inbox(body: InboxCreate, principal: AdminDep, session: SessionDep) -> InboxOut:
+async def create_inbox(body: InboxCreate, principal: AdminDep, session: SessionDep, settings: SettingsDep) -> InboxOut:
     inbox = await service.create_inbox(
         session,
         name=body.name,
@@ -50,6 +50,7 @@ async def create_inbox(body: InboxCreate, principal: AdminDep, session: SessionD
         config=body.config,
         is_active=body.is_active,
         actor=principal,
+        settings=settings,
     )
     return _out(inbox)
 
@@ -64,9 +65,12 @@ async def get_inbox(inbox_id: uuid.UUID, principal: AgentDep, session: SessionDe
     response_model=InboxOut,
     summary="Change an inbox (send masked secrets back unchanged to keep them)",
 )
-async def update_inbox(inbox_id: uuid.UUID, body: InboxUpdate, principal: AdminDep, session: SessionDep) -> InboxOut:
+async def update_inbox(
+    inbox_id: uuid.UUID, body: InboxUpdate, principal: AdminDep, session: SessionDep, settings: SettingsDep
+) -> InboxOut:
     inbox = await service.get_inbox(session, inbox_id)
-    return _out(await service.update_inbox(session, inbox, body.model_dump(exclude_unset=True), principal))
+    changes = body.model_dump(exclude_unset=True)
+    return _out(await service.update_inbox(session, inbox, changes, principal, settings))
 
 
 @router.delete("/inboxes/{inbox_id}", response_model=InboxOut, summary="Deactivate an inbox (it is kept)")

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk import netguard
 from frontdesk.audit.service import Actor, record
 from frontdesk.channels.webchat import config as webchat_config
 from frontdesk.db import flush_or_conflict, get_or_404
@@ -77,6 +78,25 @@ async def _check_name(session: AsyncSession, name: str, exclude: uuid.UUID | Non
         raise Conflict(f"An inbox named {name!r} already exists.")
 
 
+async def check_destinations(channel: Channel, config: dict[str, Any], settings: Any = None) -> None:
+    """An API inbox's ``webhook_url`` and an e-mail inbox's ``imap.host`` may not point inside the
+    network (``frontdesk.netguard``, allow-list ``FRONTDESK_OUTBOUND_ALLOW``): 422 naming why."""
+    policy = netguard.policy_of(settings)
+    checks: list[tuple[str, Any, bool]] = []
+    if channel is Channel.api and config.get("webhook_url") not in (None, ""):
+        checks.append(("config.webhook_url", config["webhook_url"], True))
+    imap = config.get("imap")
+    if channel is Channel.email and isinstance(imap, dict) and imap.get("host") not in (None, ""):
+        checks.append(("config.imap.host", imap["host"], False))
+    for field, value, is_url in checks:
+        if not isinstance(value, str):
+            raise Invalid(f"{field} must be a string", field=field)
+        try:
+            await (netguard.check_url(value, policy) if is_url else netguard.check_host(value, policy))
+        except netguard.DestinationRefused as exc:
+            raise Invalid(f"{field}: {exc}", field=field) from exc
+
+
 async def list_inboxes(session: AsyncSession, *, channel: str | None = None, active: bool | None = None) -> list[Inbox]:
     stmt = select(Inbox).order_by(Inbox.name)
     if channel is not None:
@@ -107,6 +127,7 @@ async def create_inbox(
     config: dict[str, Any] | None = None,
     is_active: bool = True,
     actor: Actor | None = None,
+    settings: Any = None,
 ) -> Inbox:
     name = name.strip()
     if not name:
@@ -117,6 +138,7 @@ async def create_inbox(
         config = merge_masked(config, {})  # a new inbox has nothing stored: a mask is an error
     if chosen is Channel.webchat:
         webchat_config.check(config or {})
+    await check_destinations(chosen, config or {}, settings)
     if chosen is Channel.api:  # signed both ways: generate the secrets the admin did not set
         config = dict(config or {})
         for key in ("inbound_secret", "webhook_secret"):
@@ -134,7 +156,9 @@ async def create_inbox(
     return inbox
 
 
-async def update_inbox(session: AsyncSession, inbox: Inbox, changes: dict[str, Any], actor: Actor | None) -> Inbox:
+async def update_inbox(
+    session: AsyncSession, inbox: Inbox, changes: dict[str, Any], actor: Actor | None, settings: Any = None
+) -> Inbox:
     audit: dict[str, Any] = {}
     if changes.get("name") is not None and changes["name"].strip() != inbox.name:
         name = changes["name"].strip()
@@ -145,6 +169,7 @@ async def update_inbox(session: AsyncSession, inbox: Inbox, changes: dict[str, A
         merged = merge_masked(changes["config"], inbox.config)
         if inbox.channel == Channel.webchat.value:
             webchat_config.check(merged)
+        await check_destinations(Channel(inbox.channel), merged, settings)
         if merged != inbox.config:
             inbox.config = merged
             audit["config"] = masked_config(merged)  # the audit log never holds a secret either

@@ -2,6 +2,11 @@
 
 :func:`enqueue` is what every sender (agent reply, bot, journey) calls after adding the
 message; the dispatcher (``frontdesk.conversations.dispatcher``) delivers it after the commit.
+
+``Message.error`` keeps why a delivery failed (a receiver's status and answer, a refused address,
+a relay's reply): that is for admins (``GET /api/v1/messages/{id}/delivery``, the dead-letter
+list). Everyone else — the message views, the realtime pushes, webhook payloads — gets
+:func:`agent_error`: that it failed, never why.
 """
 
 from __future__ import annotations
@@ -12,10 +17,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.db import after_commit
 from frontdesk.models import Message, OutboxItem
+from frontdesk.models.enums import DeliveryStatus
 from frontdesk.realtime import conversation_topics, publish_after_commit
 
 WAKEUP_KEY = "outbox_wakeup"
 MESSAGE_UPDATED = "conversation.message_updated"
+DELIVERY_FAILED = "delivery failed"
+DELIVERY_RETRYING = "delivery failed; retrying"
+
+
+def agent_error(delivery_status: str | None, error: str | None) -> str | None:
+    """What agents (and every non-admin reader) see of a delivery error: that it failed, not why."""
+    if not error and delivery_status != DeliveryStatus.failed.value:
+        return None
+    return DELIVERY_FAILED if delivery_status == DeliveryStatus.failed.value else DELIVERY_RETRYING
 
 
 async def enqueue(session: AsyncSession, message: Message) -> OutboxItem:
@@ -42,7 +57,7 @@ def publish_delivery_status(session: AsyncSession, message: Message, **extra: An
             "channel": message.channel,
             "delivery_status": message.delivery_status,
             "external_id": message.external_id,
-            "error": message.error,
+            "error": agent_error(message.delivery_status, message.error),
             "status_at": message.status_at.isoformat() if message.status_at else None,
             **extra,
         },

@@ -644,6 +644,7 @@ async def message_views(session: AsyncSession, messages: Sequence[Message]) -> l
     out = []
     for m in messages:
         view = MessageOut.model_validate(m)
+        view.error = outbox.agent_error(m.delivery_status, m.error)  # the why is for admins only
         view.attachments = by_message.get(m.id, [])
         mentions = (m.meta or {}).get("mentions") if isinstance(m.meta, dict) else None
         if isinstance(mentions, list):

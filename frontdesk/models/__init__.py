@@ -8,6 +8,7 @@ from frontdesk.models.customer import Consent, Customer, Identity
 from frontdesk.models.event import CustomerEvent
 from frontdesk.models.inbox import Inbox
 from frontdesk.models.mailbox import MailboxState
+from frontdesk.models.mailcatcher import CaughtMail
 from frontdesk.models.merge import CustomerMerge, MergeSuggestion
 from frontdesk.models.queue import AgentPresence, Queue
 from frontdesk.models.rejected import RejectedInput
@@ -40,6 +41,7 @@ __all__ = [
     "Base",
     "CannedResponse",
     "CapacityShift",
+    "CaughtMail",
     "Consent",
     "Conversation",
     "ConversationTag",

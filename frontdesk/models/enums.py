@@ -61,6 +61,7 @@ class DeliveryStatus(StrEnum):
     delivered = "delivered"
     read = "read"
     failed = "failed"  # gave up after retries; visible to the agent
+    caught = "caught"  # e-mail kept in the local mail catcher: no relay is configured, nobody got it
 
 
 class ConsentStatus(StrEnum):

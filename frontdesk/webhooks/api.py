@@ -8,11 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 
 from frontdesk.auth.deps import AdminDep
-from frontdesk.deps import SessionDep
+from frontdesk.deps import SessionDep, SettingsDep
 from frontdesk.pagination import Page
 from frontdesk.webhooks import service
 from frontdesk.webhooks.schemas import (
     DeadLetterOut,
+    DeliveryOut,
     ReplayOut,
     WebhookCreate,
     WebhookOut,
@@ -34,8 +35,10 @@ async def list_webhooks(session: SessionDep, principal: AdminDep) -> list[Webhoo
     status_code=status.HTTP_201_CREATED,
     summary="Subscribe a URL to conversation events (the signing secret is shown once)",
 )
-async def create_webhook(body: WebhookCreate, session: SessionDep, principal: AdminDep) -> WebhookWithSecret:
-    sub = await service.create_subscription(session, principal, body)
+async def create_webhook(
+    body: WebhookCreate, session: SessionDep, principal: AdminDep, settings: SettingsDep
+) -> WebhookWithSecret:
+    sub = await service.create_subscription(session, principal, body, settings)
     return WebhookWithSecret.model_validate(sub)
 
 
@@ -50,9 +53,10 @@ async def get_webhook(webhook_id: uuid.UUID, session: SessionDep, principal: Adm
     summary="Change a subscription's URL, events, description or active flag",
 )
 async def update_webhook(
-    webhook_id: uuid.UUID, body: WebhookUpdate, session: SessionDep, principal: AdminDep
+    webhook_id: uuid.UUID, body: WebhookUpdate, session: SessionDep, principal: AdminDep, settings: SettingsDep
 ) -> WebhookOut:
-    return WebhookOut.model_validate(await service.update_subscription(session, principal, webhook_id, body))
+    sub = await service.update_subscription(session, principal, webhook_id, body, settings)
+    return WebhookOut.model_validate(sub)
 
 
 @router.post(
@@ -110,3 +114,12 @@ async def replay_dead_letter(item_id: uuid.UUID, session: SessionDep, principal:
 async def discard_dead_letter(item_id: uuid.UUID, session: SessionDep, principal: AdminDep) -> Response:
     await service.discard_dead_letter(session, principal, item_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/messages/{message_id}/delivery",
+    response_model=DeliveryOut,
+    summary="Why an outbound message was not delivered (admins; agents see only that it failed)",
+)
+async def get_delivery(message_id: uuid.UUID, session: SessionDep, principal: AdminDep) -> DeliveryOut:
+    return await service.delivery_of(session, message_id)

@@ -116,3 +116,30 @@ class ReplayOut(BaseModel):
     id: uuid.UUID
     kind: Literal["outbox", "webhook"]
     status: str = Field(description="`pending`: it will be sent again shortly with a fresh set of attempts.")
+
+
+class OutboxItemOut(BaseModel):
+    id: uuid.UUID
+    status: str = Field(description="`pending`, `running` or `failed` (a delivered item is deleted).")
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    due_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    """Why an outbound message was (not) delivered — for admins. Agents read only `error`."""
+
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    channel: str
+    delivery_status: str
+    status_at: datetime | None
+    external_id: str | None
+    error: str | None = Field(description='What agents see: "delivery failed" (or "…; retrying"), never why.')
+    error_detail: str | None = Field(
+        description="Why: the receiver's status and a bounded excerpt of its answer, a refused address, "
+        "the relay's reply."
+    )
+    target: str | None = Field(description="The webhook URL of an API inbox, else null.")
+    outbox: OutboxItemOut | None = Field(description="The delivery job while it is queued, retrying or failed.")

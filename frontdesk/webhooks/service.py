@@ -32,11 +32,11 @@ import orjson
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from frontdesk import clock
+from frontdesk import clock, netguard
 from frontdesk.audit.service import Actor, record
 from frontdesk.channels.base import PermanentError
 from frontdesk.channels.webhook import TIMEOUT_SECONDS, post_signed
-from frontdesk.conversations.outbox import publish_delivery_status
+from frontdesk.conversations.outbox import agent_error, publish_delivery_status
 from frontdesk.db import EventRecord, after_commit, event_hook, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.ids import new_id
@@ -44,7 +44,14 @@ from frontdesk.models import Conversation, Inbox, Message, OutboxItem, WebhookDe
 from frontdesk.models.enums import Channel, DeliveryStatus, JobStatus
 from frontdesk.pagination import decode_cursor, encode_cursor
 from frontdesk.timers import Claimed, LeaseLost, WorkLoop
-from frontdesk.webhooks.schemas import DeadLetterOut, WebhookCreate, WebhookEvent, WebhookUpdate
+from frontdesk.webhooks.schemas import (
+    DeadLetterOut,
+    DeliveryOut,
+    OutboxItemOut,
+    WebhookCreate,
+    WebhookEvent,
+    WebhookUpdate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +93,19 @@ def _audit_view(sub: WebhookSubscription) -> dict[str, Any]:
     return {"url": sub.url, "events": list(sub.events), "active": sub.active}
 
 
-async def create_subscription(session: AsyncSession, actor: Actor | None, data: WebhookCreate) -> WebhookSubscription:
+async def check_url(url: str, settings: Any = None) -> None:
+    """422 naming why, when ``url`` is (or resolves to) an address inside the network (netguard)."""
+    try:
+        await netguard.check_url(url, netguard.policy_of(settings))
+    except netguard.DestinationRefused as exc:
+        raise Invalid(f"url: {exc}", field="url") from exc
+
+
+async def create_subscription(
+    session: AsyncSession, actor: Actor | None, data: WebhookCreate, settings: Any = None
+) -> WebhookSubscription:
     """A new subscription with a generated secret (read it from the returned row once)."""
+    await check_url(data.url, settings)
     sub = WebhookSubscription(
         url=data.url,
         events=[e.value for e in data.events],
@@ -102,12 +120,17 @@ async def create_subscription(session: AsyncSession, actor: Actor | None, data: 
 
 
 async def update_subscription(
-    session: AsyncSession, actor: Actor | None, subscription_id: uuid.UUID, data: WebhookUpdate
+    session: AsyncSession,
+    actor: Actor | None,
+    subscription_id: uuid.UUID,
+    data: WebhookUpdate,
+    settings: Any = None,
 ) -> WebhookSubscription:
     sub = await get_subscription(session, subscription_id)
     sent = data.model_dump(exclude_unset=True)
     changes: dict[str, Any] = {}
     if sent.get("url") is not None and data.url != sub.url:
+        await check_url(str(data.url), settings)
         changes["url"] = {"from": sub.url, "to": data.url}
         sub.url = str(data.url)
     if data.events is not None:
@@ -375,6 +398,43 @@ async def list_dead_letters(
     return page, encode_cursor(page[-1].id)
 
 
+async def delivery_of(session: AsyncSession, message_id: uuid.UUID) -> DeliveryOut:
+    """The delivery state of one message with the reason it failed (admins only: agents see
+    ``agent_error``)."""
+    message = await get_or_404(session, Message, message_id, "message")
+    item = await session.scalar(select(OutboxItem).where(OutboxItem.message_id == message.id))
+    target = None
+    if message.channel == Channel.api.value:
+        config = await session.scalar(
+            select(Inbox.config)
+            .join(Conversation, Conversation.inbox_id == Inbox.id)
+            .where(Conversation.id == message.conversation_id)
+        )
+        url = (config or {}).get("webhook_url")
+        target = url if isinstance(url, str) else None
+    return DeliveryOut(
+        message_id=message.id,
+        conversation_id=message.conversation_id,
+        channel=message.channel,
+        delivery_status=message.delivery_status,
+        status_at=message.status_at,
+        external_id=message.external_id,
+        error=agent_error(message.delivery_status, message.error),
+        error_detail=message.error,
+        target=target,
+        outbox=OutboxItemOut(
+            id=item.id,
+            status=item.status,
+            attempts=item.attempts,
+            max_attempts=item.max_attempts,
+            last_error=item.last_error,
+            due_at=item.due_at,
+        )
+        if item is not None
+        else None,
+    )
+
+
 async def _dead_letter(session: AsyncSession, item_id: uuid.UUID) -> OutboxItem | WebhookDelivery:
     row: OutboxItem | WebhookDelivery | None = await session.get(OutboxItem, item_id)
     if row is None:
@@ -449,14 +509,16 @@ class WebhookLoop(WorkLoop):
     model = WebhookDelivery
     name = "webhooks"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, db: Any, settings: Any = None, **kwargs: Any) -> None:
+        super().__init__(db, settings, **kwargs)
+        self.policy = netguard.policy_of(settings)
         self._client: httpx.AsyncClient | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
+        """Connections only to addresses netguard allows, checked at connect time; no redirects."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=TIMEOUT_SECONDS)
+            self._client = netguard.http_client(self.policy, timeout=TIMEOUT_SECONDS)
         return self._client
 
     def start(self) -> None:

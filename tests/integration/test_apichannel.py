@@ -15,8 +15,15 @@ from sqlalchemy import func, select
 from frontdesk import clock
 from frontdesk.channels.webhook import sign, verify
 from frontdesk.models import AuditEntry, Message, OutboxItem, RejectedInput
+from frontdesk.settings import Settings
 from tests.builders import auth_headers
 from tests.integration.webhook_sink import Sink
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # The integrator's receiver listens on 127.0.0.1: allowed explicitly (netguard refuses it by default).
+    return settings.model_copy(update={"outbound_allow": "127.0.0.1/32"})
 
 
 @pytest.fixture

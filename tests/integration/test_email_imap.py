@@ -196,7 +196,9 @@ def _run_dovecot(binary: str, root: Path) -> Iterator[Dovecot]:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"imap_poll_seconds": 0.2, "mail_domain": "support.example.com"})
+    # Dovecot listens on 127.0.0.1: allowed explicitly (netguard refuses it by default).
+    update = {"imap_poll_seconds": 0.2, "mail_domain": "support.example.com", "outbound_allow": "127.0.0.1/32"}
+    return settings.model_copy(update=update)
 
 
 @contextlib.asynccontextmanager

@@ -192,7 +192,7 @@ async def settled(app: Any, message_id: str, *, timeout: float = 20.0) -> Messag
         async with app.state.db.transaction() as s:
             msg = await s.get(Message, uuid.UUID(message_id))
         assert msg is not None
-        if msg.delivery_status in ("sent", "delivered", "failed"):
+        if msg.delivery_status in ("sent", "delivered", "failed", "caught"):
             return msg
         assert asyncio.get_running_loop().time() < deadline, f"still {msg.delivery_status}: {msg.error}"
         await asyncio.sleep(0.05)
@@ -312,11 +312,14 @@ async def test_relay_refusal_550_fails_the_message_visibly(app: Any, client: Any
     assert "550" in msg.error
     assert "Recipient address rejected" in msg.error
     assert sink.received == []
-    # The agent sees it through the API.
+    # The agent sees that it failed; the relay's answer is for admins.
     headers = await auth_headers(app, "agent")
     shown = (await client.get(f"/api/v1/messages/{sent['id']}", headers=headers)).json()
-    assert shown["delivery_status"] == "failed"
-    assert "550" in shown["error"]
+    assert (shown["delivery_status"], shown["error"]) == ("failed", "delivery failed")
+    admin = await auth_headers(app, "admin")
+    delivery = (await client.get(f"/api/v1/messages/{sent['id']}/delivery", headers=admin)).json()
+    assert "550" in delivery["error_detail"]
+    assert "Recipient address rejected" in delivery["error_detail"]
 
 
 async def test_undeliverable_customer_address_is_not_sent(app: Any, client: Any, sink: SmtpSink):
@@ -433,12 +436,12 @@ class TestNoRelay:
     def relay_url(self) -> str:
         return ""
 
-    async def test_fails_with_the_setting_named(self, app: Any, client: Any, sink: SmtpSink):
+    async def test_kept_in_the_local_mail_catcher_not_failed(self, app: Any, client: Any, sink: SmtpSink):
+        """tests/integration/test_mail_catcher.py reads what was kept."""
         conversation_id, _ = await email_conversation(app)
         sent = await reply(client, app, conversation_id)
         msg = await settled(app, sent["id"])
-        assert msg.delivery_status == "failed"
-        assert msg.error == "no SMTP relay configured (FRONTDESK_SMTP_RELAY)"
+        assert (msg.delivery_status, msg.error) == ("caught", None)
         assert sink.received == []
 
 

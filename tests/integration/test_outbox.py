@@ -22,6 +22,8 @@ from frontdesk.timers import start_loops
 from tests.integration.webhook_sink import Sink, free_port
 
 SECRET = "whsec-test-123"
+# The receivers here listen on 127.0.0.1, which is refused unless allowed (frontdesk.netguard).
+LOCAL = Settings(outbound_allow="127.0.0.1/32")
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ async def test_delivered_signed_to_the_webhook(db: Database, sink: Sink):
     db.attach_hub(hub)
     msg_id, item_id, conv_id = await queue_reply(db, config={"webhook_url": sink.url, "webhook_secret": SECRET})
     view = await hub.open([f"conversation:{conv_id}"])
-    assert await Dispatcher(db, hub=hub).run_due() == 1
+    assert await Dispatcher(db, LOCAL, hub=hub).run_due() == 1
 
     assert len(sink.received) == 1
     got = sink.received[0]
@@ -93,14 +95,26 @@ async def test_delivered_signed_to_the_webhook(db: Database, sink: Sink):
     assert event.data["message"]["delivery_status"] == "sent"
 
 
+async def test_a_local_receiver_is_refused_without_the_allow_list(db: Database, sink: Sink):
+    msg_id, item_id, _ = await queue_reply(db, config={"webhook_url": sink.url, "webhook_secret": SECRET})
+    assert await Dispatcher(db, Settings()).run_due() == 1
+    msg, item = await load(db, msg_id, item_id)
+    assert msg.delivery_status == "failed"
+    assert "127.0.0.1 is loopback" in (msg.error or "")
+    assert item is not None
+    assert (item.status, item.attempts) == ("failed", 1)
+    assert sink.received == []
+
+
 async def test_transient_failure_then_success(db: Database, sink: Sink, frozen_clock):
     sink.answers = [503]
     msg_id, item_id, _ = await queue_reply(db, config={"webhook_url": sink.url, "webhook_secret": SECRET})
-    dispatcher = Dispatcher(db)
+    dispatcher = Dispatcher(db, LOCAL)
     assert await dispatcher.run_due() == 1
     msg, item = await load(db, msg_id, item_id)
     assert msg.delivery_status == "queued"
-    assert "HTTP 503" in (msg.error or "")  # the agent sees why it is not out yet
+    assert "HTTP 503" in (msg.error or "")  # why it is not out yet: for admins
+    assert outbox.agent_error(msg.delivery_status, msg.error) == "delivery failed; retrying"  # for agents
     assert item is not None
     assert (item.status, item.attempts) == ("pending", 1)
     assert await dispatcher.run_due() == 0  # backing off
@@ -114,11 +128,11 @@ async def test_transient_failure_then_success(db: Database, sink: Sink, frozen_c
     assert [r.json()["attempt"] for r in sink.received] == [1, 2]
 
 
-@pytest.mark.parametrize("code", [400, 410, 422])
+@pytest.mark.parametrize("code", [302, 307, 400, 410, 422])  # redirects are not followed
 async def test_permanent_failure_is_visible_on_the_message(db: Database, sink: Sink, code: int):
     sink.answers = [code]
     msg_id, item_id, _ = await queue_reply(db, config={"webhook_url": sink.url})
-    assert await Dispatcher(db).run_due() == 1
+    assert await Dispatcher(db, LOCAL).run_due() == 1
     msg, item = await load(db, msg_id, item_id)
     assert msg.delivery_status == "failed"
     assert f"HTTP {code}" in (msg.error or "")
@@ -134,7 +148,7 @@ async def test_unreachable_until_out_of_attempts(db: Database, frozen_clock):
         item = await s.get(OutboxItem, item_id)
         assert item is not None
         item.max_attempts = 3
-    dispatcher = Dispatcher(db)
+    dispatcher = Dispatcher(db, LOCAL)
     for _ in range(3):
         assert await dispatcher.run_due() == 1
         frozen_clock.advance(minutes=5)
@@ -147,7 +161,7 @@ async def test_unreachable_until_out_of_attempts(db: Database, frozen_clock):
 
 async def test_channel_without_adapter_fails_clearly(db: Database):
     msg_id, item_id, _ = await queue_reply(db, channel="sms")
-    assert await Dispatcher(db).run_due() == 1
+    assert await Dispatcher(db, LOCAL).run_due() == 1
     msg, _ = await load(db, msg_id, item_id)
     assert msg.delivery_status == "failed"
     assert msg.error == "no adapter for channel 'sms' yet"
@@ -155,7 +169,7 @@ async def test_channel_without_adapter_fails_clearly(db: Database):
 
 async def test_api_inbox_without_webhook_url_fails(db: Database):
     msg_id, item_id, _ = await queue_reply(db, config={})
-    await Dispatcher(db).run_due()
+    await Dispatcher(db, LOCAL).run_due()
     msg, _ = await load(db, msg_id, item_id)
     assert (msg.delivery_status, msg.error) == ("failed", "the API inbox has no webhook_url configured")
 
@@ -165,7 +179,7 @@ async def test_webchat_reply_reaches_the_widget(db: Database):
     db.attach_hub(hub)
     msg_id, item_id, conv_id = await queue_reply(db, channel="webchat", text="Привет!")
     widget = await hub.open([f"widget:{conv_id}"])
-    assert await Dispatcher(db, hub=hub).run_due() == 1
+    assert await Dispatcher(db, LOCAL, hub=hub).run_due() == 1
     event = await asyncio.wait_for(widget.__anext__(), 2)
     assert (event.type, event.data["text"], event.data["id"]) == (
         "conversation.message_created",
@@ -177,7 +191,9 @@ async def test_webchat_reply_reaches_the_widget(db: Database):
 
 
 async def test_commit_wakes_the_dispatcher(db: Database, database_url: str, sink: Sink, tmp_path):
-    settings = Settings(database_url=database_url, data_dir=tmp_path, timers_poll_seconds=30)
+    settings = Settings(
+        database_url=database_url, data_dir=tmp_path, timers_poll_seconds=30, outbound_allow="127.0.0.1/32"
+    )
     db.attach_hub(MemoryHub())
     loops = await start_loops(db, settings)
     try:

@@ -36,6 +36,7 @@ def start_server(database_url: str, data_dir: Path, log: Path) -> tuple[subproce
         "FRONTDESK_AUTO_MIGRATE": "false",
         "FRONTDESK_TIMERS_POLL_SECONDS": "0.2",
         "FRONTDESK_TIMERS_LEASE_SECONDS": "3",
+        "FRONTDESK_OUTBOUND_ALLOW": "127.0.0.1/32",  # the receiver is local (netguard refuses it by default)
     }
     env.pop("FRONTDESK_REDIS_URL", None)
     proc = subprocess.Popen(

@@ -26,7 +26,8 @@ from tests.integration.webhook_sink import Sink, free_port
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"run_loops": False})
+    # The receivers listen on 127.0.0.1: allowed explicitly (frontdesk.netguard refuses it by default).
+    return settings.model_copy(update={"run_loops": False, "outbound_allow": "127.0.0.1/32"})
 
 
 @pytest.fixture

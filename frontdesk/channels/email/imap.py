@@ -10,6 +10,8 @@ verdict of polled mail read from that server's ``Authentication-Results`` (see :
 ``tls: true`` (the default) is IMAP over TLS from the first byte (port 993); ``tls: false`` with
 ``starttls: true`` upgrades a plain connection (port 143); ``tls: false`` alone is clear text
 (test rigs only). ``ca_file`` trusts a private CA; ``verify: false`` skips certificate checks.
+The host must be public or allowed by ``FRONTDESK_OUTBOUND_ALLOW`` (``frontdesk.netguard``): it
+is resolved and checked before each poll, and the connection goes to the checked address.
 
 Every ``settings.imap_poll_seconds`` the poller (started with the server, one asyncio task; the
 blocking imapclient calls run in a thread) polls every active email inbox that has ``imap``:
@@ -45,11 +47,14 @@ from typing import Any
 
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.imap4 import IMAP4WithTimeout
+from imapclient.tls import IMAP4_TLS
+from imapclient.tls import wrap_socket as tls_wrap_socket
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from frontdesk import clock
+from frontdesk import clock, netguard
 from frontdesk.channels.email.inbound import receive_raw
 from frontdesk.channels.listeners import Stop, listener
 from frontdesk.db import Database
@@ -156,17 +161,69 @@ def _flag(value: Any, default: bool) -> bool:
 # -- the blocking IMAP conversation (runs in a worker thread) -----------------------------------
 
 
-class ImapSession:
-    """One logged-in IMAP connection on one folder. Every method blocks: call it in a thread."""
+class _CheckedIMAP4(IMAP4WithTimeout):
+    """Plain IMAP (or STARTTLS later) to addresses netguard checked; ``host`` stays the name."""
 
-    def __init__(self, config: ImapConfig) -> None:
+    def __init__(self, addresses: list[netguard.IPAddress], host: str, port: int, timeout: float | None) -> None:
+        self._addresses = addresses
+        super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        return netguard.connect_tcp_sync(self._addresses, self.port, timeout if timeout is not None else self._timeout)
+
+
+class _CheckedIMAP4TLS(IMAP4_TLS):
+    """IMAP over TLS to addresses netguard checked; the certificate is verified for ``host``."""
+
+    def __init__(
+        self,
+        addresses: list[netguard.IPAddress],
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        timeout: float | None,
+    ) -> None:
+        self._addresses = addresses
+        super().__init__(host, port, ssl_context, timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = netguard.connect_tcp_sync(self._addresses, self.port, timeout if timeout is not None else self._timeout)
+        return tls_wrap_socket(sock, self.ssl_context, self.host)
+
+
+class _CheckedIMAPClient(imapclient.IMAPClient):
+    """``IMAPClient`` that connects to the given (checked) addresses instead of resolving again."""
+
+    def __init__(self, addresses: list[netguard.IPAddress], host: str, **kwargs: Any) -> None:
+        self._addresses = list(addresses)
+        super().__init__(host, **kwargs)
+
+    def _create_IMAP4(self) -> Any:
+        timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _CheckedIMAP4TLS(self._addresses, self.host, self.port, self.ssl_context, timeout)
+        return _CheckedIMAP4(self._addresses, self.host, self.port, timeout)
+
+
+class ImapSession:
+    """One logged-in IMAP connection on one folder. Every method but :meth:`checked_addresses`
+    blocks: call it in a thread."""
+
+    def __init__(self, config: ImapConfig, policy: netguard.Policy | None = None) -> None:
         self.config = config
+        self.policy = policy or netguard.Policy()
         self.client: imapclient.IMAPClient | None = None
 
-    def open(self) -> int:
-        """Connect, log in, select the folder; the folder's UIDVALIDITY."""
+    async def checked_addresses(self) -> list[netguard.IPAddress]:
+        """The server's addresses, each allowed by the outbound policy (``DestinationRefused`` if not)."""
+        return await netguard.checked_addresses(self.config.host, self.config.port, self.policy)
+
+    def open(self, addresses: list[netguard.IPAddress]) -> int:
+        """Connect to one of ``addresses`` (from :meth:`checked_addresses`: no second lookup, so no
+        DNS-rebinding gap), log in, select the folder; the folder's UIDVALIDITY."""
         c = self.config
-        client = imapclient.IMAPClient(
+        client = _CheckedIMAPClient(
+            addresses,
             c.host,
             port=c.port,
             ssl=c.tls,
@@ -303,7 +360,7 @@ class ImapPoller:
         state_id = await self._state_row(inbox_id, folder)
         if not await self._take_lease(state_id):
             return 0
-        session = ImapSession(config)
+        session = ImapSession(config, netguard.policy_of(self.settings))
         fetched = 0
         error: str | None = None
         try:
@@ -321,7 +378,7 @@ class ImapPoller:
     async def _poll(
         self, session: ImapSession, inbox_id: uuid.UUID, state_id: uuid.UUID, trusted: tuple[str, ...] = ()
     ) -> int:
-        uidvalidity = await asyncio.to_thread(session.open)
+        uidvalidity = await asyncio.to_thread(session.open, await session.checked_addresses())
         last_uid = await self._check_uidvalidity(state_id, uidvalidity)
         uids = (await asyncio.to_thread(session.uids_after, last_uid))[:MAX_PER_POLL]
         fetched = 0

@@ -3,7 +3,9 @@
 For one outbound message it reads the conversation (subject, the Message-IDs of its earlier
 emails), the customer's email address and the message's attachments, builds a MIME message
 (:func:`build_email`) and hands it to the relay named by ``FRONTDESK_SMTP_RELAY``
-(:func:`deliver`, aiosmtplib).
+(:func:`deliver`, aiosmtplib). Without a relay the message is kept, exactly as it would have
+been sent, in the local mail catcher (``catcher.keep``; admins read it at ``/admin#mail``) and
+marked ``caught`` — not ``sent``, so nobody takes it for delivered; the desk says so.
 
 - ``Message-ID`` is ``<message uuid@mail_domain>``: new for every message, yet the same on every
   retry of it, so a resend after a crash is recognisably the same mail. It is returned as the
@@ -18,7 +20,7 @@ emails), the customer's email address and the message's attachments, builds a MI
   escaped), then the attachments (``multipart/mixed``).
 
 Failures: SMTP 4xx, timeouts and connection errors are :class:`TransientError` (the outbox
-retries with backoff); 5xx answers, a missing relay, a customer without a deliverable address
+retries with backoff); 5xx answers, a customer without a deliverable address
 are :class:`PermanentError` (the message is ``failed`` with the reason, visible to the agent).
 
 Relay URL: ``smtp://[user:pass@]host[:port]`` (port 25; STARTTLS when the server offers it),
@@ -56,9 +58,10 @@ from frontdesk.channels.base import (
     TransientError,
     register_adapter,
 )
+from frontdesk.channels.email import catcher
 from frontdesk.channels.email.mailthread import reply_address
 from frontdesk.models import Attachment, Conversation, Identity, Message
-from frontdesk.models.enums import AuthorType, Channel, Direction, IdentityKind
+from frontdesk.models.enums import AuthorType, Channel, DeliveryStatus, Direction, IdentityKind
 from frontdesk.settings import get_settings
 from frontdesk.storage import AttachmentStore, ObjectMissing, StorageError, make_store
 
@@ -357,12 +360,17 @@ def _response_error(code: int, text: str, what: str) -> Exception:
     return PermanentError(detail) if 500 <= code < 600 else TransientError(detail)
 
 
-async def deliver(relay: Relay, msg: EmailMessage, sender: str, recipients: Sequence[str]) -> str:
-    """Send ``msg`` through ``relay``; the relay's last answer. Raises Permanent/TransientError."""
+def encode(msg: EmailMessage) -> bytes:
+    """The bytes a relay is handed (7-bit clean); :class:`PermanentError` if they cannot be made."""
     try:
-        data = msg.as_bytes(policy=POLICY)
+        return msg.as_bytes(policy=POLICY)
     except (ValueError, UnicodeError, MessageError) as exc:
         raise PermanentError(f"cannot encode this email: {exc}") from exc
+
+
+async def deliver(relay: Relay, msg: EmailMessage, sender: str, recipients: Sequence[str]) -> str:
+    """Send ``msg`` through ``relay``; the relay's last answer. Raises Permanent/TransientError."""
+    data = encode(msg)
     client = aiosmtplib.SMTP(
         hostname=relay.host,
         port=relay.port,
@@ -417,13 +425,22 @@ class EmailAdapter:
     async def send(self, message: OutboundMessage) -> SendResult:
         settings = self.settings
         secret = settings.smtp_relay
-        relay = parse_relay(secret.get_secret_value() if isinstance(secret, SecretStr) else secret)
+        url = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+        relay = parse_relay(url) if url and url.strip() else None  # none: the local mail catcher
         if self.ctx.db is None:
             raise TransientError("the email adapter has no database to read the conversation from")
         envelope = await load_envelope(self.ctx.db, message, self._attachment_store)
         msg, sender = build_email(message, envelope, settings)
-        response = await deliver(relay, msg, sender, [envelope.recipient])
         message_id = str(msg["Message-ID"])
+        if relay is None:
+            await catcher.keep(self.ctx.db, self._attachment_store(), message, msg, encode(msg))
+            log.info("email %s to %s kept in the local mail catcher: no SMTP relay", message_id, envelope.recipient)
+            return SendResult(
+                status=DeliveryStatus.caught.value,
+                external_id=message_id.strip("<>"),
+                detail="kept in the local mail catcher: no SMTP relay is configured (FRONTDESK_SMTP_RELAY)",
+            )
+        response = await deliver(relay, msg, sender, [envelope.recipient])
         log.info("email %s sent to %s via %s:%s", message_id, envelope.recipient, relay.host, relay.port)
         # Stored without the angle brackets, like inbound Message-IDs (see mailthread).
         return SendResult(status="sent", external_id=message_id.strip("<>"), detail=response[:200] or None)

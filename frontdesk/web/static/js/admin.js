@@ -1,10 +1,11 @@
 // The admin page: one section at a time, picked in the left navigation and deep-linkable
-// (#users, #teams, #inboxes, #webhooks, #canned, #hours, #hours/<inbox id>).
+// (#users, #teams, #inboxes, #webhooks, #mail, #canned, #hours, #hours/<inbox id>).
 import { t } from "./lib/boot.js";
 import { startShell } from "./lib/shell.js";
 import "./admin/canned.js";
 import "./admin/hours.js";
 import "./admin/inboxes.js";
+import "./admin/mail.js";
 import "./admin/teams.js";
 import "./admin/users.js";
 import "./admin/webhooks.js";
@@ -14,6 +15,7 @@ const SECTIONS = {
   teams: "fd-admin-teams",
   inboxes: "fd-admin-inboxes",
   webhooks: "fd-admin-webhooks",
+  mail: "fd-admin-mail",
   canned: "fd-admin-canned",
   hours: "fd-admin-hours",
 };

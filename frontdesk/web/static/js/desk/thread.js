@@ -12,7 +12,7 @@ import { boot, t, timeZone } from "../lib/boot.js";
 import { el } from "../lib/shell.js";
 import { formatDateTime, formatShort } from "../lib/time.js";
 import { directory } from "./directory.js";
-import { DELIVERY_LABELS, channelBadge, errorText, formatSize } from "./util.js";
+import { DELIVERY_LABELS, channelBadge, errorText, formatSize, me } from "./util.js";
 
 const PAGE = 50;
 const TIMELINE_PAGES_PER_STEP = 4;
@@ -33,6 +33,33 @@ function senderMark(auth) {
     title += " " + t("Another customer holds this address verified; see the merge suggestion before trusting it.");
   }
   return el("span", { class: "auth-mark", title, role: "note" }, t("Unverified sender"));
+}
+
+/** What an agent reads under an outbound message: never why delivery failed (admins can ask). */
+function deliveryText(m) {
+  if (m.delivery_status === "failed") return t("Delivery failed");
+  if (m.delivery_status === "caught") {
+    return t("Not sent: no mail relay is configured, so this e-mail was kept in the local outbox (Admin → Mail outbox). The customer has not received it.");
+  }
+  return DELIVERY_LABELS[m.delivery_status] || m.delivery_status;
+}
+
+/** Admins: a button that fetches and shows why the delivery failed. */
+function deliveryDetails(m) {
+  const out = el("span", { class: "ds-detail", role: "status" });
+  const button = el("button", { type: "button", class: "link" }, t("Why?"));
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const d = await api("GET", `/messages/${m.id}/delivery`);
+      out.textContent = d.error_detail || t("No details were recorded.");
+      button.remove();
+    } catch (err) {
+      out.textContent = errorText(err);
+      button.disabled = false;
+    }
+  });
+  return el("span", { class: "ds-why" }, button, out);
 }
 
 export class Thread {
@@ -308,12 +335,12 @@ export class Thread {
       : null;
     let status = null;
     if (kind === "out") {
-      const label = DELIVERY_LABELS[m.delivery_status] || m.delivery_status;
       status = el(
         "footer",
         { class: `msg-status ds-${m.delivery_status}` },
         el("span", { class: "ds-dot", "aria-hidden": "true" }),
-        m.delivery_status === "failed" && m.error ? t("Failed: {error}", { error: m.error }) : label,
+        deliveryText(m),
+        m.delivery_status === "failed" && me.role === "admin" ? deliveryDetails(m) : null,
       );
     }
     return el(

@@ -40,6 +40,7 @@ export const DELIVERY_LABELS = {
   delivered: t("Delivered"),
   read: t("Read"),
   failed: t("Failed"),
+  caught: t("Not sent"),
 };
 
 export const TIER_LABELS = {
