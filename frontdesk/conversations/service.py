@@ -78,6 +78,14 @@ class Actor(Author, Protocol):
     def actor_kind(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class _AuthorActor:
+    """An :class:`Author` from another package (only a user id) acting in the audit log as that user."""
+
+    user_id: uuid.UUID
+    actor_kind: str = "user"
+
+
 class PayloadTooLarge(ProblemError):
     status, title, slug = 413, "Payload too large", "too-large"
 
@@ -486,9 +494,19 @@ def _s(value: Any) -> Any:
 
 
 async def update_conversation(
-    session: AsyncSession, actor: Actor, conversation_id: uuid.UUID, data: ConversationUpdate
+    session: AsyncSession,
+    actor: Actor,
+    conversation_id: uuid.UUID,
+    data: ConversationUpdate,
+    *,
+    via: str | None = None,
 ) -> Conversation:
-    """Apply the fields sent in ``data``; audit assignment and status changes; push ``conversation.updated``."""
+    """Apply the fields sent in ``data``; audit assignment and status changes; push ``conversation.updated``.
+
+    The one place a conversation is assigned or transferred by a person: the push it makes is
+    what routing hears (``routing.service.forward_conversation_events``). ``via`` says in the
+    audit what led to it (``"reply"``) when it is not a direct edit.
+    """
     conversation = await get_conversation(session, conversation_id)
     previous_assignee = conversation.assignee_id
     sent = data.model_fields_set
@@ -523,6 +541,8 @@ async def update_conversation(
     if assignment or (data.note and assign_fields):
         if data.note:
             assignment["note"] = data.note
+        if via:
+            assignment["via"] = via
         await audit.record(session, actor, "conversation.assigned", "conversation", conversation.id, assignment)
     if data.note and assign_fields:
         await _add_message(
@@ -815,9 +835,15 @@ async def add_agent_reply(
     """An outbound agent message and its delivery job (outbox row), in the caller's unit of work.
 
     ``html`` is sanitised; without ``text`` a plain-text version is derived from it. ``channel``
-    defaults to the conversation's. Sets first-response time on the first agent reply.
+    defaults to the conversation's. Sets first-response time on the first agent reply. An
+    unassigned conversation is assigned to the author (:func:`update_conversation`, audited with
+    ``via: "reply"``).
     """
-    conversation = await get_conversation(session, conversation_id)
+    # Locked on PostgreSQL so that of two agents answering an unassigned conversation at once,
+    # the second sees the first's assignment.
+    lock = session.get_bind().dialect.name != "sqlite"
+    found = await session.get(Conversation, conversation_id, with_for_update=lock, populate_existing=lock)
+    conversation = found if found is not None else await get_conversation(session, conversation_id)
     if channel is not None:
         try:
             channel = Channel(channel)
@@ -827,6 +853,13 @@ async def add_agent_reply(
             raise Invalid("a reply cannot be sent on the voice channel", field="channel")
     elif conversation.channel == Channel.voice.value:
         raise Invalid("this is a voice conversation: choose a channel to reply on", field="channel")
+    if conversation.assignee_id is None:
+        # Whoever answers an unassigned conversation takes it (as in Zendesk and Chatwoot),
+        # through the same path as any assignment, so routing withdraws its offers.
+        actor = author if hasattr(author, "actor_kind") else _AuthorActor(author.user_id)
+        await update_conversation(
+            session, actor, conversation.id, ConversationUpdate(assignee_id=author.user_id), via="reply"
+        )
     return await _add_message(
         session,
         conversation,
