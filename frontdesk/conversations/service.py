@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, and_, case, delete, exists, func, literal,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from frontdesk import clock, timers
 from frontdesk.audit import service as audit
@@ -138,27 +139,44 @@ async def conversation_views(session: AsyncSession, conversations: Sequence[Conv
         .order_by(ConversationTag.tag)
     ):
         tags[cid].append(tag)
-    last_text = (
-        select(func.substr(Message.text, 1, _PREVIEW_FETCH))
+    last_id = (
+        select(Message.id)
         .where(Message.conversation_id == Conversation.id, Message.direction != Direction.note.value)
         .order_by(Message.created_at.desc())
         .limit(1)
+        .correlate(Conversation)
         .scalar_subquery()
     )
+    last = aliased(Message)
     names_and_previews = {
-        cid: (name, text)
-        for cid, name, text in await session.execute(
-            select(Conversation.id, Customer.name, last_text)
+        cid: (name, message_id, text)
+        for cid, name, message_id, text in await session.execute(
+            select(Conversation.id, Customer.name, last.id, func.substr(last.text, 1, _PREVIEW_FETCH))
             .join(Customer, Customer.id == Conversation.customer_id)
+            .outerjoin(last, last.id == last_id)
             .where(Conversation.id.in_(ids))
         )
     }
+    # A last message without text is described by the UI from its attachments (rare: one more
+    # query only then).
+    textless = [m for _, m, text in names_and_previews.values() if m is not None and not (text or "").strip()]
+    files: dict[uuid.UUID, list[str]] = defaultdict(list)
+    if textless:
+        for message_id, filename in await session.execute(
+            select(Attachment.message_id, Attachment.filename)
+            .where(Attachment.message_id.in_(textless))
+            .order_by(Attachment.created_at, Attachment.id)
+        ):
+            files[message_id].append(filename)
     out = []
     for c in conversations:
         view = ConversationOut.model_validate(c)
         view.tags = tags.get(c.id, [])
-        view.customer_name, text = names_and_previews.get(c.id, (None, None))
+        view.customer_name, message_id, text = names_and_previews.get(c.id, (None, None, None))
         view.last_message_preview = _preview(text)
+        if message_id is not None and view.last_message_preview is None:
+            view.last_message_attachments = files.get(message_id, [])[:10]
+            view.last_message_empty = not view.last_message_attachments
         out.append(view)
     return out
 

@@ -232,9 +232,8 @@ async def _receive(
     if html is not None and len(html.encode("utf-8")) > MAX_HTML_BYTES:
         html = None
         flags.append("html_too_large")
-    if not text.strip() and not html:
-        names = ", ".join(a.filename for a in attachments[:10])
-        text = f"({len(attachments)} attachment{'s' if len(attachments) != 1 else ''}: {names})" if names else "(empty)"
+    # No body: the message is its attachments (or its subject) alone; the desk says so in the
+    # agent's language, nothing is made up here.
     meta: dict[str, Any] = {
         "message_id": parsed.message_id,
         "in_reply_to": parsed.in_reply_to,
@@ -262,6 +261,7 @@ async def _receive(
         conversation_id=thread,
         attachment_ids=tuple(a.id for a in attachments),
         meta=meta,
+        allow_empty=True,
     )
     try:
         result = await comp.ingest.submit(item)

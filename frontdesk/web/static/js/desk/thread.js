@@ -276,7 +276,10 @@ export class Thread {
       kind === "note" ? el("span", { class: "note-label" }, t("Internal note")) : channelBadge(m.channel),
       el("time", { datetime: m.created_at, title: formatDateTime(m.created_at) }, formatShort(m.created_at)),
     );
-    const body = el("div", { class: "msg-body" }, m.text || "");
+    const body =
+      m.text || m.html || (m.attachments || []).length
+        ? el("div", { class: "msg-body" }, m.text || "")
+        : el("div", { class: "msg-body muted" }, t("(no text)"));
     const files = (m.attachments || []).length
       ? el(
           "ul",
@@ -348,7 +351,7 @@ export class Thread {
             )
           : null,
       ),
-      el("div", { class: "msg-body" }, item.text || item.summary || ""),
+      item.text || item.summary ? el("div", { class: "msg-body" }, item.text || item.summary) : el("div", { class: "msg-body muted" }, t("(no text)")),
     );
   }
 
