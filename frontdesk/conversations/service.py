@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, and_, case, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -79,7 +79,7 @@ class Actor(Author, Protocol):
     def actor_kind(self) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class _AuthorActor:
     """An :class:`Author` from another package (only a user id) acting in the audit log as that user."""
 
@@ -167,7 +167,8 @@ async def conversation_views(session: AsyncSession, conversations: Sequence[Conv
             .where(Attachment.message_id.in_(textless))
             .order_by(Attachment.created_at, Attachment.id)
         ):
-            files[message_id].append(filename)
+            if message_id is not None:
+                files[message_id].append(filename)
     out = []
     for c in conversations:
         view = ConversationOut.model_validate(c)
@@ -874,7 +875,7 @@ async def add_agent_reply(
     if conversation.assignee_id is None:
         # Whoever answers an unassigned conversation takes it (as in Zendesk and Chatwoot),
         # through the same path as any assignment, so routing withdraws its offers.
-        actor = author if hasattr(author, "actor_kind") else _AuthorActor(author.user_id)
+        actor: Actor = cast(Actor, author) if hasattr(author, "actor_kind") else _AuthorActor(author.user_id)
         await update_conversation(
             session, actor, conversation.id, ConversationUpdate(assignee_id=author.user_id), via="reply"
         )

@@ -3,18 +3,18 @@
 Catalogs live in ``frontdesk/web/locale/<lang>/*.po`` — one file per area of the UI (``common``,
 ``desk``, ``admin``, ``wallboard``…), merged into one catalog per language at start. The English
 catalog is the source (msgid = the English text); Russian translates it. Templates call
-``_("Text")``; JavaScript modules call ``t("Text")`` from ``/static/js/i18n.js``, which reads the
+``_("Text")``; JavaScript modules call ``t("Text")`` from ``/static/js/lib/boot.js``, which reads the
 same catalog embedded in the page, so one file holds every string the browser shows.
 
 Placeholders are ``{name}`` in both languages and are filled after translation.
 
 **Labels** — the words for the codes the server sends (channels, conversation statuses,
-priorities, presence states, roles, delivery states, identity kinds, satisfaction tiers) — have
-one source: :data:`LABELS` names the
-msgid of every code, and ``labels.po`` translates them with a ``msgctxt`` of their kind (so the
-channel "Email" and the form field "Email" may read differently). Every page gets them translated
-in its boot data (:func:`labels`); ``/static/js/lib/labels.js`` is the one module that hands them
-to the desk, the wallboard and the admin pages. Templates use :func:`label`.
+priorities, presence states, roles, delivery states, identity kinds, satisfaction tiers, how a
+queue picks an agent) — have one source: :data:`LABELS` names the msgid of every code, and
+``labels.po`` translates them with a ``msgctxt`` of their kind (so the channel "Email" and the
+form field "Email" may read differently). Every page gets them translated in its boot data
+(:func:`page_labels`); ``/static/js/lib/labels.js`` is the one module that hands them to the
+desk, the wallboard and the admin pages. Templates use :func:`label`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from frontdesk.models.enums import (
     Role,
     SatisfactionTier,
 )
+from frontdesk.routing.schemas import Selection
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = ("en", "ru")
@@ -88,6 +89,7 @@ LABELS: dict[str, dict[str, str]] = {
         IdentityKind.external_id: "External id",
         IdentityKind.messenger: "Messenger",
     },
+    "selection": {Selection.longest_idle: "Longest idle", Selection.least_occupied: "Least occupied"},
     "tier": {
         SatisfactionTier.unknown: "Unknown",
         SatisfactionTier.promoter: "Promoter",
@@ -134,8 +136,15 @@ def label(lang: str, kind: str, code: str) -> str:
 
 @cache
 def labels(lang: str) -> dict[str, dict[str, str]]:
-    """Every label in ``lang``, ``{kind: {code: word}}`` in display order (the pages' boot data)."""
-    return {kind: {str(code): pgettext(lang, kind, msgid) for code, msgid in codes.items()} for kind, codes in LABELS.items()}
+    """Every label in ``lang``, ``{kind: {code: word}}`` in display order."""
+    return {kind: {str(c): pgettext(lang, kind, msgid) for c, msgid in codes.items()} for kind, codes in LABELS.items()}
+
+
+@cache
+def page_labels(lang: str) -> dict[str, list[tuple[str, str]]]:
+    """The pages' boot data: ``{kind: [[code, word], …]}`` — lists, because the page's JSON has its
+    keys sorted and the display order would be lost in an object."""
+    return {kind: list(words.items()) for kind, words in labels(lang).items()}
 
 
 def translator(lang: str):  # type: ignore[no-untyped-def]

@@ -126,7 +126,7 @@ async def _app_page(request: Request, session: SessionDep, page: str, title: str
         "can_admin": user.role == Role.admin.value,
         "csrf_token": user_session.csrf_token,
         "catalog": i18n.catalog(lang),
-        "labels": i18n.labels(lang),
+        "labels": i18n.page_labels(lang),
         "languages": i18n.LANGUAGE_NAMES,
         # "UTC" is the stored default and means "not chosen": the browser's own zone is used then.
         "time_zone": "" if user.time_zone in ("", "UTC") else user.time_zone,

@@ -6,29 +6,31 @@
 // A code this page does not know yet is shown as it is, never as an empty string.
 import { boot } from "./boot.js";
 
-const LABELS = boot.labels || {};
+// boot.labels = {kind: [[code, word], …]} in display order.
+const ORDERED = boot.labels || {};
+const LABELS = Object.fromEntries(Object.entries(ORDERED).map(([kind, pairs]) => [kind, new Map(pairs)]));
 
 /** The word for `code` of `kind` ("channel", "status", "priority", "presence", "role", "delivery",
- * "identity", "tier"). */
+ * "identity", "tier", "selection"). */
 export function label(kind, code) {
   if (code === null || code === undefined || code === "") return "";
-  const words = LABELS[kind] || {};
-  return Object.prototype.hasOwnProperty.call(words, code) ? words[code] : String(code);
+  const words = LABELS[kind];
+  return words && words.has(code) ? words.get(code) : String(code);
 }
 
 /** The codes of `kind` in display order. */
 export function codes(kind) {
-  return Object.keys(LABELS[kind] || {});
+  return (ORDERED[kind] || []).map(([code]) => code);
 }
 
 /** [[code, word], …] of `kind`, in display order (for a <select>). */
 export function options(kind) {
-  return codes(kind).map((code) => [code, label(kind, code)]);
+  return (ORDERED[kind] || []).map(([code, word]) => [code, word]);
 }
 
 /** {code: word} of `kind`. */
 export function labelMap(kind) {
-  return { ...(LABELS[kind] || {}) };
+  return Object.fromEntries(ORDERED[kind] || []);
 }
 
 export const channelLabel = (code) => label("channel", code);
