@@ -7,6 +7,11 @@ snippet, set its business hours, add a shared canned response and a webhook (its
 once), and the server's own error text appears next to the form when something is refused. What a
 supervisor would check: the wallboard's "waiting now" goes up by itself when a customer writes,
 and they can hand an agent's conversation to someone else with a note. The Russian UI renders.
+Routing: an admin creates a skill, a queue requiring it, gives an agent the skill and a capacity,
+adds a rule routing a tag to the queue, and a conversation with that tag is offered to that agent
+on their desk; a real capacity shift shows on the wallboard with its reason. In Russian, the
+desk, the wallboard and the admin page show every channel, status and state in Russian (one word
+each, the same on every page), never an English label or a raw code.
 Screenshots (1280×800) land in ``test-artifacts/``.
 
 Needs ``apt-get install -y chromium`` and the ``playwright`` Python package (never ``playwright
