@@ -4,8 +4,10 @@ Definitions (also in ``docs/architecture/wallboard.md``):
 
 - A **row** is a (queue, channel) pair — the queue may be none — that has a conversation waiting
   now or answered or abandoned since the start of today.
-- **Waiting**: open conversations with no assignee. **Longest wait**: seconds since the oldest of
-  them started waiting (``waiting_since``, or ``created_at`` when that is empty); null when none.
+- **Waiting**: open conversations whose customer waits for an answer — not answered yet, or they
+  wrote again after the last agent reply (``waiting_since`` is set), assigned or not.
+  **Longest wait**: seconds since the oldest of them started waiting (``waiting_since``); null
+  when none.
 - **Today** starts at local midnight in the requested time zone (``tz``, default UTC).
 - **Answered today**: ``first_response_at`` today. **Abandoned today**: resolved today without
   any agent response.
@@ -33,7 +35,6 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
-from frontdesk.db import UTCDateTime
 from frontdesk.errors import Invalid
 from frontdesk.models import AgentPresence, Conversation, Queue, User
 from frontdesk.models.enums import ConversationStatus, PresenceStatus, Role
@@ -47,7 +48,9 @@ class QueueFigures(BaseModel):
     queue_id: uuid.UUID | None
     queue_name: str | None
     channel: str
-    waiting: int = Field(description="Open conversations with no assignee.")
+    waiting: int = Field(
+        description="Open conversations whose customer waits for an answer (never answered, or wrote again since)."
+    )
     longest_wait_seconds: int | None = Field(description="The oldest waiting one's wait; null when none waits.")
     answered_today: int
     abandoned_today: int = Field(description="Resolved today without any agent response.")
@@ -107,13 +110,13 @@ async def wallboard(session: AsyncSession, tz_name: str = "UTC") -> Wallboard:
     start = day_start(now, tz)
     c = Conversation
 
-    # 1. Waiting now, per (queue, channel).
-    began = func.coalesce(c.waiting_since, c.created_at, type_=UTCDateTime())
+    # 1. Waiting now, per (queue, channel): a customer waits for an answer since ``waiting_since``
+    #    (set by their first unanswered message, cleared by an agent's reply or resolving).
     waiting: dict[tuple[uuid.UUID | None, str], tuple[int, datetime | None]] = {}
     oldest: datetime | None
     for queue_id, channel, n, oldest in await session.execute(
-        select(c.queue_id, c.channel, func.count(), func.min(began))
-        .where(c.status == ConversationStatus.open.value, c.assignee_id.is_(None))
+        select(c.queue_id, c.channel, func.count(), func.min(c.waiting_since))
+        .where(c.status == ConversationStatus.open.value, c.waiting_since.is_not(None))
         .group_by(c.queue_id, c.channel)
     ):
         waiting[(queue_id, channel)] = (n, oldest)

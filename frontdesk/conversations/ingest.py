@@ -111,6 +111,10 @@ class InboundMessage:
     # From address someone else holds verified goes to a customer of its own): the identity is
     # then not looked up nor created.
     customer_id: uuid.UUID | None = None
+    # A message may come without text when it carries attachments, or when the channel says an
+    # empty message is still one (an email with only a subject). Nothing is made up for it: the
+    # agent's UI says "no text" in the agent's own language.
+    allow_empty: bool = False
 
     def prepared(self) -> InboundMessage:
         """A validated copy: identity normalised, HTML sanitised, sizes and characters checked.
@@ -138,8 +142,8 @@ class InboundMessage:
             html = sanitise_html(_check_text(self.html, "html", MAX_HTML_BYTES, in_bytes=True)) or None
         if not text.strip() and html:
             text = sanitize.html_to_text(html)[: MAX_TEXT_BYTES // 4]  # every message carries plain text
-        if not text.strip() and not html:
-            raise Invalid("the message has no text (send text, html or both)", field="text")
+        if not text.strip() and not html and not self.attachment_ids and not self.allow_empty:
+            raise Invalid("the message has no text (send text, html, attachments or a mix)", field="text")
         name = _check_text(self.name, "name", MAX_NAME).strip() or None
         subject = _check_text(self.subject, "subject", MAX_SUBJECT).strip() or None
         occurred_at = self.occurred_at
@@ -162,6 +166,7 @@ class InboundMessage:
             attachment_ids=tuple(self.attachment_ids),
             meta=dict(self.meta) if self.meta else None,
             customer_id=self.customer_id,
+            allow_empty=self.allow_empty,
         )
 
 

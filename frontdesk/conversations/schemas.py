@@ -74,7 +74,17 @@ class ConversationOut(BaseModel):
     resolution_seconds: int | None
     message_count: int
     last_message_preview: str | None = Field(
-        None, description="The start of the last message or reply (notes excluded), on one line; null: none yet."
+        None,
+        description="The start of the last message or reply's text (notes excluded), on one line; null: none "
+        "yet, or it has no text (see last_message_attachments and last_message_empty).",
+    )
+    last_message_attachments: list[str] = Field(
+        default_factory=list,
+        description="When the last message has no text: the file names of its attachments (at most 10), for "
+        "the UI to describe it in the viewer's language.",
+    )
+    last_message_empty: bool = Field(
+        False, description="The last message has neither text nor attachments (an email with only a subject)."
     )
     waiting_since: datetime | None = Field(
         None, description="Since when the customer has been waiting for an agent's reply (null: not waiting)."

@@ -19,12 +19,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, and_, case, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from frontdesk import clock, timers
 from frontdesk.audit import service as audit
@@ -80,6 +81,14 @@ class Actor(Author, Protocol):
     def actor_kind(self) -> str: ...
 
 
+@dataclass
+class _AuthorActor:
+    """An :class:`Author` from another package (only a user id) acting in the audit log as that user."""
+
+    user_id: uuid.UUID
+    actor_kind: str = "user"
+
+
 class PayloadTooLarge(ProblemError):
     status, title, slug = 413, "Payload too large", "too-large"
 
@@ -132,27 +141,45 @@ async def conversation_views(session: AsyncSession, conversations: Sequence[Conv
         .order_by(ConversationTag.tag)
     ):
         tags[cid].append(tag)
-    last_text = (
-        select(func.substr(Message.text, 1, _PREVIEW_FETCH))
+    last_id = (
+        select(Message.id)
         .where(Message.conversation_id == Conversation.id, Message.direction != Direction.note.value)
         .order_by(Message.created_at.desc())
         .limit(1)
+        .correlate(Conversation)
         .scalar_subquery()
     )
+    last = aliased(Message)
     names_and_previews = {
-        cid: (name, text)
-        for cid, name, text in await session.execute(
-            select(Conversation.id, Customer.name, last_text)
+        cid: (name, message_id, text)
+        for cid, name, message_id, text in await session.execute(
+            select(Conversation.id, Customer.name, last.id, func.substr(last.text, 1, _PREVIEW_FETCH))
             .join(Customer, Customer.id == Conversation.customer_id)
+            .outerjoin(last, last.id == last_id)
             .where(Conversation.id.in_(ids))
         )
     }
+    # A last message without text is described by the UI from its attachments (rare: one more
+    # query only then).
+    textless = [m for _, m, text in names_and_previews.values() if m is not None and not (text or "").strip()]
+    files: dict[uuid.UUID, list[str]] = defaultdict(list)
+    if textless:
+        for message_id, filename in await session.execute(
+            select(Attachment.message_id, Attachment.filename)
+            .where(Attachment.message_id.in_(textless))
+            .order_by(Attachment.created_at, Attachment.id)
+        ):
+            if message_id is not None:
+                files[message_id].append(filename)
     out = []
     for c in conversations:
         view = ConversationOut.model_validate(c)
         view.tags = tags.get(c.id, [])
-        view.customer_name, text = names_and_previews.get(c.id, (None, None))
+        view.customer_name, message_id, text = names_and_previews.get(c.id, (None, None, None))
         view.last_message_preview = _preview(text)
+        if message_id is not None and view.last_message_preview is None:
+            view.last_message_attachments = files.get(message_id, [])[:10]
+            view.last_message_empty = not view.last_message_attachments
         out.append(view)
     return out
 
@@ -488,9 +515,19 @@ def _s(value: Any) -> Any:
 
 
 async def update_conversation(
-    session: AsyncSession, actor: Actor, conversation_id: uuid.UUID, data: ConversationUpdate
+    session: AsyncSession,
+    actor: Actor,
+    conversation_id: uuid.UUID,
+    data: ConversationUpdate,
+    *,
+    via: str | None = None,
 ) -> Conversation:
-    """Apply the fields sent in ``data``; audit assignment and status changes; push ``conversation.updated``."""
+    """Apply the fields sent in ``data``; audit assignment and status changes; push ``conversation.updated``.
+
+    The one place a conversation is assigned or transferred by a person: the push it makes is
+    what routing hears (``routing.service.forward_conversation_events``). ``via`` says in the
+    audit what led to it (``"reply"``) when it is not a direct edit.
+    """
     conversation = await get_conversation(session, conversation_id)
     previous_assignee = conversation.assignee_id
     sent = data.model_fields_set
@@ -525,6 +562,8 @@ async def update_conversation(
     if assignment or (data.note and assign_fields):
         if data.note:
             assignment["note"] = data.note
+        if via:
+            assignment["via"] = via
         await audit.record(session, actor, "conversation.assigned", "conversation", conversation.id, assignment)
     if data.note and assign_fields:
         await _add_message(
@@ -822,9 +861,15 @@ async def add_agent_reply(
     """An outbound agent message and its delivery job (outbox row), in the caller's unit of work.
 
     ``html`` is sanitised; without ``text`` a plain-text version is derived from it. ``channel``
-    defaults to the conversation's. Sets first-response time on the first agent reply.
+    defaults to the conversation's. Sets first-response time on the first agent reply. An
+    unassigned conversation is assigned to the author (:func:`update_conversation`, audited with
+    ``via: "reply"``).
     """
-    conversation = await get_conversation(session, conversation_id)
+    # Locked on PostgreSQL so that of two agents answering an unassigned conversation at once,
+    # the second sees the first's assignment.
+    lock = session.get_bind().dialect.name != "sqlite"
+    found = await session.get(Conversation, conversation_id, with_for_update=lock, populate_existing=lock)
+    conversation = found if found is not None else await get_conversation(session, conversation_id)
     if channel is not None:
         try:
             channel = Channel(channel)
@@ -834,6 +879,13 @@ async def add_agent_reply(
             raise Invalid("a reply cannot be sent on the voice channel", field="channel")
     elif conversation.channel == Channel.voice.value:
         raise Invalid("this is a voice conversation: choose a channel to reply on", field="channel")
+    if conversation.assignee_id is None:
+        # Whoever answers an unassigned conversation takes it (as in Zendesk and Chatwoot),
+        # through the same path as any assignment, so routing withdraws its offers.
+        actor: Actor = cast(Actor, author) if hasattr(author, "actor_kind") else _AuthorActor(author.user_id)
+        await update_conversation(
+            session, actor, conversation.id, ConversationUpdate(assignee_id=author.user_id), via="reply"
+        )
     return await _add_message(
         session,
         conversation,

@@ -571,7 +571,8 @@ async def put_profile(
     await _check_skill_ids(session, levels, "skills")
     for channel, cost in body.cost.items():
         if cost > body.budget:
-            raise Invalid(f"cost.{channel.value}: {cost} is above the budget {body.budget}", field="cost")
+            field = f"cost.{channel.value}"
+            raise Invalid(f"{field}: {cost} is above the budget {body.budget}", field=field)
     values = {
         "max_per_channel": {c.value: n for c, n in body.max_per_channel.items()},
         "budget": body.budget,

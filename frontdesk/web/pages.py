@@ -58,9 +58,6 @@ LOGIN_STRINGS = {
     "too_many": "Too many failed attempts. Try again in {seconds} seconds.",
     "failed": "Something went wrong. Please try again.",
     "signed_out": "You have signed out.",
-    "role_admin": "admin",
-    "role_supervisor": "supervisor",
-    "role_agent": "agent",
     "no_js": "This page needs JavaScript to sign in.",
     "open_desk": "Open the desk",
 }
@@ -99,6 +96,7 @@ async def index(request: Request, session: SessionDep) -> Response:
     lang = pick_language(request.headers.get("accept-language"), found[1].locale if found else None)
     _ = i18n.translator(lang)
     t = {key: _(msgid) for key, msgid in LOGIN_STRINGS.items()}
+    t.update({f"role_{role}": word for role, word in i18n.labels(lang)["role"].items()})
     context: dict[str, Any] = {"lang": lang, "t": t, "user": None, "role_label": "", "csrf_token": ""}
     if found is not None:
         user_session, user = found
@@ -116,7 +114,9 @@ async def _app_page(request: Request, session: SessionDep, page: str, title: str
     _ = i18n.translator(lang)
     rank = ROLE_RANK[Role(user.role)]
     if rank < ROLE_RANK[minimum]:
-        html = templates.get_template("forbidden.html").render(lang=lang, _=_, user=user)
+        html = templates.get_template("forbidden.html").render(
+            lang=lang, _=_, user=user, minimum=minimum.value, role=i18n.label(lang, "role", user.role)
+        )
         return _secure(HTMLResponse(html, status_code=403))
     context: dict[str, Any] = {
         "lang": lang,
@@ -129,6 +129,7 @@ async def _app_page(request: Request, session: SessionDep, page: str, title: str
         "can_admin": user.role == Role.admin.value,
         "csrf_token": user_session.csrf_token,
         "catalog": i18n.catalog(lang),
+        "labels": i18n.page_labels(lang),
         "languages": i18n.LANGUAGE_NAMES,
         # "UTC" is the stored default and means "not chosen": the browser's own zone is used then.
         "time_zone": "" if user.time_zone in ("", "UTC") else user.time_zone,
@@ -165,7 +166,7 @@ async def hosted_chat(public_token: str, request: Request, session: SessionDep) 
     try:
         inbox = await webchat_service.public_inbox(session, public_token[:64])
     except NotFound:
-        context = {"lang": lang, "_": _, "title": _("This chat is not available."), "public_token": None}
+        context = {"lang": lang, "_": _, "title": "", "public_token": None}
         page = templates.TemplateResponse(request, "chat.html", context, status_code=404)
         return _secure(page, vary="Accept-Language")
     title = webchat_service.widget_config(inbox, 0)["title"]

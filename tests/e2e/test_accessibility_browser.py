@@ -41,6 +41,11 @@ PAGES = [
     (demo.AGENTS[0][1] + "@" + demo.DOMAIN, demo.AGENT_PASSWORD, "/desk", 'body[data-inbox-ready="1"]'),
     (f"supervisor@{demo.DOMAIN}", demo.SUPERVISOR_PASSWORD, "/wallboard", "table tbody tr"),
     (demo.ADMIN_EMAIL, demo.ADMIN_PASSWORD, "/admin", "table tbody tr"),
+    # The routing sections (a queue's editor is opened below, to check its form too).
+    (demo.ADMIN_EMAIL, demo.ADMIN_PASSWORD, "/admin#queues", "fd-admin-queues table tbody tr"),
+    (demo.ADMIN_EMAIL, demo.ADMIN_PASSWORD, "/admin#skills", "fd-admin-skills form"),
+    (demo.ADMIN_EMAIL, demo.ADMIN_PASSWORD, "/admin#agents", "fd-admin-profiles form.profile-editor"),
+    (demo.ADMIN_EMAIL, demo.ADMIN_PASSWORD, "/admin#rules", "fd-admin-rules ol.rules li"),
 ]
 
 
@@ -90,6 +95,10 @@ async def test_text_contrast_and_visible_focus_on_every_page(browser: Any, serve
                 ready = page.locator(f'body[data-conversation-ready="{conversation_id}"]')
                 await ready.wait_for(state="attached", timeout=WAIT_MS)
                 states.append("/desk with a conversation")
+            if path == "/admin#queues":
+                await page.locator("fd-admin-queues tbody tr button[data-focus-key^='edit-']").first.click()
+                await page.locator("fd-admin-queues form.queue-editor").wait_for(timeout=WAIT_MS)
+                states.append("/admin#queues with a queue's editor")
             result = await page.evaluate(CONTRAST_JS)
             assert result["checked"] > 5, f"{path} ({lang}) shows almost no text"
             problems += [f"{lang} {states[-1]}: {failure}" for failure in result["failures"]]

@@ -7,6 +7,11 @@ snippet, set its business hours, add a shared canned response and a webhook (its
 once), and the server's own error text appears next to the form when something is refused. What a
 supervisor would check: the wallboard's "waiting now" goes up by itself when a customer writes,
 and they can hand an agent's conversation to someone else with a note. The Russian UI renders.
+Routing: an admin creates a skill, a queue requiring it, gives an agent the skill and a capacity,
+adds a rule routing a tag to the queue, and a conversation with that tag is offered to that agent
+on their desk; a real capacity shift shows on the wallboard with its reason. In Russian, the
+desk, the wallboard and the admin page show every channel, status and state in Russian (one word
+each, the same on every page), never an English label or a raw code.
 Screenshots (1280×800) land in ``test-artifacts/``.
 
 Needs ``apt-get install -y chromium`` and the ``playwright`` Python package (never ``playwright
@@ -30,6 +35,7 @@ import pytest
 
 from frontdesk.db import Database
 from frontdesk.models import User
+from frontdesk.web import i18n
 from tests.builders import DEFAULT_PASSWORD, make_token, make_user
 from tests.conftest import truncate_all
 from tests.e2e.browser import VIEWPORT, ServerProcess, shot
@@ -74,10 +80,15 @@ class Site:
         assert r.status_code in ok, r.text
         return r.json() if r.content else None
 
-    async def customer_writes(self, inbox_id: str, name: str, email: str, subject: str) -> dict[str, Any]:
+    async def customer_writes(
+        self, inbox_id: str, name: str, email: str, subject: str, text: str | None = None, attachments: Any = ()
+    ) -> dict[str, Any]:
         """A signed message to an API inbox (docs/channels/api.md), as the customer's app would send it."""
         sender = {"kind": "email", "value": email, "name": name}
-        body = json.dumps({"sender": sender, "subject": subject, "text": f"{subject}. Please help."}).encode()
+        message = {"sender": sender, "subject": subject, "text": f"{subject}. Please help." if text is None else text}
+        if attachments:
+            message["attachments"] = list(attachments)
+        body = json.dumps(message).encode()
         stamp = str(int(time.time()))
         signature = hmac.new(INBOUND_SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
         async with httpx.AsyncClient(base_url=self.base, timeout=10) as client:
@@ -505,4 +516,316 @@ async def test_the_russian_ui_renders(browser: Any, site: Site) -> None:
     await expect(main.get_by_label("Название канала").last).to_have_attribute("aria-invalid", "true")
     assert errors == []
     assert errors2 == []
+    await context.close()
+
+
+# -- routing: configured on the admin page, felt on the desk and the wallboard --------------------
+
+
+async def test_an_admin_configures_routing_and_a_tagged_conversation_reaches_the_skilled_agent(
+    browser: Any, site: Site
+) -> None:
+    """Skills, a queue requiring one, an agent's skill level and capacity, a rule routing a tag to the
+    queue — all on the admin page; then a conversation with that tag is offered to that agent on
+    their desk (and not to Boris, who is available too but lacks the skill)."""
+    from playwright.async_api import expect
+
+    context, page, errors = await open_page(browser, site, "/admin", site.admin.email)
+    nav = page.get_by_role("navigation", name="Admin sections")
+    main = page.locator("#admin-panel")
+
+    # -- Skills: create one.
+    await nav.get_by_role("link", name="Skills").click()
+    await expect(page).to_have_url(re.compile(r"#skills$"))
+    skills = main.locator("fd-admin-skills")
+    await expect(skills.get_by_text("No skills yet.")).to_be_visible(timeout=WAIT_MS)
+    add_skill = skills.locator("form", has=page.get_by_role("heading", name="Add a skill"))
+    await add_skill.get_by_label("Skill name").fill("Refunds")
+    await add_skill.get_by_label("Description").fill("Money back, chargebacks")
+    await add_skill.get_by_role("button", name="Create skill").click()
+    await expect(skills.locator("tbody tr", has_text="Refunds")).to_be_visible()
+    [skill] = await site.call("GET", "/skills")
+    assert (skill["name"], skill["description"]) == ("Refunds", "Money back, chargebacks")
+
+    # -- Queues: one for email that requires the skill at level 3 or more.
+    await nav.get_by_role("link", name="Queues").click()
+    queues = main.locator("fd-admin-queues")
+    await queues.get_by_role("button", name="Add a queue").click()
+    editor = queues.locator("form.queue-editor")
+    await expect(editor.get_by_role("heading", name="New queue")).to_be_focused()
+    await editor.get_by_label("Queue name").fill("Money back")
+    channels = editor.get_by_role("group", name="Channels")
+    await channels.get_by_label("Web chat").uncheck()
+    await channels.get_by_label("Email").check()
+    await editor.get_by_label("Priority (1–99, higher first)").fill("70")
+    await editor.get_by_label("Service-level target: percent answered").fill("90")
+    await editor.get_by_label("… within (seconds)").fill("3600")
+    await editor.get_by_label("Offer timeout (seconds)").fill("120")
+    await editor.get_by_label("Pick the agent who is").select_option("least_occupied")
+    await editor.get_by_role("button", name="Add a required skill").click()
+    required = editor.get_by_role("group", name="Required skills")
+    await required.get_by_label("Skill", exact=True).select_option(label="Refunds")
+    await required.get_by_label("Minimum level (1–10)").fill("3")
+    await editor.get_by_role("button", name="Add a ring").click()
+    await editor.get_by_label("After waiting (seconds)", exact=True).fill("600")
+    await editor.get_by_label("Lower required levels by").fill("2")
+    # Overflow needs a queue and a wait together: the form says so next to the missing one.
+    await editor.get_by_label("Overflow after waiting (seconds)").fill("900")
+    await editor.get_by_role("button", name="Create queue").click()
+    overflow = editor.get_by_label("Overflow to queue")
+    await expect(overflow).to_have_attribute("aria-invalid", "true")
+    await expect(editor.locator(".field-error:visible")).to_contain_text(
+        "Choose the overflow queue and the wait together."
+    )
+    await editor.get_by_label("Overflow after waiting (seconds)").fill("")
+    await editor.get_by_role("button", name="Create queue").click()
+    await expect(page.locator(".toast").last).to_contain_text("Queue Money back created.")
+    row = queues.locator("tbody tr", has_text="Money back")
+    await expect(row).to_contain_text("Refunds ≥ 3")
+    await expect(row).to_contain_text("90% in 1 h")
+    [queue] = await site.call("GET", "/queues")
+    assert queue["channels"] == ["email"]
+    assert (queue["priority"], queue["service_level_percent"], queue["service_level_seconds"]) == (70, 90, 3600)
+    assert (queue["offer_timeout_seconds"], queue["selection"]) == (120, "least_occupied")
+    assert [(r["name"], r["min_level"]) for r in queue["required_skills"]] == [("Refunds", 3)]
+    assert queue["bullseye"] == [{"after_seconds": 600, "level_drop": 2, "add_team_ids": [], "any_agent": False}]
+    await clear_toasts(page)
+    await page.screenshot(path=shot("admin-queues.png"), full_page=True)
+
+    # -- Agents' routing: Anna gets the skill at level 5 and her capacity; the server's refusal of
+    #    a cost above the budget is shown next to that cost.
+    await nav.get_by_role("link", name="Agents' routing").click()
+    agents = main.locator("fd-admin-profiles")
+    await agents.get_by_label("Person").select_option(label="Anna Agent · agent")
+    await expect(page).to_have_url(re.compile(rf"#agents/{site.anna.id}$"))
+    profile = agents.locator("form.profile-editor")
+    await expect(profile.get_by_role("heading", name="Routing of Anna Agent")).to_be_visible(timeout=WAIT_MS)
+    await expect(profile).to_contain_text("Uses the default capacity until saved here.")
+    await profile.get_by_label("Refunds").select_option("5")
+    await profile.get_by_label("Email: at most at once").fill("4")
+    await profile.get_by_label("Email: budget used by each").fill("150")
+    await profile.get_by_label("Budget (shared by all channels)").fill("100")
+    await profile.get_by_role("group", name="While busy with Voice, do not offer").get_by_label("Email").check()
+    await profile.get_by_role("button", name="Save routing").click()
+    cost = profile.get_by_label("Email: budget used by each")
+    await expect(cost).to_have_attribute("aria-invalid", "true")
+    await expect(profile.locator(".field-error:visible")).to_contain_text("150 is above the budget 100")
+    saved = await site.call("GET", f"/agents/{site.anna.id}/routing-profile")
+    assert saved["is_default"] is True  # nothing was stored
+    await cost.fill("20")
+    await profile.get_by_role("button", name="Save routing").click()
+    await expect(page.locator(".toast").last).to_contain_text("Routing of Anna Agent saved.")
+    await expect(agents.locator("form.profile-editor")).to_contain_text("Has a capacity profile of their own.")
+    saved = await site.call("GET", f"/agents/{site.anna.id}/routing-profile")
+    assert [(s["name"], s["level"]) for s in saved["skills"]] == [("Refunds", 5)]
+    assert (saved["max_per_channel"]["email"], saved["cost"]["email"], saved["budget"]) == (4, 20, 100)
+    assert "email" in saved["blocks"]["voice"]
+    await clear_toasts(page)
+    await page.screenshot(path=shot("admin-agent-routing.png"), full_page=True)
+
+    # -- Routing rules: "refund" tags go to the queue; a second rule is moved above it.
+    await nav.get_by_role("link", name="Routing rules").click()
+    rules = main.locator("fd-admin-rules")
+    for name, tags, segments in (("Refunds to Money back", "Refund", ""), ("VIPs first", "", "vip")):
+        await rules.get_by_role("button", name="Add a rule").click()
+        rule_form = rules.locator("form.rule-editor")
+        await rule_form.get_by_label("Rule name").fill(name)
+        await rule_form.get_by_label("Send to queue").select_option(label="Money back")
+        await rule_form.get_by_label("Tags (any of them)").fill(tags)
+        await rule_form.get_by_label("Customer segments (any of them)").fill(segments)
+        await rule_form.get_by_role("button", name="Create rule").click()
+        await expect(rules.locator("li", has_text=name)).to_be_visible()
+    await rules.get_by_role("button", name="Move VIPs first up").click()
+    await expect(rules.locator("ol.rules > li").first).to_contain_text("1. VIPs first")
+    await expect(rules.locator("ol.rules > li").nth(1)).to_contain_text("When tag: #refund → queue Money back")
+    stored = await site.call("GET", "/routing/rules")
+    assert [(r["name"], r["position"], r["conditions"]) for r in stored] == [
+        ("VIPs first", 0, {"segments": ["vip"]}),
+        ("Refunds to Money back", 1, {"tags": ["refund"]}),
+    ]
+    await clear_toasts(page)
+    await page.screenshot(path=shot("admin-routing-rules.png"), full_page=True)
+    assert errors == []
+
+    # -- The desk: Anna and Boris are both available; a conversation tagged "refund" is offered to
+    #    Anna (the skilled one), through the rule.
+    desk_context, desk, desk_errors = await open_page(browser, site, "/desk", site.anna.email)
+    status = desk.get_by_label("My status")
+    await expect(status).to_have_value("offline", timeout=WAIT_MS)
+    await status.select_option("available")
+    await expect(desk.locator(".presence-dot")).to_have_class("presence-dot ps-available")
+    await site.call("PUT", f"/agents/{site.boris.id}/presence", {"status": "available"})
+    customer = await site.call(
+        "POST", "/customers", {"name": "Greta Refund", "identities": [{"kind": "email", "value": "greta@example.com"}]}
+    )
+    conversation = await site.call(
+        "POST",
+        "/conversations",
+        {"customer_id": customer["id"], "channel": "email", "subject": "Money back please", "tags": ["refund"]},
+    )
+    offer = desk.get_by_role("alertdialog", name="New conversation for you")
+    await expect(offer).to_be_visible(timeout=WAIT_MS)
+    await expect(offer).to_contain_text("Greta Refund")
+    await expect(offer).to_contain_text("Money back")
+    await desk.screenshot(path=shot("desk-routed-offer.png"))
+    log = await site.call("GET", f"/routing/conversations/{conversation['id']}/decisions")
+    assert [d["kind"] for d in log][:2] == ["queued", "offered"]
+    assert (log[0]["queue"], log[0]["rule"]) == ("Money back", "Refunds to Money back")
+    assert (log[1]["agent_id"], log[1]["agent"]) == (str(site.anna.id), "Anna Agent")
+    assert desk_errors == []
+    await desk_context.close()
+    await context.close()
+
+
+async def test_the_wallboard_shows_a_capacity_shift_with_its_reason_live(browser: Any, site: Site) -> None:
+    """Calls pile up in a queue with a 1-second target: routing stops its blended agent taking email
+    (a real capacity shift, recorded by the routing leader), and the open wallboard says so, with
+    the reason in words, without a reload."""
+    from playwright.async_api import expect
+
+    calls = await site.call(
+        "POST",
+        "/queues",
+        {"name": "Calls", "channels": ["voice"], "priority": 80, "auto_accept": True,
+         "service_level_percent": 80, "service_level_seconds": 1},
+    )  # fmt: skip
+    await site.call(
+        "POST", "/queues", {"name": "Mail", "channels": ["email"], "priority": 20, "service_level_seconds": 14400}
+    )
+    await site.call(
+        "PUT",
+        f"/agents/{site.anna.id}/routing-profile",
+        {"max_per_channel": {"voice": 1, "email": 5}, "cost": {"voice": 60, "email": 10}, "blocks": {}},
+    )
+    await site.call("PUT", f"/agents/{site.anna.id}/presence", {"status": "available"})
+
+    context, page, errors = await open_page(browser, site, "/wallboard", site.supervisor.email)
+    board = page.locator("fd-wallboard")
+    shifts = board.get_by_role("region", name="Capacity shifts")
+    await expect(shifts).to_contain_text("No capacity shifts yet", timeout=WAIT_MS)
+
+    for n in range(3):
+        customer = await site.call("POST", "/customers", {"name": f"Caller {n}"})
+        await site.call("POST", "/conversations", {"customer_id": customer["id"], "channel": "voice"})
+    shift = shifts.locator("li.in-effect")
+    await expect(shift).to_be_visible(timeout=WAIT_MS)
+    await expect(shift).to_contain_text("In effect")
+    await expect(shift).to_contain_text("Agents of Calls stop taking Email: the projected service level")
+    await expect(shift).to_contain_text("is below the target 80%.")
+    history = await site.call("GET", f"/routing/capacity-shifts?queue_id={calls['id']}")
+    assert [(h["direction"], h["channels"]) for h in history] == [("to", ["email"])]
+    assert str(site.anna.id) in history[0]["agent_ids"]
+    await page.screenshot(path=shot("wallboard-capacity-shift.png"), full_page=True)
+    assert errors == []
+    await context.close()
+
+
+# -- one language: every label in Russian where a label belongs ------------------------------------
+
+# English words of the labels (frontdesk/web/i18n.py LABELS) and raw codes that must not show in
+# the Russian UI; brand names (API, WhatsApp, Telegram) read the same in both languages.
+ENGLISH_LABELS = sorted(
+    {w for kind in ("channel", "status", "presence", "priority") for w in i18n.LABELS[kind].values()}
+    - {"API", "WhatsApp", "Telegram"}
+)
+RAW_CODES = ["VOICE", "SMS", "WEBCHAT", "EMAIL", "E-MAIL", "webchat", "voice", "sms", "after_call_work", "snoozed"]
+
+
+def english_left(text: str) -> list[str]:
+    words = [w for w in ENGLISH_LABELS if re.search(rf"(?<![\w@.]){re.escape(w)}(?![\w@])", text, re.IGNORECASE)]
+    return words + [c for c in RAW_CODES if re.search(rf"(?<![\w@.]){re.escape(c)}(?![\w@])", text)]
+
+
+async def test_desk_wallboard_and_admin_speak_russian_labels(browser: Any, site: Site) -> None:
+    """A Russian-speaking team sees channels, statuses and states in Russian everywhere — the same
+    word on every page — never an English label, a raw code or a server-made English placeholder;
+    the 403 page names the role in a Russian sentence."""
+    from playwright.async_api import expect
+
+    ru = i18n.labels("ru")
+    shop = await site.call(
+        "POST",
+        "/inboxes",
+        {"name": "Приложение магазина", "channel": "api", "config": {"inbound_secret": INBOUND_SECRET}},
+    )
+    await site.call("POST", "/inboxes", {"name": "Почта поддержки", "channel": "email", "config": {}})
+    await site.customer_writes(shop["id"], "Иван Сидоров", "ivan@example.com", "Где посылка?")
+    receipt = {"filename": "чек.pdf", "content_type": "application/pdf", "content_base64": "JVBERi0xLjQgcmVjZWlwdA=="}
+    photo = await site.customer_writes(
+        shop["id"], "Ольга Петрова", "olga@example.com", "", text="", attachments=[receipt]
+    )
+    messages = await site.call("GET", f"/conversations/{photo['conversation_id']}/messages")
+    assert [m["text"] for m in messages["items"]] == [""]  # nothing made up on the server
+    for name, channel, status in (("Пётр Звонков", "voice", "open"), ("Смс Клиентова", "sms", "pending")):
+        customer = await site.call("POST", "/customers", {"name": name})
+        made = await site.call("POST", "/conversations", {"customer_id": customer["id"], "channel": channel})
+        if status != "open":
+            await site.call("PATCH", f"/conversations/{made['id']}", {"status": status})
+    await site.call(
+        "POST", "/queues", {"name": "Звонки и СМС", "channels": ["voice", "sms", "email"], "service_level_seconds": 20}
+    )
+    await site.call("PUT", f"/agents/{site.anna.id}/presence", {"status": "after_call_work"})
+    await site.call("PUT", f"/agents/{site.boris.id}/presence", {"status": "busy"})
+
+    # -- The desk (Boris, in Russian): every conversation with its channel and status in Russian.
+    context, desk, errors = await open_page(browser, site, "/desk", site.boris.email, locale="ru-RU")
+    await desk.locator('body[data-inbox-ready="1"]').wait_for(state="attached", timeout=WAIT_MS)
+    await desk.locator("button.view[data-view='all']").click()
+    rows = desk.get_by_role("listbox", name="Все").get_by_role("option")
+    await expect(rows).to_have_count(4, timeout=WAIT_MS)
+    badges = set(await desk.locator(".conv-list .ch-badge, [role=listbox] .ch-badge").all_inner_texts())
+    assert badges == {ru["channel"][c] for c in ("api", "voice", "sms")}, badges
+    assert set(await desk.locator("[role=listbox] .status-badge").all_inner_texts()) == {ru["status"]["pending"]}
+    await expect(desk.get_by_role("option", name=re.compile("Ольга Петрова"))).to_contain_text("Вложения: чек.pdf")
+    await desk.get_by_role("option", name=re.compile("Пётр Звонков")).click()
+    await expect(desk.locator(".conv-assignee").last).to_have_text("Исполнитель не назначен", timeout=WAIT_MS)
+    await desk.get_by_role("option", name=re.compile("Ольга Петрова")).click()
+    await expect(desk.locator(".msg-files").last).to_contain_text("чек.pdf", timeout=WAIT_MS)
+    text = await desk.locator("body").inner_text()
+    assert english_left(text) == [], english_left(text)
+    await desk.screenshot(path=shot("desk-ru.png"))
+    assert errors == []
+    await context.close()
+
+    # -- The wallboard (Sam): channels and agents' states in the same words.
+    context, page, errors = await open_page(browser, site, "/wallboard", site.supervisor.email, locale="ru-RU")
+    board = page.locator("fd-wallboard")
+    # Ivan and Olga wait for an answer (API inbox, no queue); nobody wrote in the call or the SMS.
+    await expect(board.locator(".wb-queues tbody tr")).to_have_count(1, timeout=WAIT_MS)
+    assert set(await board.locator(".wb-queues tbody td .channel").all_inner_texts()) == {ru["channel"]["api"]}
+    states = set(await board.locator(".wb-agents .presence").all_inner_texts())
+    assert {ru["presence"]["after_call_work"], ru["presence"]["busy"]} <= states, states
+    await expect(board.get_by_role("region", name="Перераспределение нагрузки")).to_be_visible()
+    text = await page.locator("body").inner_text()
+    assert english_left(text) == [], english_left(text)
+    assert errors == []
+    # A supervisor is not an admin: the 403 page says so in a sentence, with the role in Russian.
+    r = await page.goto(f"{site.base}/admin")
+    assert r is not None
+    assert r.status == 403
+    await expect(page.locator("main")).to_contain_text("Эту страницу могут открыть только администраторы.")
+    await expect(page.locator("main")).to_contain_text("Вы вошли как Sam Supervisor, ваша роль — супервизор.")
+    await context.close()
+
+    # -- The admin page (Ada): inboxes, queues and an agent's capacity in the same words.
+    context, page, errors = await open_page(browser, site, "/admin", site.admin.email, locale="ru-RU")
+    main = page.locator("#admin-panel")
+    await page.goto(f"{site.base}/admin#inboxes")
+    await expect(main.locator("fd-admin-inboxes tbody tr")).to_have_count(2, timeout=WAIT_MS)
+    inbox_channels = set(await main.locator("fd-admin-inboxes tbody .channel").all_inner_texts())
+    assert inbox_channels == {ru["channel"]["api"], ru["channel"]["email"]}, inbox_channels
+    await page.goto(f"{site.base}/admin#queues")
+    queue_row = main.locator("fd-admin-queues tbody tr")
+    await expect(queue_row).to_contain_text(
+        f"{ru['channel']['voice']}, {ru['channel']['sms']}, {ru['channel']['email']}"
+    )
+    await page.goto(f"{site.base}/admin#agents/{site.anna.id}")
+    await expect(main.locator("form.profile-editor")).to_contain_text(ru["channel"]["webchat"], timeout=WAIT_MS)
+    for section in ("inboxes", "queues", f"agents/{site.anna.id}", "rules", "skills"):
+        await page.goto(f"{site.base}/admin#{section}")
+        await expect(main.locator(".admin-section:not([hidden]) h2")).to_be_visible()
+        text = await main.inner_text()
+        assert english_left(text) == [], (section, english_left(text))
+    await page.screenshot(path=shot("admin-ru.png"))
+    assert errors == []
     await context.close()

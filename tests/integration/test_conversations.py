@@ -349,6 +349,66 @@ async def test_agent_reply_is_queued_with_its_outbox_row(client, app, frozen_clo
     assert await count(app, Message) == 2
 
 
+async def test_replying_to_an_unassigned_conversation_assigns_it_to_the_replier(client, app, hub_backend):
+    me, headers = await agent(app)
+    _, other_headers = await agent(app)
+    customer = await make_customer(app.state.db)
+    conv = await open_conversation(client, headers, customer.id)
+    assert conv["assignee_id"] is None
+    url = f"{API}/conversations/{conv['id']}"
+    received: list = []
+
+    async def listen() -> None:
+        async for event in app.state.hub.subscribe(["desk", f"user:{me.id}"]):
+            received.append(event)
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0.3)  # let the subscription reach Redis
+    try:
+        r = await client.post(f"{url}/messages", json={"text": "On it"}, headers=headers)
+        assert r.status_code == 201, r.text
+        wanted = {("desk", "conversation.updated"), (f"user:{me.id}", "conversation.message_created")}
+        for _ in range(100):
+            if {(e.topic, e.type) for e in received} >= wanted:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert (await client.get(url, headers=headers)).json()["assignee_id"] == str(me.id)
+    # The assignment is announced like any other (routing hears of it from the same event) ...
+    updated = [e for e in received if e.type == "conversation.updated" and e.topic == "desk"]
+    assert [(e.data["changes"], e.data["conversation"]["assignee_id"]) for e in updated] == [
+        (["assignee_id"], str(me.id))
+    ]
+    # ... and the reply reaches the new assignee's own topic.
+    assert (f"user:{me.id}", "conversation.message_created") in {(e.topic, e.type) for e in received}
+    async with app.state.db.transaction() as s:
+        [entry] = (
+            await s.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.entity_id == conv["id"], AuditEntry.action == "conversation.assigned"
+                )
+            )
+        ).all()
+    assert (entry.actor_id, entry.data["assignee_id"]) == (me.id, {"from": None, "to": str(me.id)})
+    assert entry.data["via"] == "reply"
+
+    # Someone else's reply, or a note, does not take a conversation that has an assignee.
+    r = await client.post(f"{url}/messages", json={"text": "Me too"}, headers=other_headers)
+    assert r.status_code == 201
+    assert (await client.get(url, headers=headers)).json()["assignee_id"] == str(me.id)
+    conv2 = await open_conversation(client, headers, customer.id)
+    r = await client.post(f"{API}/conversations/{conv2['id']}/notes", json={"text": "hm"}, headers=other_headers)
+    assert r.status_code == 201
+    assert (await client.get(f"{API}/conversations/{conv2['id']}", headers=headers)).json()["assignee_id"] is None
+    # A reply that is refused assigns nothing.
+    r = await client.post(f"{API}/conversations/{conv2['id']}/messages", json={"text": " "}, headers=other_headers)
+    assert r.status_code == 422
+    assert (await client.get(f"{API}/conversations/{conv2['id']}", headers=headers)).json()["assignee_id"] is None
+
+
 async def test_failed_reply_leaves_neither_message_nor_outbox_row(app, monkeypatch):
     me, headers = await agent(app)
     customer = await make_customer(app.state.db)
@@ -568,9 +628,10 @@ async def test_attachment_limits(client, app):
 
 
 async def test_events_are_published_after_commit(client, app, hub_backend):
-    _, headers = await agent(app)
+    me, headers = await agent(app)
     customer = await make_customer(app.state.db)
-    conv = await open_conversation(client, headers, customer.id)
+    # Already the agent's: the reply below is only a reply, not an assignment too.
+    conv = await open_conversation(client, headers, customer.id, assignee_id=str(me.id))
     hub = app.state.hub
     received: list = []
 

@@ -104,6 +104,54 @@ async def test_waiting_since_follows_customer_and_agent_messages(client, app, fr
     assert [(c["id"], c["last_message_preview"]) for c in listed] == [(str(conv_id), "message 4")]
 
 
+async def test_a_message_without_text_is_kept_as_it_came_for_the_ui_to_describe(client, app):
+    """No English placeholder is stored for an email without a body: the message has no text, and
+    the conversation's view says what the last message has (file names, or nothing) for the desk
+    to put in the viewer's language."""
+    from email.message import EmailMessage
+
+    from frontdesk.channels.email.inbound import receive_raw
+
+    _, headers = await agent(app)
+
+    def email(n: int, *, attach: bool) -> bytes:
+        m = EmailMessage()
+        m["From"] = f"Textless {n} <textless{n}@example.com>"
+        m["To"] = "help@example.net"
+        m["Subject"] = "Photo of the parcel" if attach else "Call me back"
+        m["Message-ID"] = f"<textless-{n}@example.com>"
+        if attach:
+            m.set_content(b"%PDF-1.4 receipt", maintype="application", subtype="pdf", filename="receipt.pdf")
+        else:
+            m.set_content("")
+        return m.as_bytes()
+
+    with_file = await receive_raw(app, email(1, attach=True))
+    empty = await receive_raw(app, email(2, attach=False))
+    assert (with_file.status, empty.status) == ("accepted", "accepted"), (with_file, empty)
+
+    conv = await get_conversation(client, headers, with_file.conversation_id)
+    assert (conv["last_message_preview"], conv["last_message_attachments"]) == (None, ["receipt.pdf"])
+    assert conv["last_message_empty"] is False
+    [message] = (await client.get(f"{API}/conversations/{conv['id']}/messages", headers=headers)).json()["items"]
+    assert message["text"] == ""
+    assert [a["filename"] for a in message["attachments"]] == ["receipt.pdf"]
+
+    conv = await get_conversation(client, headers, empty.conversation_id)
+    assert (conv["last_message_preview"], conv["last_message_attachments"], conv["last_message_empty"]) == (
+        None, [], True
+    )  # fmt: skip
+    [message] = (await client.get(f"{API}/conversations/{conv['id']}/messages", headers=headers)).json()["items"]
+    assert (message["text"], message["attachments"]) == ("", [])
+    # A message with text is previewed as before, and says nothing of attachments.
+    r = await client.post(f"{API}/conversations/{conv['id']}/messages", json={"text": "Calling now"}, headers=headers)
+    assert r.status_code == 201
+    conv = await get_conversation(client, headers, empty.conversation_id)
+    assert (conv["last_message_preview"], conv["last_message_attachments"], conv["last_message_empty"]) == (
+        "Calling now", [], False
+    )  # fmt: skip
+
+
 async def walk(client, headers, **params) -> list[str]:
     seen: list[str] = []
     cursor = None

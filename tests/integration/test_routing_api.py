@@ -191,6 +191,7 @@ async def test_routing_profile_defaults_and_validation(client, app, people):
     )
     assert r.status_code == 422
     assert "above the budget" in r.json()["detail"]
+    assert r.json()["errors"][0]["field"] == "cost.voice"  # the admin page shows it next to that cost
     r = await client.put(
         f"{API}/agents/{agent_id}/routing-profile", json={**body, "max_per_channel": {"fax": 1}}, headers=admin
     )

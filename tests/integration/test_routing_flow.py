@@ -452,6 +452,30 @@ async def test_a_person_assigning_an_offered_conversation_withdraws_the_offer(cl
     assert log[-1]["agent"] == "Bob"
 
 
+async def test_replying_to_an_offered_conversation_takes_it_and_withdraws_the_offer(client, app, team):
+    admin = team["admin"]
+    (alice, alice_h), (bob, bob_h) = team["alice"], team["bob"]
+    await make_queue(client, admin, name="Chat")
+    await presence(client, alice_h, "available")
+    cid = await open_conversation(client, admin, (await make_customer(app)).id)
+    await settle(app)
+    [offer] = await pending_offers(app, cid)
+    assert offer.agent_id == alice
+    # Bob answers it from the "Unassigned" view before Alice accepts.
+    r = await client.post(f"{API}/conversations/{cid}/messages", json={"text": "Hello, Bob here"}, headers=bob_h)
+    assert r.status_code == 201, r.text
+    assert (await conversation(app, cid)).assignee_id == bob
+    await settle(app)
+    assert await pending_offers(app, cid) == []
+    r = await client.post(f"{API}/routing/offers/{offer.id}/accept", headers=alice_h)
+    assert r.status_code == 409
+    got = await item(app, cid)
+    assert (got.state, got.agent_id) == ("assigned", bob)
+    log = await decisions(client, admin, cid)
+    assert kinds(log) == ["queued", "offered", "assigned"]
+    assert (log[-1]["rule"], log[-1]["agent"]) == ("manual", "Bob")
+
+
 async def test_inbound_messages_are_routed_without_touching_the_ingest_path(client, app, team):
     admin = team["admin"]
     (alice, alice_h) = team["alice"]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from frontdesk import clock
+from frontdesk.conversations.ingest import InboundMessage
 from frontdesk.db import Database
 from frontdesk.models import AgentPresence, Queue
 from tests.builders import make_user
@@ -52,9 +53,10 @@ async def test_wallboard_figures(client, app, frozen_clock):
         fields.setdefault("created_at", ago(hours=1))
         return await make_conversation(db, customer, **fields)
 
-    # Billing / webchat: two waiting (the older since 10 minutes; one without waiting_since uses
-    # created_at 4 minutes ago), one assigned (not waiting), answered today in 20 s and in 50 s,
-    # one abandoned today.
+    # Billing / webchat: two waiting — one unassigned since 10 minutes, one assigned to Ann whose
+    # customer waits since 30 minutes — one nobody waits on (no waiting_since: answered, or never
+    # written to by the customer; opened 4 minutes ago), answered today in 20 s and in 50 s, one
+    # abandoned today.
     await conv(queue_id=billing.id, channel="webchat", waiting_since=ago(minutes=10))
     await conv(queue_id=billing.id, channel="webchat", created_at=ago(minutes=4))
     await conv(queue_id=billing.id, channel="webchat", assignee_id=ann.id, waiting_since=ago(minutes=30))
@@ -91,7 +93,7 @@ async def test_wallboard_figures(client, app, frozen_clock):
         "queue_name": "Billing",
         "channel": "webchat",
         "waiting": 2,
-        "longest_wait_seconds": 600,
+        "longest_wait_seconds": 1800,
         "answered_today": 2,
         "abandoned_today": 1,
         "service_level_today": 33.3,  # 1 of 3 within 30 s
@@ -149,3 +151,50 @@ async def test_an_empty_wallboard(client, app):
     assert board["queues"] == []
     assert board["agents"] == []
     assert board["totals"] == {"waiting": 0, "answered_today": 0, "abandoned_today": 0, "service_level_today": None}
+
+
+async def test_waiting_is_a_customer_waiting_for_an_answer_timed_from_when_the_wait_began(client, app, frozen_clock):
+    """A conversation answered from "Unassigned" does not wait any more; when the customer writes
+    again it waits from that message, not from when the conversation was opened."""
+    _, supervisor = await agent(app, "supervisor")
+    ann, ann_headers = await agent(app)
+
+    def inbound(n: int) -> InboundMessage:
+        return InboundMessage(
+            identity_kind="email", identity_value="waiter@example.com", channel="email",
+            external_id=f"<board-{n}@example.com>", text=f"message {n}",
+        )  # fmt: skip
+
+    async def waiting() -> tuple[int, int | None]:
+        r = await client.get(f"{API}/wallboard", headers=supervisor)
+        assert r.status_code == 200, r.text
+        board = r.json()
+        rows = [row for row in board["queues"] if row["waiting"]]
+        longest = max((row["longest_wait_seconds"] for row in rows), default=None)
+        return board["totals"]["waiting"], longest
+
+    conv_id = (await app.state.ingest.submit(inbound(1))).conversation_id
+    frozen_clock.advance(minutes=10)
+    assert await waiting() == (1, 600)
+
+    # Ann answers from the "Unassigned" view: nobody waits now (and the conversation is hers).
+    r = await client.post(f"{API}/conversations/{conv_id}/messages", json={"text": "Hi!"}, headers=ann_headers)
+    assert r.status_code == 201, r.text
+    assert await waiting() == (0, None)
+    # Answered, then handed back to nobody: still not waiting — the customer has their answer.
+    r = await client.patch(f"{API}/conversations/{conv_id}", json={"assignee_id": None}, headers=supervisor)
+    assert (r.status_code, r.json()["assignee_id"]) == (200, None)
+    frozen_clock.advance(minutes=20)
+    assert await waiting() == (0, None)
+
+    # The customer writes again 30 minutes after the conversation began: waiting since then.
+    await app.state.ingest.submit(inbound(2))
+    frozen_clock.advance(minutes=2)
+    assert await waiting() == (1, 120)
+    # Assigned or not, a customer who waits for an answer is waiting.
+    r = await client.patch(f"{API}/conversations/{conv_id}", json={"assignee_id": str(ann.id)}, headers=supervisor)
+    assert r.status_code == 200
+    assert await waiting() == (1, 120)
+    r = await client.post(f"{API}/conversations/{conv_id}/messages", json={"text": "Done."}, headers=ann_headers)
+    assert r.status_code == 201
+    assert await waiting() == (0, None)

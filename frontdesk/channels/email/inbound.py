@@ -309,9 +309,10 @@ async def _receive_parsed(
         subject=parsed.subject or None,
         conversation_id=thread,
         meta=meta,
+        allow_empty=True,
     )
-    try:  # refused input is refused before anything is created for it (the text is final below)
-        dataclasses.replace(item, text=text if text.strip() else "(attachments)").prepared()
+    try:  # refused input is refused before anything is created for it
+        item.prepared()
     except Invalid as exc:
         return await _reject(comp, raw, source, _invalid_reason(exc), raw_key)
 
@@ -331,12 +332,10 @@ async def _receive_parsed(
     if html is not None and len(html.encode("utf-8")) > MAX_HTML_BYTES:
         html = None
         flags.append("html_too_large")
-    if not text.strip() and not html:
-        names = ", ".join(a.filename for a in attachments[:10])
-        text = f"({len(attachments)} attachment{'s' if len(attachments) != 1 else ''}: {names})" if names else "(empty)"
+    # No body: the message is its attachments (or its subject) alone; the desk says so in the
+    # agent's language, nothing is made up here.
     item = dataclasses.replace(
         item,
-        text=text,
         html=html,
         attachment_ids=tuple(a.id for a in attachments),
         customer_id=placement.customer_id,

@@ -34,7 +34,6 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_TOO_SLOW = 4408
 TYPING_REPEAT_SECONDS = 3.0
-ATTACHMENT_ONLY_TEXT = "(attachment)"
 
 
 class WidgetConnection:
@@ -278,8 +277,6 @@ class WidgetConnection:
                         protocol.error("invalid", "attachment_ids: not your uploads", client_id=str(frame.client_id))
                     )
                     return
-            if not text.strip():
-                text = ATTACHMENT_ONLY_TEXT
         result = await self.app.state.ingest.submit(
             InboundMessage(
                 identity_kind=IdentityKind.webchat_visitor,

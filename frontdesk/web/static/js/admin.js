@@ -1,5 +1,6 @@
 // The admin page: one section at a time, picked in the left navigation and deep-linkable
-// (#users, #teams, #inboxes, #webhooks, #mail, #canned, #hours, #hours/<inbox id>).
+// (#users, #teams, #inboxes, #webhooks, #mail, #canned, #hours, #hours/<inbox id>, #queues, #skills,
+// #agents, #agents/<user id>, #rules).
 import { t } from "./lib/boot.js";
 import { startShell } from "./lib/shell.js";
 import "./admin/canned.js";
@@ -9,6 +10,10 @@ import "./admin/mail.js";
 import "./admin/teams.js";
 import "./admin/users.js";
 import "./admin/webhooks.js";
+import "./admin/profiles.js";
+import "./admin/queues.js";
+import "./admin/rules.js";
+import "./admin/skills.js";
 
 const SECTIONS = {
   users: "fd-admin-users",
@@ -18,6 +23,10 @@ const SECTIONS = {
   mail: "fd-admin-mail",
   canned: "fd-admin-canned",
   hours: "fd-admin-hours",
+  queues: "fd-admin-queues",
+  skills: "fd-admin-skills",
+  agents: "fd-admin-profiles",
+  rules: "fd-admin-rules",
 };
 const DEFAULT = "users";
 
@@ -47,7 +56,7 @@ function show({ focus = false } = {}) {
     panel.append(section);
   }
   for (const other of made.values()) other.hidden = other !== section;
-  if (name === "hours" && arg && typeof section.select === "function") section.select(arg);
+  if (arg && typeof section.select === "function") section.select(arg);
   else if (revisit && focus) section.reload(); // fresh data when coming back to a section
   const label = nav.querySelector(`a[data-section="${name}"]`);
   document.title = `${label ? label.textContent : t("Admin")} · ${t("Admin")} · Frontdesk`;

@@ -8,16 +8,14 @@
 // back ("********") keeps the stored value.
 import { api } from "../lib/api.js";
 import { t } from "../lib/boot.js";
+import { channelLabel } from "../lib/labels.js";
 import { el, toast } from "../lib/shell.js";
 import { codeBlock, confirmDialog, field, form, pill, problemText, sectionHeader, secretBox, uid, value } from "./forms.js";
 import { AdminSection } from "./section.js";
 
 const MASK = "********";
 
-export function channelLabel(channel) {
-  const labels = { webchat: t("Web chat"), email: t("Email"), api: t("API") };
-  return labels[channel] || channel;
-}
+export { channelLabel };
 
 /** The embed snippet of a web-chat inbox (docs/channels/webchat-widget.md). */
 export function widgetSnippet(inbox) {
@@ -433,11 +431,7 @@ class AdminInboxes extends AdminSection {
     const channelField = field({
       label: t("Channel"),
       name: "channel",
-      options: [
-        ["webchat", t("Web chat")],
-        ["email", t("Email")],
-        ["api", t("API")],
-      ],
+      options: Object.keys(CHANNELS).map((c) => [c, channelLabel(c)]),
       value: "webchat",
     });
     const fill = () => channelSlot.replaceChildren(...CHANNELS[channelField.control.value].fields({}));

@@ -1,21 +1,16 @@
 // Users & roles: list, create with a password, change role, disable and enable again.
 import { api } from "../lib/api.js";
 import { boot, t } from "../lib/boot.js";
+import { options, roleLabel } from "../lib/labels.js";
 import { el, toast } from "../lib/shell.js";
 import { formatShort } from "../lib/time.js";
 import { confirmDialog, field, form, pill, problemText, sectionHeader, value } from "./forms.js";
 import { AdminSection } from "./section.js";
 
-export function roleOptions() {
-  return [
-    ["agent", t("agent")],
-    ["supervisor", t("supervisor")],
-    ["admin", t("admin")],
-  ];
-}
+export { roleLabel };
 
-export function roleLabel(role) {
-  return Object.fromEntries(roleOptions())[role] || role;
+export function roleOptions() {
+  return options("role");
 }
 
 class AdminUsers extends AdminSection {

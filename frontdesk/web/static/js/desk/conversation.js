@@ -111,7 +111,7 @@ export class ConversationElement extends HTMLElement {
   renderHeader() {
     const c = this.conversation;
     const resolved = c.status === "resolved";
-    const assignee = c.assignee_id ? directory.userName(c.assignee_id) : t("Unassigned");
+    const assignee = c.assignee_id ? t("Assignee: {name}", { name: directory.userName(c.assignee_id) }) : t("No assignee");
     const where = [directory.teamName(c.team_id), directory.queueName(c.queue_id)].filter(Boolean).join(" · ");
     const prioritySelect = el(
       "select",
@@ -158,7 +158,7 @@ export class ConversationElement extends HTMLElement {
         "div",
         { class: "conv-sub-row" },
         c.subject ? el("span", { class: "conv-subject" }, c.subject) : null,
-        el("span", { class: "conv-assignee" }, t("Assignee: {name}", { name: assignee }), where ? ` · ${where}` : ""),
+        el("span", { class: "conv-assignee" }, assignee, where ? ` · ${where}` : ""),
       ),
       el(
         "div",

@@ -15,7 +15,9 @@ import {
   coalesce,
   compactDate,
   errorText,
+  lastMessageText,
   me,
+  messageText,
   priorityBadge,
   shortDuration,
   statusBadge,
@@ -349,11 +351,11 @@ export class InboxElement extends HTMLElement {
 
   renderRow(conversation) {
     const name = conversation.customer_name || t("Unknown customer");
-    const snippet = this.snippets.get(conversation.id) || conversation.snippet || conversation.last_message_preview || "";
+    const snippet = this.snippets.get(conversation.id) || conversation.snippet || lastMessageText(conversation);
     const subject = conversation.subject || "";
     const assignee = conversation.assignee_id
       ? directory.userName(conversation.assignee_id)
-      : directory.teamName(conversation.team_id) || directory.queueName(conversation.queue_id) || t("Unassigned");
+      : directory.teamName(conversation.team_id) || directory.queueName(conversation.queue_id) || t("Not assigned");
     const waiting = conversation.waiting_since
       ? el("span", { class: "row-wait", dataset: { since: conversation.waiting_since } }, this.waitingLabel(conversation.waiting_since))
       : null;
@@ -486,7 +488,7 @@ export class InboxElement extends HTMLElement {
   onMessageEvent(data) {
     const id = data.conversation_id;
     if (!id) return;
-    const text = data.message ? data.message.text : data.preview;
+    const text = data.message ? messageText(data.message) : data.preview;
     const direction = data.message ? data.message.direction : data.direction;
     if (text && direction !== "note") this.snippets.set(id, String(text).slice(0, 160));
     this.fetchSoon(id);

@@ -2,16 +2,11 @@
 // notifications (desktop when permitted and the page is hidden, else an in-page toast).
 import { api } from "../lib/api.js";
 import { t } from "../lib/boot.js";
+import { labelMap } from "../lib/labels.js";
 import { el, toast } from "../lib/shell.js";
 import { PRIORITY_LABELS, channelBadge, errorText } from "./util.js";
 
-const PRESENCE_LABELS = {
-  available: t("Available"),
-  away: t("Away"),
-  offline: t("Offline"),
-  busy: t("Busy"),
-  after_call_work: t("After-call work"),
-};
+const PRESENCE_LABELS = labelMap("presence");
 
 // -- notifications --------------------------------------------------------------------------------
 

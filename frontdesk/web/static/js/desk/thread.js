@@ -318,7 +318,10 @@ export class Thread {
       kind === "in" ? senderMark(m.auth) : null,
       el("time", { datetime: m.created_at, title: formatDateTime(m.created_at) }, formatShort(m.created_at)),
     );
-    const body = el("div", { class: "msg-body" }, m.text || "");
+    const body =
+      m.text || m.html || (m.attachments || []).length
+        ? el("div", { class: "msg-body" }, m.text || "")
+        : el("div", { class: "msg-body muted" }, t("(no text)"));
     const files = (m.attachments || []).length
       ? el(
           "ul",
@@ -390,7 +393,7 @@ export class Thread {
             )
           : null,
       ),
-      el("div", { class: "msg-body" }, item.text || item.summary || ""),
+      item.text || item.summary ? el("div", { class: "msg-body" }, item.text || item.summary) : el("div", { class: "msg-body muted" }, t("(no text)")),
     );
   }
 

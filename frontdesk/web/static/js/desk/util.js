@@ -1,66 +1,24 @@
 // Small helpers shared by the desk's modules: labels, badges, storage, error texts, dates.
 import { ApiError, problemDetail } from "../lib/api.js";
 import { boot, t, timeZone } from "../lib/boot.js";
+import { channelLabel, codes, labelMap } from "../lib/labels.js";
 import { el } from "../lib/shell.js";
 
 export const me = boot.user || { id: "anonymous", name: "", email: "", role: "agent" };
 
-export const CHANNEL_LABELS = {
-  webchat: t("Web chat"),
-  email: t("E-mail"),
-  sms: t("SMS"),
-  voice: t("Voice"),
-  // Brand names read the same in every language.
-  api: "API",
-  whatsapp: "WhatsApp",
-  telegram: "Telegram",
-};
-export const CHANNELS = Object.keys(CHANNEL_LABELS);
-
-export const STATUS_LABELS = {
-  open: t("Open"),
-  pending: t("Pending"),
-  snoozed: t("Snoozed"),
-  resolved: t("Resolved"),
-};
-export const STATUSES = Object.keys(STATUS_LABELS);
-
-export const PRIORITY_LABELS = {
-  urgent: t("Urgent"),
-  high: t("High"),
-  normal: t("Normal"),
-  low: t("Low"),
-};
+// Codes are named in one place for every page (lib/labels.js).
+export const CHANNEL_LABELS = labelMap("channel");
+export const CHANNELS = codes("channel");
+export const STATUS_LABELS = labelMap("status");
+export const STATUSES = codes("status");
+export const PRIORITY_LABELS = labelMap("priority");
 export const PRIORITY_RANK = { urgent: 3, high: 2, normal: 1, low: 0 };
+export const DELIVERY_LABELS = labelMap("delivery");
 
-export const DELIVERY_LABELS = {
-  received: t("Received"),
-  queued: t("Queued"),
-  sent: t("Sent"),
-  delivered: t("Delivered"),
-  read: t("Read"),
-  failed: t("Failed"),
-  caught: t("Not sent"),
-};
+export const TIER_LABELS = labelMap("tier");
+export const IDENTITY_LABELS = labelMap("identity");
 
-export const TIER_LABELS = {
-  unknown: t("Unknown"),
-  promoter: t("Promoter"),
-  passive: t("Passive"),
-  detractor: t("Detractor"),
-};
-
-export const IDENTITY_LABELS = {
-  email: t("Email"),
-  phone: t("Phone"),
-  webchat_visitor: t("Web chat visitor"),
-  external_id: t("External id"),
-  messenger: t("Messenger"),
-};
-
-export function channelLabel(channel) {
-  return CHANNEL_LABELS[channel] || channel || "";
-}
+export { channelLabel };
 
 /** A channel marked by colour and by its name (never colour alone). */
 export function channelBadge(channel) {
@@ -83,6 +41,22 @@ export function shortDuration(seconds) {
   if (s < 3600) return t("{n} min", { n: Math.floor(s / 60) });
   if (s < 86400) return t("{n} h", { n: Math.floor(s / 3600) });
   return t("{n} d", { n: Math.floor(s / 86400) });
+}
+
+/** What a list shows for a conversation's last message: its text, else what it carries, in the
+ * viewer's language (the server sends file names and an "empty" flag, never words). */
+export function lastMessageText(conversation) {
+  if (conversation.last_message_preview) return conversation.last_message_preview;
+  const files = conversation.last_message_attachments || [];
+  if (files.length) return t("Attachments: {names}", { names: files.join(", ") });
+  return conversation.last_message_empty ? t("(no text)") : "";
+}
+
+/** The same for a message pushed live (`conversation.message_created`). */
+export function messageText(message) {
+  if (message.text && message.text.trim()) return message.text;
+  const files = (message.attachments || []).map((a) => a.filename);
+  return files.length ? t("Attachments: {names}", { names: files.join(", ") }) : t("(no text)");
 }
 
 export function initials(name) {

@@ -3,6 +3,7 @@
 // {assignee_id, note}; the note is kept on the conversation).
 import { api, problemDetail, query } from "../lib/api.js";
 import { t } from "../lib/boot.js";
+import { statusLabel } from "../lib/labels.js";
 import { el, toast } from "../lib/shell.js";
 import { formatRelative, formatShort } from "../lib/time.js";
 import { channelName, presenceName } from "./labels.js";
@@ -12,8 +13,7 @@ const nextId = (prefix) => `${prefix}-${(seq += 1)}`;
 
 /** Open conversations need no word; the others say why they are quiet. */
 function statusName(status) {
-  const names = { open: "", pending: t("Pending"), snoozed: t("Snoozed"), resolved: t("Resolved") };
-  return status in names ? names[status] : status;
+  return status === "open" ? "" : statusLabel(status);
 }
 
 export class AgentPanel extends HTMLElement {

@@ -9,6 +9,7 @@ import { t, timeZone } from "../lib/boot.js";
 import { el } from "../lib/shell.js";
 import { formatDuration, formatShort, formatSpan } from "../lib/time.js";
 import { PRESENCE_ORDER, channelName, number, percent, presenceName, serviceVerdict } from "./labels.js";
+import { CapacityShifts } from "./shifts.js";
 
 export const POLL_MS = 10_000;
 export const DEBOUNCE_MS = 400;
@@ -49,6 +50,7 @@ export class Wallboard extends HTMLElement {
     this.queueRows = new Map();
     this.agentRows = new Map();
     this.tz = timeZone; // "today" is the viewer's day
+    this.shifts = new CapacityShifts();
   }
 
   connectedCallback() {
@@ -58,9 +60,13 @@ export class Wallboard extends HTMLElement {
     this.refresh();
     this.ticker = setInterval(() => this.tick(), 1000);
     // A board nobody looks at (a background tab) asks nothing; it catches up when shown again.
-    this.poller = setInterval(() => document.hidden || this.refresh(), POLL_MS);
+    this.shifts.refresh();
+    this.poller = setInterval(() => document.hidden || (this.refresh(), this.shifts.refresh()), POLL_MS);
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden) this.refresh();
+      if (!document.hidden) {
+        this.refresh();
+        this.shifts.refresh();
+      }
     });
   }
 
@@ -73,11 +79,15 @@ export class Wallboard extends HTMLElement {
   listen(socket) {
     socket.addEventListener("event", (e) => {
       const event = e.detail;
+      if (event.topic === "desk" && event.type === "routing.capacity_shift") this.shifts.apply(event.data || {});
       if (event.topic !== "desk" || !REFRESH_ON.has(event.type)) return;
       if (event.type === "agent.presence") this.applyPresence(event.data || {});
       this.soon();
     });
-    socket.addEventListener("snapshot", () => this.refresh());
+    socket.addEventListener("snapshot", () => {
+      this.refresh();
+      this.shifts.refresh();
+    });
     socket.addEventListener("hello", () => this.soon());
   }
 
@@ -180,6 +190,7 @@ export class Wallboard extends HTMLElement {
           this.agentEmpty,
         ),
       ),
+      this.shifts.root,
     );
   }
 

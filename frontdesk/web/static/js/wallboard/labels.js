@@ -1,26 +1,17 @@
-// Words the wallboard shows for codes the server sends: channels, presence states, and the
-// service-level verdict (always text and a symbol, colour only as a second cue).
+// Words the wallboard shows for codes the server sends — channels and presence states come from
+// the one list every page shares (lib/labels.js) — and the service-level verdict (always text
+// and a symbol, colour only as a second cue).
 import { t } from "../lib/boot.js";
-
-const BRANDS = { whatsapp: "WhatsApp", telegram: "Telegram" };
+import { channelLabel, presenceLabel } from "../lib/labels.js";
 
 export function channelName(channel) {
-  if (!channel) return t("All channels");
-  const names = { webchat: t("Web chat"), email: t("Email"), api: t("API"), sms: t("SMS"), voice: t("Voice") };
-  return names[channel] || BRANDS[channel] || channel;
+  return channel ? channelLabel(channel) : t("All channels");
 }
 
 export const PRESENCE_ORDER = ["available", "busy", "after_call_work", "away", "offline"];
 
 export function presenceName(status) {
-  const names = {
-    available: t("Available"),
-    busy: t("Busy"),
-    after_call_work: t("Wrap-up"),
-    away: t("Away"),
-    offline: t("Offline"),
-  };
-  return names[status] || status || t("Unknown");
+  return status ? presenceLabel(status) : t("Unknown");
 }
 
 /**
