@@ -146,7 +146,6 @@ INBOXES = [
 ]
 
 
-
 def public_token(inbox_name: str) -> str:
     """The public token of a demo inbox (the same in every demo database)."""
     return "demo_" + uuid.uuid5(NAMESPACE, f"inbox-token/{inbox_name}").hex[:24]
