@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from frontdesk import __version__, errors, health, logs, migrate, openapi
 from frontdesk.db import Database
+from frontdesk.limits import BodyLimits
 from frontdesk.metrics import MetricsMiddleware
 from frontdesk.realtime import make_hub
 from frontdesk.settings import Settings, get_settings
@@ -110,14 +111,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         summary="Omnichannel, proactive customer service: one customer, one timeline.",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # /docs and /redoc are served by openapi.install, without a CDN
         redoc_url=None,
     )
     app.state.settings = settings
     if os.environ.get("FRONTDESK_CONFIGURE_LOGGING") == "1":
         logs.configure(settings)
     errors.install(app)
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimits, settings=settings)
+    app.add_middleware(MetricsMiddleware)  # outermost: it also counts the 413s of BodyLimits
 
     from frontdesk.analytics.api import router as analytics_router
     from frontdesk.audit.api import router as audit_router

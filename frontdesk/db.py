@@ -8,6 +8,7 @@ by the boundary after a successful commit.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import uuid
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, Uuid
+from sqlalchemy.util.concurrency import await_
 
 from frontdesk import clock
 from frontdesk.errors import Conflict, NotFound
@@ -109,6 +111,89 @@ def folded(session: AsyncSession, column: Any) -> Any:
     return func.fd_casefold(column) if session.get_bind().dialect.name == "sqlite" else func.lower(column)
 
 
+WRITE_GATE_WAIT_SECONDS = 120.0
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")
+
+
+class SQLiteWriteGate:
+    """One writer at a time per SQLite engine, waiting its turn in line (FIFO) on the event loop.
+
+    SQLite has one write lock per file. Left to SQLite, writers that find it taken poll for it
+    (``busy_timeout``), unfairly, and fail with "database is locked" after the timeout — which a
+    few large writes in a row (parallel event batches) exceed. Here every write transaction
+    first takes an ``asyncio.Lock``, then ``BEGIN IMMEDIATE`` (the SQLite write lock at once,
+    never a stale read snapshot), and gives both back when it commits or rolls back. Readers
+    never wait: WAL lets them read beside the writer. ``busy_timeout`` still covers writers in
+    other processes (the CLI).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.lock = asyncio.Lock()
+        self.holder: Any = None  # the DBAPI connection in the write transaction
+        dialect = engine.sync_engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+
+        def do_commit(dbapi_connection: Any) -> None:
+            try:
+                commit(dbapi_connection)
+            finally:
+                self.release(dbapi_connection)
+
+        def do_rollback(dbapi_connection: Any) -> None:  # also the pool's reset on check-in
+            try:
+                rollback(dbapi_connection)
+            finally:
+                self.release(dbapi_connection)
+
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+        event.listen(engine.sync_engine, "before_cursor_execute", self._before_execute)
+        event.listen(engine.sync_engine, "savepoint", self._before_savepoint)
+
+    @staticmethod
+    def _raw(connection: Any) -> Any:
+        return getattr(connection, "dbapi_connection", connection)
+
+    def release(self, dbapi_connection: Any) -> None:
+        if self.holder is not None and self.holder is self._raw(dbapi_connection):
+            self.holder = None
+            self.lock.release()
+
+    def _enter(self, conn: Any, begin: Callable[[], Any]) -> None:
+        """Take the gate and SQLite's write lock for ``conn`` unless its transaction already writes."""
+        if conn.connection.driver_connection.in_transaction:
+            return
+        raw = conn.connection.dbapi_connection
+        await_(self._acquire())
+        self.holder = raw
+        try:
+            begin()
+        except BaseException:
+            self.release(raw)
+            raise
+
+    async def _acquire(self) -> None:
+        try:
+            async with asyncio.timeout(WRITE_GATE_WAIT_SECONDS):
+                await self.lock.acquire()
+        except TimeoutError:
+            raise TimeoutError(
+                f"waited {WRITE_GATE_WAIT_SECONDS:.0f} s for another write to the SQLite database to finish"
+            ) from None
+
+    def _before_execute(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        # pysqlite would open a deferred transaction right before a write; open it here instead,
+        # in line and with the write lock.
+        if statement[:6].upper() in _WRITES:
+            self._enter(conn, lambda: cursor.execute("BEGIN IMMEDIATE"))
+
+    def _before_savepoint(self, conn: Any, _name: str) -> None:
+        # A SAVEPOINT outside a transaction would start a *deferred* one in SQLite: its first read
+        # pins a snapshot, and if another connection commits before its first write, that write
+        # fails at once with "database is locked". A savepoint here always guards a write.
+        self._enter(conn, lambda: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
@@ -124,17 +209,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             # SQLite's lower()/LIKE fold ASCII only; searches on names (Иван, Ærø) need Unicode.
             dbapi_conn.create_function("fd_casefold", 1, _casefold, deterministic=True)
 
-        @event.listens_for(engine.sync_engine, "savepoint")
-        def _write_lock_for_savepoint(conn: Any, _name: str) -> None:
-            # pysqlite begins a transaction only before INSERT/UPDATE/DELETE. A SAVEPOINT issued
-            # before any of those starts a *deferred* transaction in SQLite: its first read pins a
-            # snapshot, and if another connection commits before its first write, that write fails
-            # at once with "database is locked" (a stale snapshot cannot take the write lock; the
-            # busy timeout does not apply). A savepoint here always guards a write, so take the
-            # write lock first, waiting for it like any writer.
-            if not conn.connection.driver_connection.in_transaction:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+        SQLiteWriteGate(engine)
         return engine
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)

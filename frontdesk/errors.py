@@ -2,6 +2,11 @@
 
 Domain code raises a :class:`ProblemError` subclass with a human ``detail``; one handler renders
 it. Validation errors name the offending field. Nothing a client sends may produce a 500.
+
+An unexpected exception is logged once, by ``_unexpected`` (the logging thread renders it: see
+``frontdesk/logs.py``), and answered with a problem+json 500. Starlette's ``ServerErrorMiddleware``
+re-raises it after answering, for the server to log; :class:`_Answered` stops it there, so uvicorn
+neither logs it a second time nor drops the kept-alive connection of an answered request.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +108,44 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+class _Answered:
+    """Outermost ASGI wrapper: an exception raised after the answer was started is over.
+
+    ``ServerErrorMiddleware`` has already logged it (through ``_unexpected``) and answered; a
+    response broken off mid-body stays incomplete, and uvicorn closes that connection with one
+    line. An exception raised before any answer (none was possible) goes on to the server.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def _send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        except Exception:
+            if not started:
+                raise
+
+
 def install(app: FastAPI) -> None:
+    build = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        return _Answered(build())
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(
@@ -139,7 +182,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(
             500,
             "Internal error",

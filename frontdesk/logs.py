@@ -2,16 +2,49 @@
 
 ``configure(settings)`` is called once by the CLI before serving. Libraries that log through
 ``logging`` (uvicorn, SQLAlchemy, our modules) are rendered the same way.
+
+Records are rendered and written by one background thread (a ``QueueListener``): the event loop
+only puts them on a queue, so a burst of logging — or a long traceback — never stalls requests.
+Tracebacks are plain text without local variables: locals hold customer data (message bodies,
+identities, tokens) and rendering them can take seconds.
 """
 
 from __future__ import annotations
 
+import atexit
+import copy
 import logging
+import queue
 import sys
+from logging.handlers import QueueHandler, QueueListener
 
 import structlog
 
 from frontdesk.settings import Settings
+
+_listener: QueueListener | None = None
+
+
+class _Handoff(QueueHandler):
+    """Puts the record on the queue as it is: the listener's formatter renders it.
+
+    (``QueueHandler.prepare`` would format it here, on the event loop, and drop the exception
+    and structlog's event dict.) A plain message's arguments are merged now, as they may change.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if record.args and isinstance(record.msg, str):
+            record = copy.copy(record)
+            record.msg, record.args = record.getMessage(), None
+        return record
+
+
+def stop() -> None:
+    """Write out what is queued and stop the logging thread (at exit, or before reconfiguring)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
 
 
 def configure(settings: Settings) -> None:
@@ -22,10 +55,12 @@ def configure(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+    renderers: list[structlog.types.Processor] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if settings.log_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else [
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
+        ]
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -37,12 +72,22 @@ def configure(settings: Settings) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
         )
     )
+    global _listener
+    previous = _listener
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = QueueListener(records, handler)
+    _listener.start()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_Handoff(records)]
     root.setLevel(level)
+    if previous is not None:
+        previous.stop()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+atexit.register(stop)

@@ -5,15 +5,26 @@ FastAPI documents only the happy path and its own 422. Frontdesk answers every e
 documents, on every operation, the problem answers it can give: 400 and 422 everywhere; 401,
 403 and 429 under ``/api/``; 404 and 409 where a path names a record or the method changes one.
 Codes a route documents itself (413, 415, 503…) keep their description and get the same schema.
+
+It is read at ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc), both working without internet: their
+files come from the ``fastapi-standalone-docs`` package (no third-party JavaScript is copied into
+this repository) and are served under ``/docs-assets/<package version>/``, cached for a year.
 """
 
 from __future__ import annotations
 
+import html
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
+import fastapi_standalone_docs
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.responses import Response
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -107,8 +118,47 @@ def build_schema(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+ASSETS_DIR = Path(fastapi_standalone_docs.__file__).parent / "static"
+ASSETS_PATH = f"/docs-assets/{version('fastapi-standalone-docs')}"  # a new package version, a new URL
+# Swagger UI and ReDoc set styles from script (ReDoc injects <style> elements); nothing else inline.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+
+
+class _VersionedAssets(StaticFiles):
+    """The documentation viewers' files: their URL names the package version, so they never change."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def _page(title: str, head: str, body: str) -> HTMLResponse:
+    page = (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<title>{html.escape(title)}</title>\n<link rel="icon" href="{ASSETS_PATH}/fastapi/favicon.png">\n'
+        f"{head}</head>\n<body>\n{body}"
+        '<script src="/static/js/api-docs.js"></script>\n</body>\n</html>\n'
+    )
+    return HTMLResponse(
+        page,
+        headers={
+            "Content-Security-Policy": DOCS_CSP,
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
+
 def install(app: FastAPI) -> None:
-    """Serve the enriched document (built once, on first request)."""
+    """Serve the enriched document (built once, on first request), ``/docs`` and ``/redoc``."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -116,3 +166,31 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    spec = html.escape(app.openapi_url or "/openapi.json")
+    app.mount(ASSETS_PATH, _VersionedAssets(directory=ASSETS_DIR), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return _page(
+            f"{app.title} API",
+            f'<link rel="stylesheet" href="{ASSETS_PATH}/swagger/swagger-ui.css">\n',
+            f'<div id="swagger-ui" data-openapi-url="{spec}"></div>\n'
+            f'<script src="{ASSETS_PATH}/swagger/swagger-ui-bundle.js"></script>\n',
+        )
+
+    @app.get("/redoc/logo-mini.svg", include_in_schema=False)
+    async def redoc_logo() -> FileResponse:  # ReDoc's footer asks for it next to its page
+        return FileResponse(
+            ASSETS_DIR / "redoc" / "logo-mini.svg",
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return _page(
+            f"{app.title} API",
+            "",
+            f'<div id="redoc" data-openapi-url="{spec}"></div>\n'
+            f'<script src="{ASSETS_PATH}/redoc/redoc.standalone.js"></script>\n',
+        )

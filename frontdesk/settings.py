@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     routing_max_missed_offers: int = Field(3, ge=1, description="Offers missed in a row before an agent is set away.")
     widget_max_attachment_mb: int = Field(10, ge=1, description="Largest file a web-chat visitor may send.")
     widget_messages_per_minute: int = Field(30, ge=1, description="Per visitor; per IP it is 5x this.")
+    # -- request size (frontdesk/limits.py) --------------------------------------------------------
+    max_body_kb: int = Field(
+        1024, ge=64, description="Largest request body of an ordinary API call, in KB (counted as it arrives)."
+    )
+    max_bulk_body_mb: int = Field(
+        16, ge=1, description="Largest body of an event batch, inbound message, API-channel message or reply, in MB."
+    )
+    max_identities_per_customer: int = Field(
+        100, ge=1, description="Most identities one customer may hold (adding more is refused, merges too)."
+    )
     tune_gc: bool = Field(
         True,
         description="Server processes freeze start-up objects out of the garbage collector and collect "

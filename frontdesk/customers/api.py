@@ -39,12 +39,17 @@ customers = APIRouter(prefix="/customers", tags=["customers"])
 AttributeFilter = Annotated[str, StringConstraints(max_length=700)]
 
 
+def _max_identities(request: Request) -> int:
+    return int(request.app.state.settings.max_identities_per_customer)
+
+
 async def _detail(session: SessionDep, customer: Customer, merged_from: uuid.UUID | None = None) -> CustomerDetail:
-    identities = (await service.identities_of(session, [customer.id]))[customer.id]
+    identities, more = (await service.identities_of(session, [customer.id]))[customer.id]
     consents = await service.consents_of(session, customer.id)
     return CustomerDetail.model_validate(customer).model_copy(
         update={
             "identities": [IdentityOut.model_validate(i) for i in identities],
+            "identities_next_cursor": more,
             "consents": [ConsentOut.model_validate(c) for c in consents],
             "merged_from": merged_from,
         }
@@ -58,8 +63,10 @@ async def _detail(session: SessionDep, customer: Customer, merged_from: uuid.UUI
     summary="Create a customer",
     responses={409: {"description": "An identity already belongs to another customer"}},
 )
-async def create_customer(body: CustomerCreate, session: SessionDep, principal: AgentDep) -> CustomerDetail:
-    customer = await service.create_customer(session, body, principal)
+async def create_customer(
+    body: CustomerCreate, session: SessionDep, principal: AgentDep, request: Request
+) -> CustomerDetail:
+    customer = await service.create_customer(session, body, principal, max_identities=_max_identities(request))
     return await _detail(session, customer)
 
 
@@ -94,7 +101,10 @@ async def list_customers(
     identities = await service.identities_of(session, [c.id for c in customers])
     items = [
         CustomerOut.model_validate(c).model_copy(
-            update={"identities": [IdentityOut.model_validate(i) for i in identities[c.id]]}
+            update={
+                "identities": [IdentityOut.model_validate(i) for i in identities[c.id][0]],
+                "identities_next_cursor": identities[c.id][1],
+            }
         )
         for c in customers
     ]
@@ -158,7 +168,9 @@ async def add_identity(
     response: Response,
 ) -> Any:
     try:
-        identity, created = await service.add_identity(session, customer_id, body.kind.value, body.value, principal)
+        identity, created = await service.add_identity(
+            session, customer_id, body.kind.value, body.value, principal, max_identities=_max_identities(request)
+        )
     except Conflict as exc:
         suggestion = await merge.suggest_for_identity_conflict(session, customer_id, exc)
         if suggestion is None and "identity" not in exc.extra:
@@ -175,6 +187,25 @@ async def add_identity(
     if not created:
         response.status_code = status.HTTP_200_OK
     return IdentityOut.model_validate(identity)
+
+
+@customers.get(
+    "/{customer_id}/identities",
+    response_model=Page[IdentityOut],
+    summary="A customer's identities, page by page",
+    description="Oldest first. A customer merged into another lists the survivor's. The customer's record "
+    "shows the first page; its `identities_next_cursor` is the cursor of the second.",
+)
+async def list_identities(
+    customer_id: uuid.UUID,
+    session: SessionDep,
+    principal: AgentDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")] = None,
+) -> Page[IdentityOut]:
+    customer = await service.follow_merges(session, await service.get_customer(session, customer_id))
+    rows, next_cursor = await service.list_identities(session, customer.id, limit=limit, cursor=cursor)
+    return Page[IdentityOut](items=[IdentityOut.model_validate(i) for i in rows], next_cursor=next_cursor)
 
 
 @customers.delete(
@@ -273,9 +304,11 @@ async def suggest_duplicates(
     responses={409: {"description": "One of them was already merged or erased"}},
 )
 async def merge_customer(
-    customer_id: uuid.UUID, body: MergeIn, session: SessionDep, principal: SupervisorDep
+    customer_id: uuid.UUID, body: MergeIn, session: SessionDep, principal: SupervisorDep, request: Request
 ) -> CustomerMergeOut:
-    done = await merge.merge_customers(session, customer_id, body.other_id, principal)
+    done = await merge.merge_customers(
+        session, customer_id, body.other_id, principal, max_identities=_max_identities(request)
+    )
     return CustomerMergeOut.of(done)
 
 
@@ -328,10 +361,15 @@ async def accept_merge_suggestion(
     suggestion_id: uuid.UUID,
     session: SessionDep,
     principal: AgentDep,
+    request: Request,
     body: Annotated[AcceptSuggestionIn | None, Body()] = None,
 ) -> CustomerMergeOut:
     done = await merge.accept_suggestion(
-        session, suggestion_id, principal, survivor_id=body.survivor_id if body else None
+        session,
+        suggestion_id,
+        principal,
+        survivor_id=body.survivor_id if body else None,
+        max_identities=_max_identities(request),
     )
     return CustomerMergeOut.of(done)
 

@@ -34,7 +34,7 @@ from frontdesk import clock
 from frontdesk.audit.service import Actor, record
 from frontdesk.customers.identity import check_text, guess_kind, normalise
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, json_size
-from frontdesk.customers.service import follow_merges, get_customer
+from frontdesk.customers.service import MAX_IDENTITIES, count_identities, follow_merges, get_customer
 from frontdesk.db import Base, folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Consent, Customer, CustomerMerge, Identity, MergeSuggestion, Message
@@ -292,7 +292,12 @@ async def reject_suggestion(session: AsyncSession, suggestion_id: uuid.UUID, act
 
 
 async def accept_suggestion(
-    session: AsyncSession, suggestion_id: uuid.UUID, actor: Actor | None, *, survivor_id: uuid.UUID | None = None
+    session: AsyncSession,
+    suggestion_id: uuid.UUID,
+    actor: Actor | None,
+    *,
+    survivor_id: uuid.UUID | None = None,
+    max_identities: int = MAX_IDENTITIES,
 ) -> CustomerMerge:
     """Merge the pair of an open suggestion; the older customer survives unless ``survivor_id`` says."""
     suggestion = await get_suggestion(session, suggestion_id)
@@ -312,7 +317,9 @@ async def accept_suggestion(
             raise Invalid("must be one of the two customers of the suggestion", field="survivor_id")
     else:
         survivor, other = sorted((a, b), key=lambda c: (clock.ensure_utc(c.created_at), c.id))
-    return await merge_customers(session, survivor.id, other.id, actor, suggestion=suggestion)
+    return await merge_customers(
+        session, survivor.id, other.id, actor, suggestion=suggestion, max_identities=max_identities
+    )
 
 
 # -- merge -----------------------------------------------------------------------------------------
@@ -438,6 +445,7 @@ async def merge_customers(
     actor: Actor | None,
     *,
     suggestion: MergeSuggestion | None = None,
+    max_identities: int = MAX_IDENTITIES,
 ) -> CustomerMerge:
     """Merge customer ``merged_id`` into ``survivor_id`` in the caller's unit of work.
 
@@ -447,8 +455,9 @@ async def merge_customers(
     lifetime value summed. The merged record keeps its row with ``merged_into_id`` set. Every id
     moved and every value changed is written to the returned :class:`CustomerMerge`. Audited.
 
-    409 when either record is already merged or erased, 422 for a customer merged into itself,
-    404 for an unknown id.
+    409 when either record is already merged or erased, or when the two hold more than
+    ``max_identities`` identities together (nothing is dropped to fit: an agent removes the
+    stale ones first), 422 for a customer merged into itself, 404 for an unknown id.
     """
     if survivor_id == merged_id:
         raise Invalid("cannot merge a customer into itself", field="other_id")
@@ -456,6 +465,14 @@ async def merge_customers(
     survivor, merged = locked[survivor_id], locked[merged_id]
     _refuse_unmergeable(survivor)
     _refuse_unmergeable(merged)
+    held = {c.id: await count_identities(session, c.id) for c in (survivor, merged)}
+    if sum(held.values()) > max_identities:
+        raise Conflict(
+            f"Customers {survivor.id} and {merged.id} hold {held[survivor.id]} and {held[merged.id]} identities, "
+            f"{sum(held.values())} together; one customer may hold at most {max_identities}. "
+            "Remove the identities that are no longer used, then merge.",
+            extra={"identities": {str(k): v for k, v in held.items()}, "max_identities": max_identities},
+        )
     now = clock.now()
 
     moved: dict[str, list[str]] = {}

@@ -176,7 +176,14 @@ class CustomerOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     erased_at: datetime | None = None
-    identities: list[IdentityOut] = Field(default_factory=list)
+    identities: list[IdentityOut] = Field(
+        default_factory=list, description="The first 50 identities, oldest first (see identities_next_cursor)."
+    )
+    identities_next_cursor: str | None = Field(
+        None,
+        description="Set when the customer has more identities than listed: "
+        "GET /api/v1/customers/{id}/identities?cursor=… lists the rest.",
+    )
     merged_from: uuid.UUID | None = Field(
         None, description="Set when the id asked for was merged into this customer (this is the survivor)."
     )

@@ -14,11 +14,13 @@ import contextlib
 import logging
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Text
 
@@ -36,6 +38,8 @@ from frontdesk.storage import AttachmentStore, StorageError
 log = logging.getLogger(__name__)
 
 MAX_MERGE_HOPS = 20
+IDENTITIES_PAGE = 50  # identities shown with a customer; the rest through list_identities
+MAX_IDENTITIES = 100  # the default of the setting max_identities_per_customer
 ATTRIBUTE_FILTER = re.compile(r"^(?P<key>[A-Za-z0-9_\-. ]{1,100})=(?P<value>.{0,500})$", re.DOTALL)
 
 
@@ -192,16 +196,59 @@ async def list_customers(
     return rows, next_cursor
 
 
-async def identities_of(session: AsyncSession, customer_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Identity]]:
-    """Identities of several customers in one query, grouped by customer."""
-    out: dict[uuid.UUID, list[Identity]] = {cid: [] for cid in customer_ids}
-    if customer_ids:
-        rows = await session.scalars(
-            select(Identity).where(Identity.customer_id.in_(customer_ids)).order_by(Identity.created_at, Identity.id)
-        )
-        for ident in rows:
-            out.setdefault(ident.customer_id, []).append(ident)
+def _identity_key(identity: Identity) -> tuple[datetime, uuid.UUID]:
+    return identity.created_at, identity.id
+
+
+async def identities_of(
+    session: AsyncSession, customer_ids: list[uuid.UUID], *, limit: int = IDENTITIES_PAGE
+) -> dict[uuid.UUID, tuple[list[Identity], str | None]]:
+    """The first ``limit`` identities (oldest first) of several customers in one query, and for
+    each the cursor of the rest (:func:`list_identities`), ``None`` when that was all."""
+    out: dict[uuid.UUID, tuple[list[Identity], str | None]] = {cid: ([], None) for cid in customer_ids}
+    if not customer_ids:
+        return out
+    place = (
+        func.row_number()
+        .over(partition_by=Identity.customer_id, order_by=(Identity.created_at, Identity.id))
+        .label("place")
+    )
+    ranked = select(Identity, place).where(Identity.customer_id.in_(customer_ids)).subquery()
+    shown = aliased(Identity, ranked)
+    rows = await session.scalars(
+        select(shown).where(ranked.c.place <= limit + 1).order_by(ranked.c.customer_id, ranked.c.place)
+    )
+    grouped: dict[uuid.UUID, list[Identity]] = {}
+    for identity in rows:
+        grouped.setdefault(identity.customer_id, []).append(identity)
+    for cid, identities in grouped.items():
+        out[cid] = cut_page(identities, limit, _identity_key)
     return out
+
+
+async def list_identities(
+    session: AsyncSession, customer_id: uuid.UUID, *, limit: int = IDENTITIES_PAGE, cursor: str | None = None
+) -> tuple[list[Identity], str | None]:
+    """A page of the customer's identities, oldest first, and the cursor of the next page."""
+    stmt = select(Identity).where(Identity.customer_id == customer_id)
+    if cursor:
+        stmt = stmt.where(keyset_condition(cursor, Identity.created_at, Identity.id, descending=False))
+    stmt = stmt.order_by(Identity.created_at, Identity.id).limit(limit + 1)
+    return cut_page(list((await session.scalars(stmt)).all()), limit, _identity_key)
+
+
+async def count_identities(session: AsyncSession, customer_id: uuid.UUID) -> int:
+    return int(
+        await session.scalar(select(func.count()).select_from(Identity).where(Identity.customer_id == customer_id)) or 0
+    )
+
+
+def too_many_identities(customer_id: uuid.UUID, held: int, limit: int) -> Conflict:
+    return Conflict(
+        f"Customer {customer_id} holds {held} identities, the most one customer may hold ({limit}); "
+        "remove one before adding another.",
+        extra={"errors": [{"field": "value", "message": f"at most {limit} identities per customer"}]},
+    )
 
 
 async def consents_of(session: AsyncSession, customer_id: uuid.UUID) -> list[Consent]:
@@ -223,8 +270,12 @@ def _identity_conflict(kind: str, value: str, owner_id: uuid.UUID, field: str) -
     )
 
 
-async def create_customer(session: AsyncSession, data: CustomerCreate, actor: Actor | None) -> Customer:
+async def create_customer(
+    session: AsyncSession, data: CustomerCreate, actor: Actor | None, *, max_identities: int = MAX_IDENTITIES
+) -> Customer:
     """A new customer with its identities (normalised; 409 when one is already someone's)."""
+    if len(data.identities) > max_identities:
+        raise Invalid(f"at most {max_identities} identities per customer", field="identities")
     pairs: list[tuple[str, str, str]] = []
     seen: set[tuple[str, str]] = set()
     for i, ident in enumerate(data.identities):
@@ -336,9 +387,16 @@ async def delete_customer(session: AsyncSession, customer_id: uuid.UUID, actor: 
 
 
 async def add_identity(
-    session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, actor: Actor | None
+    session: AsyncSession,
+    customer_id: uuid.UUID,
+    kind: str,
+    value: str,
+    actor: Actor | None,
+    *,
+    max_identities: int = MAX_IDENTITIES,
 ) -> tuple[Identity, bool]:
-    """Attach an identity; ``(identity, False)`` when this customer already had it."""
+    """Attach an identity; ``(identity, False)`` when this customer already had it. 409 when
+    another customer owns it, or when the customer already holds ``max_identities``."""
     customer = await get_live_customer(session, customer_id)
     norm = normalise(kind, value)
     existing = (await session.scalars(select(Identity).where(Identity.kind == kind, Identity.value == norm))).first()
@@ -346,6 +404,9 @@ async def add_identity(
         if existing.customer_id == customer.id:
             return existing, False
         raise _identity_conflict(kind, norm, existing.customer_id, "value")
+    held = await count_identities(session, customer.id)
+    if held >= max_identities:
+        raise too_many_identities(customer.id, held, max_identities)
     identity = Identity(customer_id=customer.id, kind=kind, value=norm)
     try:
         async with session.begin_nested():

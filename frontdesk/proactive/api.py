@@ -8,6 +8,7 @@ published in /openapi.json.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any
 
@@ -126,6 +127,17 @@ async def post_event(request: Request, response: Response, session: SessionDep, 
     return service.event_out(event, duplicate=not created)
 
 
+def _validate_each(items: list[Any]) -> list[EventIn | str]:
+    """Each item as an :class:`EventIn`, or the detail of why it is not one."""
+    checked: list[EventIn | str] = []
+    for index, item in enumerate(items):
+        try:
+            checked.append(EventIn.model_validate(item))
+        except ValidationError as exc:
+            checked.append(_validation_errors(exc, prefix=f"events.{index}.")[0])
+    return checked
+
+
 @router.post(
     "/events/batch",
     response_model=BatchResult,
@@ -162,29 +174,31 @@ async def post_events_batch(request: Request, session: SessionDep, principal: Ag
         )
     assert isinstance(items, list)
 
-    results: list[BatchItemResult] = []
-    for index, item in enumerate(items):
-        try:
-            event_in = EventIn.model_validate(item)
-        except ValidationError as exc:
-            detail, _ = _validation_errors(exc, prefix=f"events.{index}.")
-            service.keep_rejected(session, orjson.dumps(item), detail, content_type)
-            results.append(BatchItemResult(index=index, status="rejected", error=detail))
-            continue
-        try:
-            async with session.begin_nested():
-                event, created = await service.ingest(session, event_in)
-        except ProblemError as exc:
-            service.keep_rejected(session, orjson.dumps(item), exc.detail, content_type)
-            results.append(BatchItemResult(index=index, status="rejected", error=exc.detail))
-            continue
-        results.append(BatchItemResult(index=index, status="accepted" if created else "duplicate", event_id=event.id))
+    results: dict[int, BatchItemResult] = {}
+    valid: dict[int, EventIn] = {}
+    for index, checked in enumerate(await asyncio.to_thread(_validate_each, items)):  # CPU work off the loop
+        if isinstance(checked, EventIn):
+            valid[index] = checked
+        else:
+            service.keep_rejected(session, orjson.dumps(items[index]), checked, content_type)
+            results[index] = BatchItemResult(index=index, status="rejected", error=checked)
+    # One write for the whole batch (on SQLite the write lock is held for a moment, not per event).
+    outcomes = await service.ingest_batch(session, list(valid.values()))
+    for index, outcome in zip(valid, outcomes, strict=True):
+        if isinstance(outcome, ProblemError):
+            service.keep_rejected(session, orjson.dumps(items[index]), outcome.detail, content_type)
+            results[index] = BatchItemResult(index=index, status="rejected", error=outcome.detail)
+        else:
+            event, created = outcome
+            status_ = "accepted" if created else "duplicate"
+            results[index] = BatchItemResult(index=index, status=status_, event_id=event.id)
     await session.flush()
+    ordered = [results[index] for index in range(len(items))]
     return BatchResult(
-        accepted=sum(r.status == "accepted" for r in results),
-        duplicates=sum(r.status == "duplicate" for r in results),
-        rejected=sum(r.status == "rejected" for r in results),
-        results=results,
+        accepted=sum(r.status == "accepted" for r in ordered),
+        duplicates=sum(r.status == "duplicate" for r in ordered),
+        rejected=sum(r.status == "rejected" for r in ordered),
+        results=ordered,
     )
 
 

@@ -7,16 +7,21 @@ demo); the journeys engine will hang off it. It is idempotent on ``idempotency_k
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
 from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
-from frontdesk.models import CustomerEvent, RejectedInput
+from frontdesk.errors import NotFound, ProblemError
+from frontdesk.ids import new_id
+from frontdesk.models import Customer, CustomerEvent, Identity, RejectedInput
 from frontdesk.pagination import cut_page, keyset_condition
 from frontdesk.proactive.schemas import EventIn, EventOut
 from frontdesk.realtime import publish_after_commit
@@ -76,6 +81,153 @@ async def ingest(session: AsyncSession, event_in: EventIn) -> tuple[CustomerEven
         EventOut.model_validate(event).model_dump(mode="json"),
     )
     return event, True
+
+
+# -- batches: the rules of ingest() for many events, in a few statements ------------------------
+
+BatchOutcome = tuple[CustomerEvent, bool] | ProblemError
+_IN_CHUNK = 250  # values per IN (...) list and rows per INSERT
+_YIELD_EVERY = 25  # items between two turns of the event loop
+_events: Table = CustomerEvent.__table__  # type: ignore[assignment]
+
+
+def _chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
+    items = list(values)
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+async def _stored_by_key(session: AsyncSession, keys: Iterable[str]) -> dict[str, CustomerEvent]:
+    found: dict[str, CustomerEvent] = {}
+    for chunk in _chunks(keys):
+        for event in await session.scalars(select(CustomerEvent).where(CustomerEvent.idempotency_key.in_(chunk))):
+            found[event.idempotency_key or ""] = event
+    return found
+
+
+async def _survivors(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Customer]:
+    """The customers with these ids, each followed to the record it was merged into."""
+    found: dict[uuid.UUID, Customer] = {}
+    for chunk in _chunks(set(ids)):
+        for customer in await session.scalars(select(Customer).where(Customer.id.in_(chunk))):
+            found[customer.id] = (
+                customer if customer.merged_into_id is None else await customers.follow_merges(session, customer)
+            )
+    return found
+
+
+async def _identity_owners(session: AsyncSession, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Customer]:
+    owner_of: dict[tuple[str, str], uuid.UUID] = {}
+    for chunk in _chunks(set(pairs)):
+        rows = await session.execute(
+            select(Identity.kind, Identity.value, Identity.customer_id).where(
+                tuple_(Identity.kind, Identity.value).in_(chunk)
+            )
+        )
+        owner_of.update({(kind, value): customer_id for kind, value, customer_id in rows})
+    survivors = await _survivors(session, owner_of.values())
+    return {pair: survivors[customer_id] for pair, customer_id in owner_of.items()}
+
+
+def _normalised_identities(items: list[EventIn]) -> dict[int, tuple[str, str] | ProblemError]:
+    """``(kind, normalised value)`` of each item naming an identity, or why it is invalid."""
+    pairs: dict[int, tuple[str, str] | ProblemError] = {}
+    for index, item in enumerate(items):
+        if item.identity is not None:
+            kind = item.identity.kind.value
+            try:
+                pairs[index] = (kind, normalise(kind, item.identity.value, field="identity.value"))
+            except ProblemError as exc:
+                pairs[index] = exc
+    return pairs
+
+
+def _insert_new_keys(dialect: str) -> Any:
+    """INSERT that skips a row whose idempotency key another request stored meanwhile."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(_events).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(_events).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+
+async def ingest_batch(session: AsyncSession, items: list[EventIn]) -> list[BatchOutcome]:
+    """:func:`ingest` for each of ``items``, in order: ``(event, created)`` or the problem.
+
+    The outcome of each item is what ``ingest`` would give (a key seen before, also earlier in
+    the same batch, is a duplicate; an unknown customer is ``NotFound``; a bad identity is
+    ``Invalid``), but the work is a few statements, not a few per event: everything is read
+    first — on SQLite without holding the write lock — then the customers of identities nobody
+    owns are created (:func:`customers.resolve_by_identity`) and the events written in one INSERT.
+    A key another request stored in the meantime makes that item a duplicate of its event.
+    """
+    stored = await _stored_by_key(session, {e.idempotency_key for e in items if e.idempotency_key})
+    named = await _survivors(session, [e.customer_id for e in items if e.customer_id is not None])
+    pairs = await asyncio.to_thread(_normalised_identities, items)  # CPU work off the event loop
+    owners = await _identity_owners(session, [p for p in pairs.values() if isinstance(p, tuple)])
+
+    now = clock.now()
+    outcomes: list[BatchOutcome | None] = [None] * len(items)
+    pending: list[tuple[int, CustomerEvent]] = []
+    in_batch: dict[str, CustomerEvent] = {}
+    for index, item in enumerate(items):
+        if index % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let other requests (/healthz) in between
+        key = item.idempotency_key
+        if key is not None and (original := stored.get(key) or in_batch.get(key)) is not None:
+            outcomes[index] = (original, False)
+            continue
+        if item.customer_id is not None:
+            customer = named.get(item.customer_id)
+            if customer is None:
+                outcomes[index] = NotFound(f"No customer with id {item.customer_id}.")
+                continue
+        else:
+            pair = pairs[index]
+            if not isinstance(pair, tuple):
+                outcomes[index] = pair
+                continue
+            customer = owners.get(pair) or await customers.resolve_by_identity(session, *pair, create=True)
+            owners[pair] = customer
+        event = CustomerEvent(
+            id=new_id(),
+            customer_id=customer.id,
+            type=item.type,
+            properties=item.properties,
+            source=item.source,
+            occurred_at=item.occurred_at or now,
+            received_at=now,
+            idempotency_key=key,
+        )
+        pending.append((index, event))
+        if key is not None:
+            in_batch[key] = event
+
+    inserted: set[uuid.UUID] = set()
+    rows = [{c.name: getattr(event, c.key) for c in _events.columns} for _, event in pending]
+    stmt = _insert_new_keys(session.get_bind().dialect.name).returning(_events.c.id)
+    for chunk in _chunks(rows):
+        inserted.update((await session.execute(stmt, chunk)).scalars())
+    lost = await _stored_by_key(
+        session, [e.idempotency_key for _, e in pending if e.id not in inserted and e.idempotency_key]
+    )
+    for done, (index, event) in enumerate(pending):
+        if done % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        if event.id in inserted:
+            outcomes[index] = (event, True)
+            publish_after_commit(
+                session,
+                f"customer:{event.customer_id}",
+                "customer.event_created",
+                EventOut.model_validate(event).model_dump(mode="json"),
+            )
+        else:  # a concurrent request stored the same key first
+            outcomes[index] = (lost[event.idempotency_key or ""], False)
+    assert all(outcome is not None for outcome in outcomes)
+    return outcomes  # type: ignore[return-value]
 
 
 async def list_events(

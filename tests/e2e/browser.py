@@ -44,8 +44,15 @@ class ServerProcess:
     restart it; no Redis (one process), no auto-migration (the test's database is ready)."""
 
     def __init__(
-        self, database_url: str, data_dir: Path, log: Path, secret_key: str, env: dict[str, str] | None = None
+        self,
+        database_url: str,
+        data_dir: Path,
+        log: Path,
+        secret_key: str,
+        env: dict[str, str] | None = None,
+        factory: str = "frontdesk.app:create_app",
     ) -> None:
+        self.factory = factory  # another app factory (module:function) a test builds on create_app
         self.database_url = database_url
         self.data_dir = data_dir
         self.log = log
@@ -66,7 +73,7 @@ class ServerProcess:
             **self.extra_env,
         }
         env.pop("FRONTDESK_REDIS_URL", None)
-        command = ["-m", "uvicorn", "frontdesk.app:create_app", "--factory", "--host", "127.0.0.1"]
+        command = ["-m", "uvicorn", self.factory, "--factory", "--host", "127.0.0.1"]
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, *command, "--port", str(self.port), "--log-level", "warning",

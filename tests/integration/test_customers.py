@@ -461,3 +461,79 @@ async def test_resolve_by_identity_concurrently_makes_one_customer(db, backend):
         assert await s.scalar(select(func.count()).select_from(Customer)) == 1
         assert await s.scalar(select(func.count()).select_from(Identity)) == 1
         assert await s.scalar(select(func.count()).select_from(CustomerEvent)) == 0
+
+
+# -- identities: at most max_identities_per_customer, listed page by page -----------------------
+
+
+async def _give_identities(app, customer_id: str, count: int) -> None:
+    async with app.state.db.transaction() as s:
+        for i in range(count):
+            s.add(Identity(customer_id=uuid.UUID(customer_id), kind="external_id", value=f"crm-{customer_id}-{i:04}"))
+
+
+async def test_identities_are_capped_and_listed_page_by_page(client, agent, app):
+    app.state.settings.max_identities_per_customer = 60
+    customer = await _create(client, agent, name="Many Ids", identities=[{"kind": "email", "value": "m@example.com"}])
+    cid = customer["id"]
+    await _give_identities(app, cid, 58)
+
+    r = await client.post(f"{API}/{cid}/identities", json={"kind": "phone", "value": "+447700900123"}, headers=agent)
+    assert r.status_code == 201, r.text  # the 60th
+    r = await client.post(f"{API}/{cid}/identities", json={"kind": "phone", "value": "+447700900124"}, headers=agent)
+    assert r.status_code == 409
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "at most" in r.json()["detail"] or "the most one customer may hold (60)" in r.json()["detail"]
+    r = await client.post(f"{API}/{cid}/identities", json={"kind": "phone", "value": "+447700900123"}, headers=agent)
+    assert r.status_code == 200  # one it already has is still fine
+
+    shown = (await client.get(f"{API}/{cid}", headers=agent)).json()
+    assert len(shown["identities"]) == 50
+    assert shown["identities"][0]["value"] == "m@example.com"  # oldest first
+    cursor = shown["identities_next_cursor"]
+    assert cursor
+    rest = (await client.get(f"{API}/{cid}/identities", params={"cursor": cursor}, headers=agent)).json()
+    assert rest["next_cursor"] is None
+    values = [i["value"] for i in shown["identities"] + rest["items"]]
+    assert len(values) == len(set(values)) == 60
+    assert values[-1] == "+447700900123"
+    pages, cursor = [], None
+    while True:
+        page = (
+            await client.get(f"{API}/{cid}/identities", params={"limit": 7, **({"cursor": cursor} if cursor else {})},
+                             headers=agent)
+        ).json()  # fmt: skip
+        pages += [i["value"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == values
+
+    listed = (await client.get(API, params={"q": "Many Ids"}, headers=agent)).json()["items"]
+    assert len(listed[0]["identities"]) == 50
+    assert listed[0]["identities_next_cursor"] == shown["identities_next_cursor"]
+    small = (await client.get(f"{API}/{(await _create(client, agent, name='Few'))['id']}", headers=agent)).json()
+    assert small["identities_next_cursor"] is None
+
+
+async def test_a_merge_over_the_identity_cap_is_refused_and_changes_nothing(client, agent, app):
+    supervisor = await auth_headers(app, "supervisor")
+    app.state.settings.max_identities_per_customer = 30
+    a = (await _create(client, agent, name="A"))["id"]
+    b = (await _create(client, agent, name="B"))["id"]
+    await _give_identities(app, a, 20)
+    await _give_identities(app, b, 11)
+    r = await client.post(f"{API}/{a}/merge", json={"other_id": b}, headers=supervisor)
+    assert r.status_code == 409, r.text
+    assert "31 together" in r.json()["detail"]
+    assert r.json()["max_identities"] == 30
+    for cid, n in ((a, 20), (b, 11)):
+        body = (await client.get(f"{API}/{cid}", headers=agent)).json()
+        assert body["id"] == cid  # not merged
+        assert len(body["identities"]) == n
+    async with app.state.db.transaction() as s:
+        own = await s.scalars(select(Identity).where(Identity.customer_id == uuid.UUID(b)))
+        await s.delete(next(iter(own)))
+    r = await client.post(f"{API}/{a}/merge", json={"other_id": b}, headers=supervisor)
+    assert r.status_code == 201, r.text
+    assert len((await client.get(f"{API}/{a}", headers=agent)).json()["identities"]) == 30

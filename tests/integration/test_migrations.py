@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import pprint
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +134,59 @@ async def test_app_refuses_a_newer_schema(empty_url: str, tmp_path: Path) -> Non
         with pytest.raises(SchemaNotReady, match="newer than this Frontdesk"):
             await _start(_settings(empty_url, tmp_path, auto_migrate=auto_migrate))
     assert (await migrate.schema_state(empty_url)).current == "ffff_from_the_future"
+
+
+async def test_0004_robust_keeps_every_row_and_lets_a_team_go(empty_url: str) -> None:
+    """From 0003 with data: the conversations table is rebuilt (SQLite) without losing a row of it
+    or of the tables that refer to it, and afterwards a deleted team leaves its conversations."""
+    await upgrade(empty_url, "0003")
+    postgres = "postgresql" in empty_url
+    at = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    now = at if postgres else at.replace(tzinfo=None)  # as UTCDateTime stores it on each backend
+    ids: dict[str, Any] = {
+        name: uuid.uuid4() if postgres else uuid.uuid4().hex
+        for name in ("team", "queue", "user", "customer", "conversation", "message")
+    }
+
+    def fill(conn: Connection) -> None:
+        rows = [
+            ("teams", {"id": ids["team"], "name": "Escalations", "created_at": now, "updated_at": now}),
+            ("queues", {"id": ids["queue"], "name": "General", "channels": "[]", "priority": 50,
+                        "service_level_percent": 80, "service_level_seconds": 60, "selection": "longest_idle",
+                        "sticky_wait_seconds": 0, "offer_timeout_seconds": 30, "auto_accept": False,
+                        "team_ids": "[]", "ageing_per_minute": 1.0, "handle_time_seconds": 300,
+                        "redecline_after_seconds": 60, "bullseye": "[]", "created_at": now, "updated_at": now}),
+            ("users", {"id": ids["user"], "email": "a@example.com", "name": "A", "role": "agent",
+                       "password_hash": "x", "is_active": True, "time_zone": "UTC",
+                       "created_at": now, "updated_at": now}),
+            ("customers", {"id": ids["customer"], "attributes": "{}", "satisfaction_tier": "unknown",
+                           "lifetime_value": 0, "created_at": now, "updated_at": now}),
+            ("conversations", {"id": ids["conversation"], "customer_id": ids["customer"], "channel": "email",
+                               "status": "open", "priority": "normal", "team_id": ids["team"],
+                               "queue_id": ids["queue"], "assignee_id": ids["user"], "message_count": 1,
+                               "created_at": now, "updated_at": now}),
+            ("messages", {"id": ids["message"], "conversation_id": ids["conversation"], "customer_id": ids["customer"],
+                          "direction": "inbound", "channel": "email", "author_type": "customer", "text": "hello",
+                          "delivery_status": "received", "meta": "{}", "created_at": now}),
+            ("conversation_tags", {"conversation_id": ids["conversation"], "tag": "billing", "created_at": now}),
+        ]  # fmt: skip
+        for table, row in rows:
+            columns = ", ".join(row)
+            conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(':' + c for c in row)})"), row)
+        conn.commit()
+
+    await _on(empty_url, fill)
+    await upgrade(empty_url)
+
+    def check(conn: Connection) -> None:
+        for table in ("conversations", "messages", "conversation_tags"):
+            assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 1, table
+        conn.execute(text("DELETE FROM teams"))
+        conn.execute(text("DELETE FROM queues"))
+        conn.execute(text("DELETE FROM users"))
+        row = conn.execute(text("SELECT team_id, queue_id, assignee_id FROM conversations")).one()
+        assert tuple(row) == (None, None, None)
+        assert conn.execute(text("SELECT count(*) FROM messages")).scalar() == 1
+        conn.commit()
+
+    await _on(empty_url, check)

@@ -302,3 +302,27 @@ async def test_a_race_past_the_duplicate_check_is_a_409(db):
         await s.rollback()  # what the request boundary does when the Conflict propagates
     async with db.transaction() as s:
         assert await service.list_users(s) == []
+
+
+async def test_deleting_a_team_keeps_its_conversations_without_a_team(client, app):
+    from tests.integration.conversation_builders import make_conversation, make_customer, make_queue
+
+    db = app.state.db
+    sup_h = await auth_headers(app, "supervisor")
+    team = (await client.post("/api/v1/teams", json={"name": "Escalations"}, headers=sup_h)).json()
+    queue = await make_queue(db)
+    customer = await make_customer(db)
+    kept = [
+        await make_conversation(db, customer, team_id=uuid.UUID(team["id"])),
+        await make_conversation(db, customer, team_id=uuid.UUID(team["id"]), queue_id=queue.id, subject="queued"),
+    ]
+
+    r = await client.delete(f"/api/v1/teams/{team['id']}", headers=sup_h)
+    assert r.status_code == 204, r.text
+    assert (await client.get(f"/api/v1/teams/{team['id']}", headers=sup_h)).status_code == 404
+    for conversation in kept:
+        r = await client.get(f"/api/v1/conversations/{conversation.id}", headers=sup_h)
+        assert r.status_code == 200
+        assert r.json()["team_id"] is None
+        assert r.json()["customer_id"] == str(customer.id)
+    assert len(await audit(app, "team.deleted")) == 1

@@ -43,6 +43,12 @@ export class CustomerSidebar {
   async load() {
     try {
       this.customer = await api("GET", `/customers/${this.host.conversation.customer_id}`);
+      // The record lists the first identities; the rest (the reply channels need them all) page by page.
+      for (let cursor = this.customer.identities_next_cursor; cursor; ) {
+        const page = await api("GET", `/customers/${this.customer.id}/identities${query({ cursor, limit: 200 })}`);
+        this.customer.identities.push(...page.items);
+        cursor = page.next_cursor;
+      }
     } catch (err) {
       this.root.replaceChildren(el("p", { class: "error" }, errorText(err)));
       return null;
