@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     routing_max_missed_offers: int = Field(3, ge=1, description="Offers missed in a row before an agent is set away.")
     widget_max_attachment_mb: int = Field(10, ge=1, description="Largest file a web-chat visitor may send.")
     widget_messages_per_minute: int = Field(30, ge=1, description="Per visitor; per IP it is 5x this.")
+    # -- identity (issue 9): the link e-mailed to prove an address a web-chat visitor gave --------
+    email_link_minutes: int = Field(
+        60, ge=5, le=7 * 24 * 60, description="How long an e-mailed confirmation link works (it works once)."
+    )
+    email_links_per_hour: int = Field(
+        3, ge=1, description="Confirmation links sent per visitor, and per address, in any hour."
+    )
     tune_gc: bool = Field(
         True,
         description="Server processes freeze start-up objects out of the garbage collector and collect "

@@ -251,7 +251,8 @@ async def create_customer(session: AsyncSession, data: CustomerCreate, actor: Ac
             session.add(customer)
             await session.flush()
             for kind, value, _field in pairs:
-                session.add(Identity(customer_id=customer.id, kind=kind, value=value))
+                # An authenticated agent or token vouches for what it records: proven (the identity rule).
+                session.add(Identity(customer_id=customer.id, kind=kind, value=value, verified=True))
             await session.flush()
     except IntegrityError:  # another request took one of the identities meanwhile
         for kind, value, field in pairs:
@@ -344,9 +345,12 @@ async def add_identity(
     existing = (await session.scalars(select(Identity).where(Identity.kind == kind, Identity.value == norm))).first()
     if existing is not None:
         if existing.customer_id == customer.id:
+            if not existing.verified:
+                existing.verified = True  # the agent vouches for what the customer only claimed
+                await session.flush()
             return existing, False
         raise _identity_conflict(kind, norm, existing.customer_id, "value")
-    identity = Identity(customer_id=customer.id, kind=kind, value=norm)
+    identity = Identity(customer_id=customer.id, kind=kind, value=norm, verified=True)  # the agent vouches
     try:
         async with session.begin_nested():
             session.add(identity)

@@ -397,6 +397,48 @@ async def deliver(relay: Relay, msg: EmailMessage, sender: str, recipients: Sequ
     return response
 
 
+def configured_relay(settings: Any) -> Relay:
+    """The relay every outbound mail goes through (``FRONTDESK_SMTP_RELAY``)."""
+    secret = settings.smtp_relay
+    return parse_relay(secret.get_secret_value() if isinstance(secret, SecretStr) else secret)
+
+
+# -- system mail: Frontdesk writing to an address itself, not a reply in a conversation ----------
+
+
+def build_system_mail(
+    settings: Any, *, to: str, subject: str, text: str, html: str | None = None
+) -> tuple[EmailMessage, str]:
+    """A mail from Frontdesk itself (a confirmation link…): From the default address, ``Auto-Submitted:
+    auto-generated``, no Reply-To into a conversation. Returns the message and the envelope sender."""
+    from_value, sender = _from_header({}, settings)
+    msg = EmailMessage(policy=POLICY)
+    try:
+        msg["From"] = from_value
+        msg["To"] = to
+        msg["Subject"] = " ".join(subject.split())
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = message_id_for(uuid.uuid4(), settings.mail_domain)
+        msg["Auto-Submitted"] = "auto-generated"
+    except (ValueError, IndexError) as exc:
+        raise PermanentError(f"cannot address this email: {exc}") from exc
+    msg.set_content(text, subtype="plain", charset="utf-8")
+    if html is not None:
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+    return msg, sender
+
+
+async def send_system_mail(settings: Any, *, to: str, subject: str, text: str, html: str | None = None) -> str:
+    """Build and send a system mail through the configured relay; the relay's answer.
+
+    Raises :class:`PermanentError` (no relay, refused) or :class:`TransientError` like the adapter."""
+    relay = configured_relay(settings)
+    msg, sender = build_system_mail(settings, to=to, subject=subject, text=text, html=html)
+    response = await deliver(relay, msg, sender, [to])
+    log.info("system email %s sent via %s:%s", msg["Message-ID"], relay.host, relay.port)
+    return response
+
+
 @register_adapter("email")
 class EmailAdapter:
     name = "email"
@@ -416,8 +458,7 @@ class EmailAdapter:
 
     async def send(self, message: OutboundMessage) -> SendResult:
         settings = self.settings
-        secret = settings.smtp_relay
-        relay = parse_relay(secret.get_secret_value() if isinstance(secret, SecretStr) else secret)
+        relay = configured_relay(settings)
         if self.ctx.db is None:
             raise TransientError("the email adapter has no database to read the conversation from")
         envelope = await load_envelope(self.ctx.db, message, self._attachment_store)
