@@ -35,7 +35,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, delete, func, null, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, delete, false, func, null, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -266,6 +266,12 @@ _UPDATE_CONVERSATION = (
             (_conversations.c.status == ConversationStatus.snoozed.value, null()),
             else_=_conversations.c.snoozed_until,
         ),
+        # A resolved conversation reopened by a thread hint is a thread of its own: it gives up the
+        # one auto-opened slot (another conversation may hold it by now; see models.Conversation).
+        auto_open=case(
+            (_conversations.c.status == ConversationStatus.resolved.value, false()),
+            else_=_conversations.c.auto_open,
+        ),
         updated_at=bindparam("b_now", type_=_conversations.c.updated_at.type),
         # The customer now waits for an agent, since this batch's first message unless already waiting.
         waiting_since=func.coalesce(
@@ -398,6 +404,31 @@ async def _select_identities(conn: AsyncConnection, keys: list[tuple[str, str]])
     return {(r[0], r[1]): (r[3] or r[2]) for r in rows}
 
 
+ConvKey = tuple[uuid.UUID, str, uuid.UUID | None]  # customer, channel, inbox
+
+
+async def _open_conversations(
+    conn: AsyncConnection, customer_ids: set[uuid.UUID], channels: set[str]
+) -> dict[ConvKey, tuple[uuid.UUID, str]]:
+    """The not-resolved conversations of ``customer_ids`` on ``channels``: (id, status) per key,
+    the newest one where there are several (agent-started threads, reopened ones)."""
+    open_conv: dict[ConvKey, tuple[uuid.UUID, str]] = {}
+    if customer_ids:
+        cv = _conversations.c
+        rows = await conn.execute(
+            select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status)
+            .where(
+                cv.customer_id.in_(customer_ids),
+                cv.status != ConversationStatus.resolved.value,
+                cv.channel.in_(channels),
+            )
+            .order_by(cv.id)
+        )
+        for r in rows:
+            open_conv[(r[1], r[2], r[3])] = (r[0], r[4])
+    return open_conv
+
+
 async def _store(
     conn: AsyncConnection,
     dialect: str,
@@ -409,23 +440,8 @@ async def _store(
 ) -> None:
     customer_of, new_customers = await _resolve_customers(conn, dialect, items, todo, now)
 
-    # Open conversations of the known customers on these channels; the newest one wins.
-    ConvKey = tuple[uuid.UUID, str, uuid.UUID | None]
-    open_conv: dict[ConvKey, tuple[uuid.UUID, str]] = {}
     known = {customer_of[(str(items[i].identity_kind), items[i].identity_value)] for i in todo} - new_customers
-    if known:
-        cv = _conversations.c
-        rows = await conn.execute(
-            select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status)
-            .where(
-                cv.customer_id.in_(known),
-                cv.status != ConversationStatus.resolved.value,
-                cv.channel.in_({str(items[i].channel) for i in todo}),
-            )
-            .order_by(cv.id)
-        )
-        for r in rows:
-            open_conv[(r[1], r[2], r[3])] = (r[0], r[4])
+    open_conv = await _open_conversations(conn, known, {str(items[i].channel) for i in todo})
 
     # Thread hints: the named conversation, if it is the sender's (any channel, any status).
     hinted: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}  # conversation id -> (customer id, status)
@@ -492,6 +508,7 @@ async def _store(
                 "waiting_since": at,
                 "created_at": now,
                 "updated_at": now,
+                "auto_open": True,
             }
         message_rows.append(
             {
@@ -515,7 +532,12 @@ async def _store(
         meta_of.append((i, ckey, is_new, reopened))
 
     if new_convs:
-        await conn.execute(_insert(dialect, _conversations), list(new_convs.values()))
+        # The unique index on auto-opened, not resolved conversations turns a race with another
+        # process (both found none, both open one) into a conflict: the loser joins the winner's.
+        stmt = _insert(dialect, _conversations).on_conflict_do_nothing()
+        opened = {r[0] for r in await conn.execute(stmt.returning(_conversations.c.id), list(new_convs.values()))}
+        if len(opened) < len(new_convs):
+            await _join_winners(conn, new_convs, opened, bumps, message_rows, meta_of, now)
     stmt = _insert(dialect, _messages).on_conflict_do_nothing(index_elements=["channel", "external_id"])
     inserted = {r[0] for r in await conn.execute(stmt.returning(_messages.c.id), message_rows)}
 
@@ -576,6 +598,56 @@ async def _store(
                 },
             )
         )
+
+
+async def _join_winners(
+    conn: AsyncConnection,
+    new_convs: dict[ConvKey, dict[str, Any]],
+    opened: set[uuid.UUID],
+    bumps: dict[uuid.UUID, dict[str, Any]],
+    message_rows: list[dict[str, Any]],
+    meta_of: list[tuple[int, ConvKey, bool, bool]],
+    now: datetime,
+) -> None:
+    """Conversations we meant to open that another writer opened first (after our lookup): file
+    their messages under the winner's conversation and count them there (the rare path)."""
+    lost = {k: c for k, c in new_convs.items() if c["id"] not in opened}
+    cv = _conversations.c
+    rows = await conn.execute(
+        select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status).where(
+            cv.customer_id.in_({k[0] for k in lost}),
+            cv.auto_open.is_(True),
+            cv.status != ConversationStatus.resolved.value,
+        )
+    )
+    winners: dict[ConvKey, tuple[uuid.UUID, str]] = {(r[1], r[2], r[3]): (r[0], r[4]) for r in rows}
+    remap: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}
+    for key, conv in lost.items():
+        if key not in winners:  # resolved again in between: the batch is retried item by item
+            raise RuntimeError("a concurrently opened conversation vanished before it could be joined")
+        won_id, status = winners[key]
+        del new_convs[key]
+        remap[conv["id"]] = (won_id, status)
+        bump = bumps.setdefault(
+            won_id,
+            {
+                "b_id": won_id,
+                "b_last": conv["last_message_at"],
+                "b_first": conv["waiting_since"],
+                "b_n": 0,
+                "b_now": now,
+            },
+        )
+        bump["b_n"] += conv["message_count"]
+        bump["b_last"] = max(bump["b_last"], conv["last_message_at"])
+        bump["b_first"] = min(bump["b_first"], conv["waiting_since"])
+    for j, row in enumerate(message_rows):
+        if row["conversation_id"] in remap:
+            won_id, status = remap[row["conversation_id"]]
+            row["conversation_id"] = won_id
+            i, ckey, _new, _reopened = meta_of[j]
+            meta_of[j] = (i, ckey, False, status in _REOPENS)
+    log.info("ingest: %d conversations were opened concurrently elsewhere; joined", len(lost))
 
 
 async def _explain_failure(conn: AsyncConnection, item: InboundMessage, exc: Exception) -> Exception:
