@@ -76,6 +76,7 @@ _inboxes: Table = Inbox.__table__  # type: ignore[assignment]
 _attachments: Table = Attachment.__table__  # type: ignore[assignment]
 
 _REOPENS = (ConversationStatus.pending.value, ConversationStatus.snoozed.value)
+PROOF_SOURCE = "api"  # what proved a vouched sender's identity, in merge suggestions and the audit log
 
 
 # -- the message an adapter hands in --------------------------------------------------------
@@ -107,6 +108,10 @@ class InboundMessage:
     attachment_ids: tuple[uuid.UUID, ...] = ()
     # Channel details kept on the message (email headers, the widget's client id…); JSON-able.
     meta: dict[str, Any] | None = None
+    # The channel PROVED the sender's identity (a signed API-channel request, a token-authenticated
+    # API call; e-mail: an aligned DMARC pass). A new identity is then stored verified, and one that
+    # another customer holds only unverified (a claim) is taken from them: see :func:`_proofs_win`.
+    verified: bool = False
 
     def prepared(self) -> InboundMessage:
         """A validated copy: identity normalised, HTML sanitised, sizes and characters checked.
@@ -157,6 +162,7 @@ class InboundMessage:
             conversation_id=self.conversation_id,
             attachment_ids=tuple(self.attachment_ids),
             meta=dict(self.meta) if self.meta else None,
+            verified=bool(self.verified),
         )
 
 
@@ -334,11 +340,19 @@ async def _resolve_customers(
 ) -> tuple[dict[tuple[str, str], uuid.UUID], set[uuid.UUID]]:
     """Customer id per (kind, value); also the ids of customers created by this batch."""
     wanted: dict[tuple[str, str], int] = {}
+    vouched: set[tuple[str, str]] = set()  # identities a sender here proved (InboundMessage.verified)
     for i in todo:
-        wanted.setdefault((str(items[i].identity_kind), items[i].identity_value), i)
-    found = await _select_identities(conn, list(wanted))
-    missing = [k for k in wanted if k not in found]
+        key = (str(items[i].identity_kind), items[i].identity_value)
+        wanted.setdefault(key, i)
+        if items[i].verified:
+            vouched.add(key)
+    held = await _select_identities(conn, list(wanted))
+    found = {k: v[0] for k, v in held.items()}
     created: set[uuid.UUID] = set()
+    proofs = [k for k in vouched if k in held and not held[k][1]]
+    if proofs:  # rare: a proof for an identity someone only claimed
+        await _proofs_win(conn, items, wanted, proofs, found, created)
+    missing = [k for k in wanted if k not in found]
     if not missing:
         return found, created
 
@@ -367,7 +381,7 @@ async def _resolve_customers(
             "customer_id": new_customer[k],
             "kind": k[0],
             "value": k[1],
-            "verified": False,
+            "verified": k in vouched,
             "undeliverable": False,
             "created_at": now,
         }
@@ -385,23 +399,58 @@ async def _resolve_customers(
     if lost:
         # Another writer created these identities between our SELECT and INSERT: use its customers
         # and drop the ones we made for nothing.
-        found.update(await _select_identities(conn, lost))
+        found.update({k: v[0] for k, v in (await _select_identities(conn, lost)).items()})
         await conn.execute(delete(_customers).where(_customers.c.id.in_([new_customer[k] for k in lost])))
         log.info("ingest: %d identities were created concurrently elsewhere; reused", len(lost))
     return found, created
 
 
-async def _select_identities(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
+async def _select_identities(
+    conn: AsyncConnection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[uuid.UUID, bool]]:
+    """(customer id, verified) per (kind, value) found."""
     if not keys:
         return {}
     i, c = _identities.c, _customers.c
     rows = await conn.execute(
-        select(i.kind, i.value, i.customer_id, c.merged_into_id)
+        select(i.kind, i.value, i.customer_id, c.merged_into_id, i.verified)
         .join_from(_identities, _customers, c.id == i.customer_id)
         .where(tuple_(i.kind, i.value).in_(keys))
     )
     # A merged customer's identities are normally moved to the survivor; follow the pointer anyway.
-    return {(r[0], r[1]): (r[3] or r[2]) for r in rows}
+    return {(r[0], r[1]): (r[3] or r[2], bool(r[4])) for r in rows}
+
+
+async def _proofs_win(
+    conn: AsyncConnection,
+    items: Sequence[InboundMessage],
+    wanted: dict[tuple[str, str], int],
+    keys: list[tuple[str, str]],
+    found: dict[tuple[str, str], uuid.UUID],
+    created: set[uuid.UUID],
+) -> None:
+    """A proven sender whose identity another customer holds only unverified (a claim, e.g. an
+    address a chat visitor typed): the proof wins. The sender gets a customer of their own, which
+    takes the identity (verified); the claimant gets a merge suggestion (``merge.prove_identity``).
+    The rare path, so the ORM on the writer's connection and transaction."""
+    from frontdesk.customers.merge import prove_identity
+
+    session = AsyncSession(bind=conn, autoflush=False, expire_on_commit=False)
+    try:
+        for key in keys:
+            prover = Customer(name=items[wanted[key]].name, attributes={})
+            session.add(prover)
+            await session.flush()
+            proof = await prove_identity(session, key[0], key[1], prover.id, PROOF_SOURCE)
+            if proof.outcome == "owned" and proof.holder_id is not None:  # proven by its holder meanwhile
+                await session.delete(prover)
+                found[key] = proof.holder_id
+            else:
+                found[key] = prover.id
+                created.add(prover.id)
+        await session.flush()
+    finally:
+        await session.close()
 
 
 ConvKey = tuple[uuid.UUID, str, uuid.UUID | None]  # customer, channel, inbox

@@ -29,12 +29,13 @@ from frontdesk import clock
 from frontdesk.channels.webchat import confirm
 from frontdesk.channels.webchat import service as webchat
 from frontdesk.channels.webchat import visitor as visitors
+from frontdesk.conversations.ingest import InboundMessage, receive
 from frontdesk.customers import personal
 from frontdesk.errors import Invalid
 from frontdesk.models import AuditEntry, EmailConfirmation, Identity, Inbox, Message, WebchatVisitor
 from frontdesk.models.merge import MergeSuggestion
 from frontdesk.settings import Settings
-from tests.builders import make_token, make_user
+from tests.builders import auth_headers, make_token, make_user
 from tests.conftest import truncate_all
 from tests.integration.test_email_outbound import SmtpSink
 from tests.integration.webchat_helpers import IDENTITY_SECRET, Server, make_webchat_inbox, nothing, of_type, recv, send
@@ -449,3 +450,88 @@ async def test_link_rules(app, sink: SmtpSink, frozen_clock):  # type: ignore[no
         assert {suggestion.customer_a_id, suggestion.customer_b_id} == {one.customer_id, two.customer_id}
         assert (suggestion.reason, suggestion.evidence["source"]) == ("verified_identity_taken", "email_link")
         assert (await confirm.confirm(s, "shared-token")).outcome == "used"
+
+
+# -- senders an integration vouches for --------------------------------------------------------------
+
+
+async def test_a_vouched_sender_takes_an_address_a_visitor_only_claimed(app, client):
+    """A chat visitor typed an address nobody had (kept, unverified, on their customer). Then the
+    real owner writes through an integration that vouches for its senders: the token-authenticated
+    ``/messages/inbound``, or the signed API channel. The message never lands on the claimant."""
+    from tests.integration.test_apichannel import make_api_inbox, post_signed
+
+    inbox = await make_webchat_inbox(app.state.db)
+    admin = await auth_headers(app, "admin")
+    inbox_id, secret, _ = await make_api_inbox(client, admin)
+    claimants = {}
+    for address in ("token@example.com", "signed@example.com", "unit@example.com"):
+        r = await client.post("/api/v1/widget/sessions", json={"inbox": inbox.public_token, "email": address})
+        assert r.status_code == 200, r.text
+        async with app.state.db.transaction() as s:
+            v = await s.get(WebchatVisitor, uuid.UUID(r.json()["visitor_id"]))
+            assert v is not None
+            claimants[address] = v.customer_id
+
+    r = await client.post(
+        "/api/v1/messages/inbound",
+        json={
+            "identity": {"kind": "email", "value": "Token@Example.com"},
+            "channel": "email",
+            "external_id": "<real-owner-1@mail.example.com>",
+            "text": "My account number is 1234",
+        },
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    by_token = r.json()["customer_id"]
+    r = await post_signed(
+        client, inbox_id, secret, {"sender": {"kind": "email", "value": "signed@example.com"}, "text": "My PIN is 0000"}
+    )
+    assert r.status_code == 201, r.text
+    by_signature = r.json()["customer_id"]
+    async with app.state.db.transaction() as s:  # a channel inside a unit of work (ingest.receive)
+        result = await receive(
+            s,
+            InboundMessage(
+                identity_kind="email",
+                identity_value="unit@example.com",
+                channel="email",
+                external_id="<unit-1@mail.example.com>",
+                text="hello",
+                verified=True,
+            ),
+        )
+    in_unit = str(result.customer_id)
+
+    owners = (("token@example.com", by_token), ("signed@example.com", by_signature), ("unit@example.com", in_unit))
+    for address, owner in owners:
+        assert owner != str(claimants[address])
+        async with app.state.db.transaction() as s:
+            held = (await s.scalars(select(Identity).where(Identity.kind == "email", Identity.value == address))).one()
+            assert (str(held.customer_id), held.verified) == (owner, True)
+            suggestion = (
+                await s.scalars(select(MergeSuggestion).where(MergeSuggestion.reason == "verified_identity_taken"))
+            ).all()
+            pairs = {frozenset((str(x.customer_a_id), str(x.customer_b_id))): x for x in suggestion}
+            found = pairs[frozenset((owner, str(claimants[address])))]
+            assert found.evidence["source"] == "api"
+            claimant_messages = (
+                await s.scalars(select(Message).where(Message.customer_id == claimants[address]))
+            ).all()
+            assert claimant_messages == []
+    # Later messages of the proven sender go to them directly; a new vouched identity is stored proven.
+    r = await client.post(
+        "/api/v1/messages/inbound",
+        json={
+            "identity": {"kind": "phone", "value": "+44 20 7946 0000"},
+            "channel": "sms",
+            "external_id": "sms-1",
+            "text": "hi",
+        },
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    async with app.state.db.transaction() as s:
+        phone = (await s.scalars(select(Identity).where(Identity.kind == "phone"))).one()
+        assert phone.verified is True
