@@ -21,6 +21,11 @@ Failures: SMTP 4xx, timeouts and connection errors are :class:`TransientError` (
 retries with backoff); 5xx answers, a missing relay, a customer without a deliverable address
 are :class:`PermanentError` (the message is ``failed`` with the reason, visible to the agent).
 
+System mail (Frontdesk writing to an address itself, e.g. the link that confirms a chat
+visitor's address): :func:`send_system_mail` builds it (:func:`build_system_mail`) and hands it to
+the same relay (:func:`configured_relay`, :func:`deliver`); its caller schedules it as a timer, so
+it is durable and retried like the outbox.
+
 Relay URL: ``smtp://[user:pass@]host[:port]`` (port 25; STARTTLS when the server offers it),
 ``smtps://…`` (port 465, TLS from the first byte). Query options: ``starttls=require`` (refuse
 to send in clear), ``cafile=/path.pem`` (trust this CA, e.g. a private relay's), ``verify=false``
