@@ -465,7 +465,7 @@ async def test_a_vouched_sender_takes_an_address_a_visitor_only_claimed(app, cli
     admin = await auth_headers(app, "admin")
     inbox_id, secret, _ = await make_api_inbox(client, admin)
     claimants = {}
-    for address in ("token@example.com", "signed@example.com", "unit@example.com"):
+    for address in ("token@example.com", "signed@example.com", "unit@example.com", "event@example.com"):
         r = await client.post("/api/v1/widget/sessions", json={"inbox": inbox.public_token, "email": address})
         assert r.status_code == 200, r.text
         async with app.state.db.transaction() as s:
@@ -503,8 +503,21 @@ async def test_a_vouched_sender_takes_an_address_a_visitor_only_claimed(app, cli
             ),
         )
     in_unit = str(result.customer_id)
+    # A customer event an integration sends (the proactive engine would act on it: a notice, an offer).
+    r = await client.post(
+        "/api/v1/events",
+        json={"type": "order.shipped", "identity": {"kind": "email", "value": "event@example.com"}},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    by_event = r.json()["customer_id"]
 
-    owners = (("token@example.com", by_token), ("signed@example.com", by_signature), ("unit@example.com", in_unit))
+    owners = (
+        ("token@example.com", by_token),
+        ("signed@example.com", by_signature),
+        ("unit@example.com", in_unit),
+        ("event@example.com", by_event),
+    )
     for address, owner in owners:
         assert owner != str(claimants[address])
         async with app.state.db.transaction() as s:
