@@ -79,7 +79,7 @@ export class CustomerSidebar {
             { class: "claimed-only", role: "note" },
             el("strong", {}, t("Identity not confirmed")),
             ". ",
-            t("These contact details were typed in, not proven: do not share account details until the customer confirms them."),
+            t("Nobody proved these contact details are the customer's: do not share account details until they are confirmed."),
           ),
         ]
       : [];
