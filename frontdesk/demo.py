@@ -500,7 +500,10 @@ class _Builder:
             for kind, value_ in identities:
                 self.rows[Identity].append({
                     "id": demo_id(created, "identity", n, kind), "customer_id": cid, "kind": kind, "value": value_,
-                    "verified": kind in ("email", "phone") and rng.random() < 0.8, "undeliverable": False,
+                    # Shop logins and browsers are proven (HMAC, the visitor token); addresses mostly.
+                    "verified": kind in ("external_id", "webchat_visitor")
+                    or (kind in ("email", "phone") and rng.random() < 0.8),
+                    "undeliverable": False,
                     "created_at": created,
                 })  # fmt: skip
             for channel, category in (("email", "marketing"), ("sms", "marketing"), ("email", "service")):

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     max_identities_per_customer: int = Field(
         100, ge=1, description="Most identities one customer may hold (adding more is refused, merges too)."
     )
+    # -- identity (issue 9): the link e-mailed to prove an address a web-chat visitor gave --------
+    email_link_minutes: int = Field(
+        60, ge=5, le=7 * 24 * 60, description="How long an e-mailed confirmation link works (it works once)."
+    )
+    email_links_per_hour: int = Field(
+        3, ge=1, description="Confirmation links sent per visitor, and per address, in any hour."
+    )
     tune_gc: bool = Field(
         True,
         description="Server processes freeze start-up objects out of the garbage collector and collect "

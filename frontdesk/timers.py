@@ -49,7 +49,7 @@ ERROR_MAX_CHARS = 2000
 
 # Modules that register timer handlers; later packages append theirs.
 # Modules that register timer handlers; imported before the loop runs its first timer.
-HANDLER_MODULES: list[str] = ["frontdesk.conversations.service"]
+HANDLER_MODULES: list[str] = ["frontdesk.conversations.service", "frontdesk.channels.webchat.confirm"]
 
 # -- handlers -------------------------------------------------------------------------------
 
@@ -61,7 +61,8 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
     """Register the function that runs timers of ``kind`` (``domain.verb``).
 
     It gets the unit of work's session and the timer; it flushes, never commits. Raising
-    retries the timer with backoff; raising :class:`PermanentFailure` fails it at once.
+    retries the timer with backoff; raising :class:`PermanentFailure` fails it at once. The
+    loop's settings are ``session.info["settings"]`` (``None`` when the loop was given none).
     """
     if "." not in kind:
         raise ValueError(f"timer kinds are domain.verb, got {kind!r}")
@@ -202,6 +203,7 @@ class WorkLoop:
         concurrency: int = 8,
     ) -> None:
         self.db = db
+        self.settings = settings
         self.worker = worker or worker_name()
         self.batch = batch
         self.concurrency = concurrency
@@ -331,6 +333,7 @@ class TimerLoop(WorkLoop):
                 fn = handlers().get(timer.kind)
                 if fn is None:
                     raise PermanentFailure(f"no handler registered for timer kind {timer.kind!r}")
+                session.info["settings"] = self.settings
                 await fn(session, timer)
                 await self.complete(session, claimed)
         except LeaseLost:

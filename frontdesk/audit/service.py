@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -12,10 +13,20 @@ from frontdesk.models import AuditEntry
 
 
 class Actor(Protocol):
-    user_id: uuid.UUID
+    @property
+    def user_id(self) -> uuid.UUID | None: ...  # None: not a user (e.g. an e-mailed link proved it)
 
     @property
     def actor_kind(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """Something other than a user or token acting on the system's behalf, named in the audit log
+    (``actor_kind``, at most 16 characters): e.g. ``email_link`` for a confirmed e-mail link."""
+
+    actor_kind: str
+    user_id: uuid.UUID | None = None
 
 
 async def record(

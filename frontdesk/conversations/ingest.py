@@ -35,7 +35,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, delete, func, null, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, delete, false, func, null, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -76,6 +76,7 @@ _inboxes: Table = Inbox.__table__  # type: ignore[assignment]
 _attachments: Table = Attachment.__table__  # type: ignore[assignment]
 
 _REOPENS = (ConversationStatus.pending.value, ConversationStatus.snoozed.value)
+PROOF_SOURCE = "api"  # what proved a vouched sender's identity, in merge suggestions and the audit log
 
 
 # -- the message an adapter hands in --------------------------------------------------------
@@ -107,6 +108,10 @@ class InboundMessage:
     attachment_ids: tuple[uuid.UUID, ...] = ()
     # Channel details kept on the message (email headers, the widget's client id…); JSON-able.
     meta: dict[str, Any] | None = None
+    # The channel PROVED the sender's identity (a signed API-channel request, a token-authenticated
+    # API call; e-mail: an aligned DMARC pass). A new identity is then stored verified, and one that
+    # another customer holds only unverified (a claim) is taken from them: see :func:`_proofs_win`.
+    verified: bool = False
     # The sender's customer when the adapter already decided it (an email that could not prove a
     # From address someone else holds verified goes to a customer of its own): the identity is
     # then not looked up nor created.
@@ -165,6 +170,7 @@ class InboundMessage:
             conversation_id=self.conversation_id,
             attachment_ids=tuple(self.attachment_ids),
             meta=dict(self.meta) if self.meta else None,
+            verified=bool(self.verified),
             customer_id=self.customer_id,
             allow_empty=self.allow_empty,
         )
@@ -276,6 +282,12 @@ _UPDATE_CONVERSATION = (
             (_conversations.c.status == ConversationStatus.snoozed.value, null()),
             else_=_conversations.c.snoozed_until,
         ),
+        # A resolved conversation reopened by a thread hint is a thread of its own: it gives up the
+        # one auto-opened slot (another conversation may hold it by now; see models.Conversation).
+        auto_open=case(
+            (_conversations.c.status == ConversationStatus.resolved.value, false()),
+            else_=_conversations.c.auto_open,
+        ),
         updated_at=bindparam("b_now", type_=_conversations.c.updated_at.type),
         # The customer now waits for an agent, since this batch's first message unless already waiting.
         waiting_since=func.coalesce(
@@ -338,12 +350,21 @@ async def _resolve_customers(
 ) -> tuple[dict[tuple[str, str], uuid.UUID], set[uuid.UUID]]:
     """Customer id per (kind, value); also the ids of customers created by this batch."""
     wanted: dict[tuple[str, str], int] = {}
+    vouched: set[tuple[str, str]] = set()  # identities a sender here proved (InboundMessage.verified)
     for i in todo:
-        if items[i].customer_id is None:
-            wanted.setdefault((str(items[i].identity_kind), items[i].identity_value), i)
-    found = await _select_identities(conn, list(wanted))
-    missing = [k for k in wanted if k not in found]
+        if items[i].customer_id is not None:
+            continue  # the adapter already decided who sent it
+        key = (str(items[i].identity_kind), items[i].identity_value)
+        wanted.setdefault(key, i)
+        if items[i].verified:
+            vouched.add(key)
+    held = await _select_identities(conn, list(wanted))
+    found = {k: v[0] for k, v in held.items()}
     created: set[uuid.UUID] = set()
+    proofs = [k for k in vouched if k in held and not held[k][1]]
+    if proofs:  # rare: a proof for an identity someone only claimed
+        await _proofs_win(conn, items, wanted, proofs, found, created)
+    missing = [k for k in wanted if k not in found]
     if not missing:
         return found, created
 
@@ -372,7 +393,7 @@ async def _resolve_customers(
             "customer_id": new_customer[k],
             "kind": k[0],
             "value": k[1],
-            "verified": False,
+            "verified": k in vouched,
             "undeliverable": False,
             "created_at": now,
         }
@@ -390,23 +411,83 @@ async def _resolve_customers(
     if lost:
         # Another writer created these identities between our SELECT and INSERT: use its customers
         # and drop the ones we made for nothing.
-        found.update(await _select_identities(conn, lost))
+        found.update({k: v[0] for k, v in (await _select_identities(conn, lost)).items()})
         await conn.execute(delete(_customers).where(_customers.c.id.in_([new_customer[k] for k in lost])))
         log.info("ingest: %d identities were created concurrently elsewhere; reused", len(lost))
     return found, created
 
 
-async def _select_identities(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
+async def _select_identities(
+    conn: AsyncConnection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[uuid.UUID, bool]]:
+    """(customer id, verified) per (kind, value) found."""
     if not keys:
         return {}
     i, c = _identities.c, _customers.c
     rows = await conn.execute(
-        select(i.kind, i.value, i.customer_id, c.merged_into_id)
+        select(i.kind, i.value, i.customer_id, c.merged_into_id, i.verified)
         .join_from(_identities, _customers, c.id == i.customer_id)
         .where(tuple_(i.kind, i.value).in_(keys))
     )
     # A merged customer's identities are normally moved to the survivor; follow the pointer anyway.
-    return {(r[0], r[1]): (r[3] or r[2]) for r in rows}
+    return {(r[0], r[1]): (r[3] or r[2], bool(r[4])) for r in rows}
+
+
+async def _proofs_win(
+    conn: AsyncConnection,
+    items: Sequence[InboundMessage],
+    wanted: dict[tuple[str, str], int],
+    keys: list[tuple[str, str]],
+    found: dict[tuple[str, str], uuid.UUID],
+    created: set[uuid.UUID],
+) -> None:
+    """A proven sender whose identity another customer holds only unverified (a claim, e.g. an
+    address a chat visitor typed): the proof wins. The sender gets a customer of their own, which
+    takes the identity (verified); the claimant gets a merge suggestion (``merge.prove_identity``).
+    The rare path, so the ORM on the writer's connection and transaction."""
+    from frontdesk.customers.merge import prove_identity
+
+    session = AsyncSession(bind=conn, autoflush=False, expire_on_commit=False)
+    try:
+        for key in keys:
+            prover = Customer(name=items[wanted[key]].name, attributes={})
+            session.add(prover)
+            await session.flush()
+            proof = await prove_identity(session, key[0], key[1], prover.id, PROOF_SOURCE)
+            if proof.outcome == "owned" and proof.holder_id is not None:  # proven by its holder meanwhile
+                await session.delete(prover)
+                found[key] = proof.holder_id
+            else:
+                found[key] = prover.id
+                created.add(prover.id)
+        await session.flush()
+    finally:
+        await session.close()
+
+
+ConvKey = tuple[uuid.UUID, str, uuid.UUID | None]  # customer, channel, inbox
+
+
+async def _open_conversations(
+    conn: AsyncConnection, customer_ids: set[uuid.UUID], channels: set[str]
+) -> dict[ConvKey, tuple[uuid.UUID, str]]:
+    """The not-resolved conversations of ``customer_ids`` on ``channels``: (id, status) per key,
+    the newest one where there are several (agent-started threads, reopened ones)."""
+    open_conv: dict[ConvKey, tuple[uuid.UUID, str]] = {}
+    if customer_ids:
+        cv = _conversations.c
+        rows = await conn.execute(
+            select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status)
+            .where(
+                cv.customer_id.in_(customer_ids),
+                cv.status != ConversationStatus.resolved.value,
+                cv.channel.in_(channels),
+            )
+            .order_by(cv.id)
+        )
+        for r in rows:
+            open_conv[(r[1], r[2], r[3])] = (r[0], r[4])
+    return open_conv
 
 
 async def _store(
@@ -420,27 +501,12 @@ async def _store(
 ) -> None:
     customer_of, new_customers = await _resolve_customers(conn, dialect, items, todo, now)
 
-    # Open conversations of the known customers on these channels; the newest one wins.
-    ConvKey = tuple[uuid.UUID, str, uuid.UUID | None]
-    open_conv: dict[ConvKey, tuple[uuid.UUID, str]] = {}
 
     def sender(m: InboundMessage) -> uuid.UUID:
         return m.customer_id or customer_of[(str(m.identity_kind), m.identity_value)]
 
     known = {sender(items[i]) for i in todo} - new_customers
-    if known:
-        cv = _conversations.c
-        rows = await conn.execute(
-            select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status)
-            .where(
-                cv.customer_id.in_(known),
-                cv.status != ConversationStatus.resolved.value,
-                cv.channel.in_({str(items[i].channel) for i in todo}),
-            )
-            .order_by(cv.id)
-        )
-        for r in rows:
-            open_conv[(r[1], r[2], r[3])] = (r[0], r[4])
+    open_conv = await _open_conversations(conn, known, {str(items[i].channel) for i in todo})
 
     # Thread hints: the named conversation, if it is the sender's (any channel, any status).
     hinted: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}  # conversation id -> (customer id, status)
@@ -507,6 +573,7 @@ async def _store(
                 "waiting_since": at,
                 "created_at": now,
                 "updated_at": now,
+                "auto_open": True,
             }
         message_rows.append(
             {
@@ -530,7 +597,12 @@ async def _store(
         meta_of.append((i, ckey, is_new, reopened))
 
     if new_convs:
-        await conn.execute(_insert(dialect, _conversations), list(new_convs.values()))
+        # The unique index on auto-opened, not resolved conversations turns a race with another
+        # process (both found none, both open one) into a conflict: the loser joins the winner's.
+        stmt = _insert(dialect, _conversations).on_conflict_do_nothing()
+        opened = {r[0] for r in await conn.execute(stmt.returning(_conversations.c.id), list(new_convs.values()))}
+        if len(opened) < len(new_convs):
+            await _join_winners(conn, new_convs, opened, bumps, message_rows, meta_of, now)
     stmt = _insert(dialect, _messages).on_conflict_do_nothing(index_elements=["channel", "external_id"])
     inserted = {r[0] for r in await conn.execute(stmt.returning(_messages.c.id), message_rows)}
 
@@ -591,6 +663,56 @@ async def _store(
                 },
             )
         )
+
+
+async def _join_winners(
+    conn: AsyncConnection,
+    new_convs: dict[ConvKey, dict[str, Any]],
+    opened: set[uuid.UUID],
+    bumps: dict[uuid.UUID, dict[str, Any]],
+    message_rows: list[dict[str, Any]],
+    meta_of: list[tuple[int, ConvKey, bool, bool]],
+    now: datetime,
+) -> None:
+    """Conversations we meant to open that another writer opened first (after our lookup): file
+    their messages under the winner's conversation and count them there (the rare path)."""
+    lost = {k: c for k, c in new_convs.items() if c["id"] not in opened}
+    cv = _conversations.c
+    rows = await conn.execute(
+        select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status).where(
+            cv.customer_id.in_({k[0] for k in lost}),
+            cv.auto_open.is_(True),
+            cv.status != ConversationStatus.resolved.value,
+        )
+    )
+    winners: dict[ConvKey, tuple[uuid.UUID, str]] = {(r[1], r[2], r[3]): (r[0], r[4]) for r in rows}
+    remap: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}
+    for key, conv in lost.items():
+        if key not in winners:  # resolved again in between: the batch is retried item by item
+            raise RuntimeError("a concurrently opened conversation vanished before it could be joined")
+        won_id, status = winners[key]
+        del new_convs[key]
+        remap[conv["id"]] = (won_id, status)
+        bump = bumps.setdefault(
+            won_id,
+            {
+                "b_id": won_id,
+                "b_last": conv["last_message_at"],
+                "b_first": conv["waiting_since"],
+                "b_n": 0,
+                "b_now": now,
+            },
+        )
+        bump["b_n"] += conv["message_count"]
+        bump["b_last"] = max(bump["b_last"], conv["last_message_at"])
+        bump["b_first"] = min(bump["b_first"], conv["waiting_since"])
+    for j, row in enumerate(message_rows):
+        if row["conversation_id"] in remap:
+            won_id, status = remap[row["conversation_id"]]
+            row["conversation_id"] = won_id
+            i, ckey, _new, _reopened = meta_of[j]
+            meta_of[j] = (i, ckey, False, status in _REOPENS)
+    log.info("ingest: %d conversations were opened concurrently elsewhere; joined", len(lost))
 
 
 async def _explain_failure(conn: AsyncConnection, item: InboundMessage, exc: Exception) -> Exception:

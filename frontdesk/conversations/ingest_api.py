@@ -87,6 +87,7 @@ async def post_inbound(body: InboundIn, request: Request, response: Response, pr
             html=body.html,
             subject=body.subject,
             occurred_at=body.occurred_at,
+            verified=True,  # an authenticated token vouches for the sender (docs/architecture/ingest.md)
         )
     )
     if not result.created:

@@ -613,6 +613,9 @@ async def update_conversation(
             elif old_status == ConversationStatus.resolved.value:
                 conversation.resolved_at = None
                 conversation.resolution_seconds = None
+                # Reopened by hand: a thread of its own, never a second holder of the customer's
+                # one auto-opened conversation for this inbox (which may exist by now).
+                conversation.auto_open = False
         if "status" in changes or "snoozed_until" in changes:
             await audit.record(
                 session,

@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, Text, UniqueConstraint, cast, func, or_, select, update
+from sqlalchemy import Table, Text, UniqueConstraint, cast, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +37,7 @@ from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, json_size
 from frontdesk.customers.service import MAX_IDENTITIES, count_identities, follow_merges, get_customer
 from frontdesk.db import Base, folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
-from frontdesk.models import Consent, Customer, CustomerMerge, Identity, MergeSuggestion, Message
+from frontdesk.models import Consent, Conversation, Customer, CustomerMerge, Identity, MergeSuggestion, Message
 from frontdesk.models.enums import IdentityKind
 from frontdesk.models.merge import MergeStatus, MergeSuggestionStatus
 from frontdesk.pagination import cut_page, keyset_condition
@@ -51,6 +51,10 @@ CANDIDATE_LIMIT = 50
 
 # Tables whose rows follow a merge by a rule of their own rather than a plain move.
 BY_RULE = frozenset({"consents"})
+# Tables with ``customer_id`` in a unique key whose rows still move plainly, because the merge
+# first makes room: conversations (one auto-opened conversation per customer and inbox while not
+# resolved; see :func:`_separate_auto_open`).
+ROOM_MADE = frozenset({"conversations"})
 # Foreign keys to customers.id that do not mean "this row belongs to that customer".
 NOT_MOVED = frozenset(
     {
@@ -67,6 +71,9 @@ REASON_IDENTITY_CLAIMED = "identity_claimed"
 REASON_ATTRIBUTE_MATCHES_IDENTITY = "attribute_matches_identity"
 REASON_IDENTITY_IN_ATTRIBUTES = "identity_in_attributes"
 REASON_SAME_NAME_OVERLAP = "same_name_overlapping_identity"
+# A caller proved an identity another customer held only unverified (a claim): it moved to the
+# prover, and the old holder may still be the same person (docs/architecture/one-customer.md).
+REASON_PROOF_TAKES_IDENTITY = "verified_identity_taken"
 
 
 # -- which tables move ----------------------------------------------------------------------------
@@ -91,7 +98,7 @@ def moved_tables() -> list[Table]:
             unique_keys = [{c.name for c in i.columns} for i in table.indexes if i.unique] + [
                 {c.name for c in u.columns} for u in table.constraints if isinstance(u, UniqueConstraint)
             ]
-            if any("customer_id" in key for key in unique_keys):
+            if table.name not in ROOM_MADE and any("customer_id" in key for key in unique_keys):
                 raise RuntimeError(f"{table.name} has customer_id in a unique key; give it a merge rule")
             tables.append(table)
     return tables
@@ -240,6 +247,95 @@ async def suggest_for_identity_conflict(
         REASON_IDENTITY_CLAIMED,
         evidence={"identity": identity, "owned_by": str(owner), "claimed_by": str(customer_id)},
     )
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What :func:`prove_identity` did: ``added`` (nobody had it), ``verified`` (the prover had
+    it unproven), ``taken`` (moved from a customer who only claimed it; ``holder_id`` is them,
+    ``suggestion`` asks agents about the pair), or ``owned`` (another customer has it proven:
+    nothing changed, the caller decides)."""
+
+    outcome: str
+    identity: Identity | None
+    holder_id: uuid.UUID | None = None
+    suggestion: MergeSuggestion | None = None
+
+
+async def prove_identity(
+    session: AsyncSession,
+    kind: str,
+    value: str,
+    customer_id: uuid.UUID,
+    source: str,
+    actor: Actor | None = None,
+) -> Proof:
+    """``customer_id`` PROVED the identity ``kind``/``value`` (already normalised): a proof beats a claim.
+
+    Nobody holds it: added, verified. The prover holds it: marked verified. Another customer
+    holds it *unverified*: it moves to the prover (verified) and the old holder gets a merge
+    suggestion (:data:`REASON_PROOF_TAKES_IDENTITY`); the prover never lands on the claimant's
+    record. Another customer holds it *verified*: ``owned``, nothing changes. ``source`` (a short
+    word: ``webchat_hmac``, ``email_link``, ``api``) is kept in the evidence and the audit entry.
+    """
+    for _ in range(3):
+        identity = (
+            await session.scalars(
+                select(Identity)
+                .where(Identity.kind == kind, Identity.value == value)
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        if identity is None:
+            fresh = Identity(customer_id=customer_id, kind=kind, value=value, verified=True)
+            try:
+                async with session.begin_nested():
+                    session.add(fresh)
+                    await session.flush()
+            except IntegrityError:
+                continue  # someone else added it meanwhile: look again
+            return Proof("added", fresh)
+        holder = await follow_merges(session, await get_customer(session, identity.customer_id))
+        if holder.id == customer_id:
+            if not identity.verified:
+                identity.verified = True
+                if identity.customer_id != customer_id:
+                    identity.customer_id = customer_id
+                await session.flush()
+            return Proof("verified", identity)
+        if identity.verified:
+            return Proof("owned", identity, holder.id)
+        moved = await session.execute(
+            update(Identity)
+            .where(Identity.id == identity.id, Identity.verified.is_(false()))
+            .values(customer_id=customer_id, verified=True)
+            .returning(Identity.id)
+        )
+        if moved.first() is None:
+            continue  # proven (or moved) concurrently: look again
+        await session.refresh(identity)
+        suggestion = await suggest_merge(
+            session,
+            customer_id,
+            holder.id,
+            REASON_PROOF_TAKES_IDENTITY,
+            evidence={
+                "identity": {"kind": kind, "value": value},
+                "proven_by": str(customer_id),
+                "claimed_by": str(holder.id),
+                "source": source,
+            },
+        )
+        await record(
+            session,
+            actor,
+            "customer.identity_proven",
+            "customer",
+            customer_id,
+            {"kind": kind, "taken_from": str(holder.id), "source": source},
+        )
+        return Proof("taken", identity, holder.id, suggestion)
+    raise Conflict(f"The identity {kind} changed hands while it was being proven; try again.")
 
 
 async def get_suggestion(session: AsyncSession, suggestion_id: uuid.UUID) -> MergeSuggestion:
@@ -428,6 +524,32 @@ async def _move_rows(
     return moved
 
 
+async def _separate_auto_open(
+    session: AsyncSession, from_id: uuid.UUID, to_id: uuid.UUID, only: Sequence[uuid.UUID] | None = None
+) -> list[uuid.UUID]:
+    """Before conversations move from ``from_id`` to ``to_id``: each one that holds its channel and
+    inbox's one auto-opened slot (``Conversation.auto_open``, unique while not resolved) where
+    ``to_id`` holds the same slot becomes a thread of its own, so the move cannot break the index.
+    Both stay open and keep every message; the ids changed are returned."""
+    c = Conversation
+    slot = (c.auto_open.is_(True), c.status != "resolved")
+    taken = {
+        (row.channel, row.inbox_id)
+        for row in await session.execute(select(c.channel, c.inbox_id).where(c.customer_id == to_id, *slot))
+    }
+    if not taken:
+        return []
+    stmt = select(c.id, c.channel, c.inbox_id).where(c.customer_id == from_id, *slot)
+    if only is not None:
+        stmt = stmt.where(c.id.in_(list(only)))
+    ids = [row.id for row in await session.execute(stmt) if (row.channel, row.inbox_id) in taken]
+    for chunk in _chunks(ids):
+        await session.execute(
+            update(c).where(c.id.in_(chunk)).values(auto_open=False).execution_options(synchronize_session=False)
+        )
+    return ids
+
+
 def _refuse_unmergeable(customer: Customer) -> None:
     if customer.merged_into_id is not None:
         raise Conflict(
@@ -476,6 +598,7 @@ async def merge_customers(
     now = clock.now()
 
     moved: dict[str, list[str]] = {}
+    separated = await _separate_auto_open(session, merged.id, survivor.id)
     for table in moved_tables():
         ids = await _move_rows(session, table, merged.id, survivor.id)
         if ids:
@@ -527,6 +650,7 @@ async def merge_customers(
         "attributes_overridden": sorted(restore.attributes_overridden),
         "fields_filled": sorted(restore.fields_filled),
         "consents_overwritten": len(restore.consents_overwritten),
+        "conversations_separated": len(separated),
     }
     await record(session, actor, "customer.merged", "customer", survivor.id, summary)
     await record(session, actor, "customer.merged_into", "customer", merged.id, summary)
@@ -597,6 +721,7 @@ async def unmerge(session: AsyncSession, merge_id: uuid.UUID, actor: Actor | Non
     tables = {t.name: t for t in moved_tables()}
     moved_back: dict[str, int] = {}
     returned_conversations: list[uuid.UUID] = []
+    await _separate_auto_open(session, survivor.id, merged.id, _uuid_list((merge.moved or {}).get("conversations", [])))
     for name, raw_ids in (merge.moved or {}).items():
         if name in tables:
             ids = await _move_rows(session, tables[name], survivor.id, merged.id, _uuid_list(raw_ids))

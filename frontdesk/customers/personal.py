@@ -31,13 +31,14 @@ from frontdesk.models import (
     Customer,
     CustomerEvent,
     CustomerMerge,
+    EmailConfirmation,
     Identity,
     MergeSuggestion,
     Message,
 )
 
 # Rows that only say how to reach or recognise the person: removed entirely.
-DELETED: tuple[type[Base], ...] = (Identity, Consent)
+DELETED: tuple[type[Base], ...] = (Identity, Consent, EmailConfirmation)
 
 # Columns overwritten on erase, with the value they get. Everything else in those rows is kept.
 BLANKED: dict[type[Base], dict[str, Any]] = {
@@ -94,6 +95,11 @@ async def export(session: AsyncSession, customer: Customer) -> dict[str, Any]:
     merged = (await session.scalars(select(Customer).where(Customer.id.in_(ids[1:])).order_by(Customer.id))).all()
     identities = (await session.scalars(select(Identity).where(_of(Identity, ids)).order_by(Identity.id))).all()
     consents = (await session.scalars(select(Consent).where(_of(Consent, ids)).order_by(Consent.id))).all()
+    confirmations = (
+        await session.scalars(
+            select(EmailConfirmation).where(_of(EmailConfirmation, ids)).order_by(EmailConfirmation.created_at)
+        )
+    ).all()
     events = (
         await session.scalars(
             select(CustomerEvent).where(_of(CustomerEvent, ids)).order_by(CustomerEvent.occurred_at, CustomerEvent.id)
@@ -151,6 +157,8 @@ async def export(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         "merged_records": [row_dict(c) for c in merged],
         "identities": [row_dict(i) for i in identities],
         "consents": [row_dict(c) for c in consents],
+        # Links e-mailed to prove an address (the token's hash only).
+        "email_confirmations": [row_dict(c) for c in confirmations],
         "events": [row_dict(e) for e in events],
         "conversations": [
             row_dict(c) | {"tags": sorted(tags_by_conv.get(c.id, [])), "messages": msgs_by_conv.get(c.id, [])}
@@ -197,6 +205,7 @@ async def erase(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         "erased_customer_ids": ids,
         "identities_removed": counts["identities_removed"],
         "consents_removed": counts["consents_removed"],
+        "email_confirmations_removed": counts["email_confirmations_removed"],
         "conversations_redacted": counts["conversations_redacted"],
         "messages_redacted": counts["messages_redacted"],
         "attachments_redacted": counts["attachments_redacted"],

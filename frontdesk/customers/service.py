@@ -89,7 +89,13 @@ async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Cust
 
 
 async def resolve_by_identity(
-    session: AsyncSession, kind: str, value: str, *, name: str | None = None, create: bool = True
+    session: AsyncSession,
+    kind: str,
+    value: str,
+    *,
+    name: str | None = None,
+    create: bool = True,
+    proven: bool = False,
 ) -> Customer:
     """Who is this? The owner of the identity, or a new customer holding it.
 
@@ -97,19 +103,40 @@ async def resolve_by_identity(
     same identity first, the unique (kind, value) constraint fails, the savepoint is rolled back
     and the lookup repeated. Raises ``Invalid`` for a bad value, ``NotFound`` when ``create`` is
     false and nobody owns the identity.
+
+    ``proven``: the caller proved the identity (an authenticated agent or token vouches). A new
+    identity is stored verified; one another customer holds only unverified (a claim) is not
+    theirs to use: it moves to a new customer, and the claimant gets a merge suggestion
+    (``merge.prove_identity``; docs/architecture/one-customer.md).
     """
     norm = normalise(kind, value)
-    found = await _owner(session, kind, norm)
-    if found is not None:
-        return await follow_merges(session, found)
-    if not create:
+    stmt = (
+        select(Customer, Identity.verified)
+        .join(Identity, Identity.customer_id == Customer.id)
+        .where(Identity.kind == kind, Identity.value == norm)
+    )
+    held = (await session.execute(stmt)).first()
+    if held is not None and not (proven and not held[1] and create):
+        return await follow_merges(session, held[0])
+    if held is None and not create:
         raise NotFound(f"No customer has the identity {kind}:{norm}.")
     customer = Customer(name=name[:300] if name else None, attributes={})
+    if held is not None:  # a proof for a claim: a customer of the prover's own takes it
+        from frontdesk.customers.merge import prove_identity
+
+        session.add(customer)
+        await session.flush()
+        proof = await prove_identity(session, kind, norm, customer.id, "api")
+        if proof.outcome == "owned" and proof.holder_id is not None:  # proven by its holder meanwhile
+            await session.delete(customer)
+            await session.flush()
+            return await get_customer(session, proof.holder_id)
+        return customer
     try:
         async with session.begin_nested():
             session.add(customer)
             await session.flush()
-            session.add(Identity(customer_id=customer.id, kind=kind, value=norm))
+            session.add(Identity(customer_id=customer.id, kind=kind, value=norm, verified=proven))
             await session.flush()
     except IntegrityError:
         found = await _owner(session, kind, norm)
@@ -302,7 +329,8 @@ async def create_customer(
             session.add(customer)
             await session.flush()
             for kind, value, _field in pairs:
-                session.add(Identity(customer_id=customer.id, kind=kind, value=value))
+                # An authenticated agent or token vouches for what it records: proven (the identity rule).
+                session.add(Identity(customer_id=customer.id, kind=kind, value=value, verified=True))
             await session.flush()
     except IntegrityError:  # another request took one of the identities meanwhile
         for kind, value, field in pairs:
@@ -402,12 +430,15 @@ async def add_identity(
     existing = (await session.scalars(select(Identity).where(Identity.kind == kind, Identity.value == norm))).first()
     if existing is not None:
         if existing.customer_id == customer.id:
+            if not existing.verified:
+                existing.verified = True  # the agent vouches for what the customer only claimed
+                await session.flush()
             return existing, False
         raise _identity_conflict(kind, norm, existing.customer_id, "value")
     held = await count_identities(session, customer.id)
     if held >= max_identities:
         raise too_many_identities(customer.id, held, max_identities)
-    identity = Identity(customer_id=customer.id, kind=kind, value=norm)
+    identity = Identity(customer_id=customer.id, kind=kind, value=norm, verified=True)  # the agent vouches
     try:
         async with session.begin_nested():
             session.add(identity)

@@ -27,7 +27,7 @@ from frontdesk.models.routing import (
     Skill,
 )
 from frontdesk.models.user import ApiToken, Team, TeamMember, User, UserSession
-from frontdesk.models.webchat import WebchatUpload, WebchatVisitor
+from frontdesk.models.webchat import EmailConfirmation, WebchatUpload, WebchatVisitor
 from frontdesk.models.webhook import WebhookDelivery, WebhookSubscription
 from frontdesk.models.work import OutboxItem, Timer
 from frontdesk.search import ddl as _search_ddl  # noqa: F401  (full-text index DDL after create_all)
@@ -48,6 +48,7 @@ __all__ = [
     "Customer",
     "CustomerEvent",
     "CustomerMerge",
+    "EmailConfirmation",
     "Identity",
     "Inbox",
     "MailboxState",

@@ -6,11 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from frontdesk import clock
 from frontdesk.db import Base, IdMixin, TimestampMixin
+
+# The predicate of the one-open-conversation indexes (NULL inboxes are distinct in a unique index,
+# hence two indexes).
+_AUTO_OPEN = "auto_open AND status <> 'resolved'"
 
 
 class Conversation(IdMixin, TimestampMixin, Base):
@@ -19,6 +23,25 @@ class Conversation(IdMixin, TimestampMixin, Base):
         Index("ix_conversations_status_last", "status", "last_message_at"),
         Index("ix_conversations_customer_status", "customer_id", "status"),
         Index("ix_conversations_status_waiting", "status", "waiting_since"),
+        # At most one conversation the inbound path opened (auto_open) is not resolved per customer,
+        # channel and inbox: two processes racing for a new customer's first message open one.
+        Index(
+            "uq_conversations_auto_open",
+            "customer_id",
+            "channel",
+            "inbox_id",
+            unique=True,
+            sqlite_where=text(_AUTO_OPEN + " AND inbox_id IS NOT NULL"),
+            postgresql_where=text(_AUTO_OPEN + " AND inbox_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_conversations_auto_open_no_inbox",
+            "customer_id",
+            "channel",
+            unique=True,
+            sqlite_where=text(_AUTO_OPEN + " AND inbox_id IS NULL"),
+            postgresql_where=text(_AUTO_OPEN + " AND inbox_id IS NULL"),
+        ),
     )
 
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
@@ -42,6 +65,11 @@ class Conversation(IdMixin, TimestampMixin, Base):
     # When the customer started waiting for an agent: set by the first customer message that
     # finds it empty, cleared by an agent reply and on resolve. The desk sorts by it.
     waiting_since: Mapped[datetime | None]
+    # Opened by the inbound path (the ingest writer, a web-chat notice) as the customer's one
+    # conversation on this channel and inbox, the one their next message joins. Conversations an
+    # agent starts are threads of their own (False), and so is a resolved one reopened (by a thread
+    # hint, or an agent): it goes back to False, which keeps the unique index above satisfiable.
+    auto_open: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class ConversationTag(Base):

@@ -22,8 +22,11 @@ from frontdesk.db import Base, IdMixin
 class CaughtMail(IdMixin, Base):
     __tablename__ = "caught_mails"
 
-    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
-    conversation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    # The reply it holds; none for system mail (a confirmation link Frontdesk sent by itself).
+    message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
     mail_from: Mapped[str] = mapped_column(String(500))
     mail_to: Mapped[str] = mapped_column(String(500))
     subject: Mapped[str] = mapped_column(String(1000))

@@ -11,11 +11,12 @@ import asyncio
 import pprint
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Connection
 import frontdesk.models  # noqa: F401  (registers every table)
 from frontdesk import migrate
 from frontdesk.app import SchemaNotReady, create_app
-from frontdesk.db import Base, make_engine
+from frontdesk.db import Base, UTCDateTime, make_engine
 from frontdesk.search import ddl
 from frontdesk.settings import Settings
 from tests.integration.freshdb import fresh_database
@@ -190,3 +191,70 @@ async def test_0004_robust_keeps_every_row_and_lets_a_team_go(empty_url: str) ->
         conn.commit()
 
     await _on(empty_url, check)
+
+
+async def test_0004_identity_marks_earlier_identities_proven_except_pre_chat_claims(empty_url: str) -> None:
+    """Before 0004 nothing was ever marked proven but visitors and HMAC users. The upgrade marks
+    the rest proven, except what the pre-chat form attached: an e-mail address added to a customer
+    after it had a chat visitor (the identity rule: a claim must stay a claim)."""
+    await upgrade(empty_url, "0003")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    customers = sa.table(
+        "customers",
+        sa.column("id", sa.Uuid()),
+        sa.column("attributes", sa.JSON()),
+        sa.column("satisfaction_tier", sa.String()),
+        sa.column("lifetime_value", sa.Numeric()),
+        sa.column("created_at", UTCDateTime()),
+        sa.column("updated_at", UTCDateTime()),
+    )
+    identities = sa.table(
+        "identities",
+        sa.column("id", sa.Uuid()),
+        sa.column("customer_id", sa.Uuid()),
+        sa.column("kind", sa.String()),
+        sa.column("value", sa.String()),
+        sa.column("verified", sa.Boolean()),
+        sa.column("undeliverable", sa.Boolean()),
+        sa.column("created_at", UTCDateTime()),
+    )
+    mailed, chatter, joined = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    rows = [  # (customer, kind, value, verified, minutes after t0)
+        (mailed, "email", "mailed@example.com", False, 0),  # an e-mail customer
+        (mailed, "external_id", "shop:1", False, 1),  # an id the API gave
+        (chatter, "webchat_visitor", "v-1", True, 0),  # a visitor who then typed an address
+        (chatter, "email", "typed@example.com", False, 5),
+        (joined, "email", "owner@example.com", False, 0),  # a customer a visitor later joined
+        (joined, "webchat_visitor", "v-2", True, 9),
+    ]
+
+    def seed(conn: Connection) -> None:
+        for cid in (mailed, chatter, joined):
+            conn.execute(
+                customers.insert().values(
+                    id=cid, attributes={}, satisfaction_tier="unknown", lifetime_value=0, created_at=t0, updated_at=t0
+                )
+            )
+        for cid, kind, value, verified, minutes in rows:
+            conn.execute(
+                identities.insert().values(
+                    id=uuid.uuid4(), customer_id=cid, kind=kind, value=value, verified=verified,
+                    undeliverable=False, created_at=t0 + timedelta(minutes=minutes),
+                )
+            )  # fmt: skip
+        conn.commit()
+
+    await _on(empty_url, seed)
+    await upgrade(empty_url)
+
+    def flags(conn: Connection) -> dict[str, bool]:
+        return {value: bool(v) for value, v in conn.execute(sa.select(identities.c.value, identities.c.verified))}
+
+    assert await _on(empty_url, flags) == {
+        "mailed@example.com": True,
+        "shop:1": True,
+        "v-1": True,
+        "typed@example.com": False,
+        "owner@example.com": True,
+        "v-2": True,
+    }

@@ -68,12 +68,13 @@ async def test_identity_verification(app, client):
         r = await start(client, inbox, **bad)
         assert r.status_code == 403, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
-    # The verified user joins the customer that already has that external id.
+    # The verified user joins the customer that already has that external id (proven: the site's
+    # API or an import vouched for it).
     async with app.state.db.transaction() as s:
         known = Customer(name="Ada", attributes={})
         s.add(known)
         await s.flush()
-        s.add(Identity(customer_id=known.id, kind="external_id", value="42"))
+        s.add(Identity(customer_id=known.id, kind="external_id", value="42", verified=True))
     anon = (await start(client, inbox)).json()
     r = await start(client, inbox, visitor_token=anon["visitor_token"], user_id="42", user_hash=good)
     assert r.status_code == 200, r.text
@@ -97,18 +98,46 @@ async def test_identity_verification(app, client):
     assert ("external_id", "7") in await identities(app, seven.id)
 
 
-async def test_known_email_joins_or_suggests_a_merge(app, client):
+async def test_a_proof_takes_a_user_id_from_a_customer_who_only_claimed_it(app, client):
+    """The HMAC proves user 42; a customer holding external id 42 unverified (a claim) does not get
+    the signed-in visitor: the id moves to the visitor's customer, the holder gets a suggestion."""
+    inbox = await make_webchat_inbox(app.state.db)
+    async with app.state.db.transaction() as s:
+        claimant = Customer(name="Mallory", attributes={})
+        s.add(claimant)
+        await s.flush()
+        s.add(Identity(customer_id=claimant.id, kind="external_id", value="42", verified=False))
+    good = visitors.user_hash(IDENTITY_SECRET, "42")
+    anon = (await start(client, inbox)).json()
+    r = await start(client, inbox, visitor_token=anon["visitor_token"], user_id="42", user_hash=good)
+    assert r.status_code == 200, r.text
+    mine = await customer_of(app, anon["visitor_id"])
+    assert mine.id != claimant.id
+    async with app.state.db.transaction() as s:
+        held = (await s.scalars(select(Identity).where(Identity.kind == "external_id", Identity.value == "42"))).one()
+        assert (held.customer_id, held.verified) == (mine.id, True)
+        (suggestion,) = (await s.scalars(select(MergeSuggestion))).all()
+    assert {suggestion.customer_a_id, suggestion.customer_b_id} == {mine.id, claimant.id}
+    assert suggestion.reason == "verified_identity_taken"
+    assert suggestion.evidence["source"] == "webchat_hmac"
+
+
+async def test_a_known_email_is_a_claim_and_a_merge_suggestion(app, client):
     inbox = await make_webchat_inbox(app.state.db)
     async with app.state.db.transaction() as s:
         known = Customer(name="Boris", attributes={})
         s.add(known)
         await s.flush()
-        s.add(Identity(customer_id=known.id, kind="email", value="boris@example.com"))
-    # A visitor with no conversation joins the known customer.
+        s.add(Identity(customer_id=known.id, kind="email", value="boris@example.com", verified=True))
+    # Even a visitor with no conversation stays who they are: the address is only claimed.
     fresh = (await start(client, inbox, email="Boris@Example.com", name="B")).json()
-    assert fresh["customer"]["email_known"] is True
-    assert (await customer_of(app, fresh["visitor_id"])).id == known.id
-    # A visitor who already chatted stays apart; a merge suggestion is made.
+    assert fresh["customer"]["email_known"] is False
+    assert fresh["conversation_id"] is None
+    fresh_customer = await customer_of(app, fresh["visitor_id"])
+    assert fresh_customer.id != known.id
+    assert fresh_customer.name == "B"
+    assert ("email", "boris@example.com") not in await identities(app, fresh_customer.id)
+    # A visitor who already chatted stays apart too.
     chatty = (await start(client, inbox)).json()
     me = await customer_of(app, chatty["visitor_id"])
     async with app.state.db.transaction() as s:
@@ -118,10 +147,21 @@ async def test_known_email_joins_or_suggests_a_merge(app, client):
     assert (await customer_of(app, chatty["visitor_id"])).id == me.id
     async with app.state.db.transaction() as s:
         suggestions = list((await s.scalars(select(MergeSuggestion))).all())
-    assert {(x.customer_a_id, x.customer_b_id) for x in suggestions} == {tuple(sorted((me.id, known.id)))}
-    # An unknown email is simply added.
+        owner = await s.get(Customer, known.id)
+        assert owner is not None
+        assert owner.name == "Boris"  # the claimant's name never lands on the owner
+    assert {(x.customer_a_id, x.customer_b_id) for x in suggestions} == {
+        tuple(sorted((fresh_customer.id, known.id))),
+        tuple(sorted((me.id, known.id))),
+    }
+    assert {x.reason for x in suggestions} == {"webchat_email_claimed"}
+    # An unknown email is added to the visitor's customer, unverified (a claim nobody disputes).
     new = (await start(client, inbox, email="new@example.com")).json()
-    assert ("email", "new@example.com") in await identities(app, (await customer_of(app, new["visitor_id"])).id)
+    assert new["customer"]["email_known"] is True
+    async with app.state.db.transaction() as s:
+        added = (await s.scalars(select(Identity).where(Identity.value == "new@example.com"))).one()
+    assert added.customer_id == (await customer_of(app, new["visitor_id"])).id
+    assert added.verified is False
     assert (await start(client, inbox, email="not an email")).status_code == 422
 
 

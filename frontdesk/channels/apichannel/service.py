@@ -4,9 +4,12 @@ Inbound (``POST /api/v1/inboxes/{id}/messages``) is authenticated by the inbox's
 ``inbound_secret``, not a user token: :func:`accept` checks the inbox, the signature
 (``channels.webhook.verify``: HMAC-SHA256 of ``"<timestamp>.<raw body>"``), the timestamp's
 freshness (replay protection), the ``Idempotency-Key`` and the body, then hands the message to
-the group-commit ingest writer. ``Idempotency-Key`` becomes the message's ``external_id``,
-namespaced by inbox (``<inbox id>:<key>``) so two integrations never collide. Whatever is
-refused is kept raw in ``rejected_inputs`` (source :data:`REJECTED_SOURCE`) by the route.
+the group-commit ingest writer. The sender's identity counts as proven (the integrator, holding
+the inbound secret, vouches): a new one is stored verified, and one a claimant held unverified
+moves to the sender's own customer (``conversations.ingest``). ``Idempotency-Key`` becomes the
+message's ``external_id``, namespaced by inbox (``<inbox id>:<key>``) so two integrations never
+collide. Whatever is refused is kept raw in ``rejected_inputs`` (source :data:`REJECTED_SOURCE`)
+by the route.
 
 This path runs outside a request unit of work (like ``/messages/inbound``): it takes the
 ``Database`` and opens short transactions itself. Outbound for API inboxes is
@@ -211,5 +214,7 @@ async def accept(
             conversation_id=msg.conversation_id,
             attachment_ids=attachment_ids,
             meta={"idempotency_key": key},
+            # Signed with the inbox's secret: the integrator vouches for the sender (the identity rule).
+            verified=True,
         )
     )

@@ -78,6 +78,31 @@ async def keep(db: Database, store: AttachmentStore, message: OutboundMessage, m
         )
 
 
+async def keep_system(session: AsyncSession, store: AttachmentStore, msg: EmailMessage, data: bytes) -> None:
+    """Keep a system mail (no conversation: a confirmation link…) in the catcher, in ``session``'s
+    unit of work. The file goes first; a rolled-back unit leaves only an unlisted file behind."""
+    mail_id = new_id()
+    key = storage_key(mail_id)
+    try:
+        await store.put(key, data, "message/rfc822")
+    except StorageError as exc:
+        raise TransientError(f"attachment store unreachable: {exc}") from exc
+    session.add(
+        CaughtMail(
+            id=mail_id,
+            message_id=None,
+            conversation_id=None,
+            mail_from=_header(msg, "From", 500),
+            mail_to=_header(msg, "To", 500),
+            subject=_header(msg, "Subject", 1000),
+            header_message_id=_header(msg, "Message-ID", 500),
+            size=len(data),
+            storage_key=key,
+        )
+    )
+    await session.flush()
+
+
 # -- reading (admins) ------------------------------------------------------------------------------
 
 

@@ -23,6 +23,11 @@ Failures: SMTP 4xx, timeouts and connection errors are :class:`TransientError` (
 retries with backoff); 5xx answers, a customer without a deliverable address
 are :class:`PermanentError` (the message is ``failed`` with the reason, visible to the agent).
 
+System mail (Frontdesk writing to an address itself, e.g. the link that confirms a chat
+visitor's address): :func:`send_system_mail` builds it (:func:`build_system_mail`) and hands it to
+the same relay (:func:`configured_relay`, :func:`deliver`); its caller schedules it as a timer, so
+it is durable and retried like the outbox.
+
 Relay URL: ``smtp://[user:pass@]host[:port]`` (port 25; STARTTLS when the server offers it),
 ``smtps://…`` (port 465, TLS from the first byte). Query options: ``starttls=require`` (refuse
 to send in clear), ``cafile=/path.pem`` (trust this CA, e.g. a private relay's), ``verify=false``
@@ -49,6 +54,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 from pydantic import SecretStr
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.channels.base import (
     ChannelContext,
@@ -405,6 +411,61 @@ async def deliver(relay: Relay, msg: EmailMessage, sender: str, recipients: Sequ
     return response
 
 
+def configured_relay(settings: Any) -> Relay | None:
+    """The relay every outbound mail goes through (``FRONTDESK_SMTP_RELAY``); ``None`` when none is
+    configured: mail is then kept in the local mail catcher (:mod:`.catcher`)."""
+    secret = settings.smtp_relay
+    url = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    return parse_relay(url) if url and url.strip() else None
+
+
+# -- system mail: Frontdesk writing to an address itself, not a reply in a conversation ----------
+
+
+def build_system_mail(
+    settings: Any, *, to: str, subject: str, text: str, html: str | None = None
+) -> tuple[EmailMessage, str]:
+    """A mail from Frontdesk itself (a confirmation link…): From the default address, ``Auto-Submitted:
+    auto-generated``, no Reply-To into a conversation. Returns the message and the envelope sender."""
+    from_value, sender = _from_header({}, settings)
+    msg = EmailMessage(policy=POLICY)
+    try:
+        msg["From"] = from_value
+        msg["To"] = to
+        msg["Subject"] = " ".join(subject.split())
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = message_id_for(uuid.uuid4(), settings.mail_domain)
+        msg["Auto-Submitted"] = "auto-generated"
+    except (ValueError, IndexError) as exc:
+        raise PermanentError(f"cannot address this email: {exc}") from exc
+    msg.set_content(text, subtype="plain", charset="utf-8")
+    if html is not None:
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+    return msg, sender
+
+
+async def send_system_mail(
+    session: AsyncSession, settings: Any, *, to: str, subject: str, text: str, html: str | None = None
+) -> str:
+    """Build and send a system mail through the configured relay; the relay's answer. Without a
+    relay it is kept in the local mail catcher, in ``session``'s unit of work.
+
+    Raises :class:`PermanentError` (refused) or :class:`TransientError` like the adapter."""
+    relay = configured_relay(settings)
+    msg, sender = build_system_mail(settings, to=to, subject=subject, text=text, html=html)
+    if relay is None:
+        store = make_store(settings)
+        try:
+            await catcher.keep_system(session, store, msg, encode(msg))
+        finally:
+            await store.close()
+        log.info("system email %s kept in the local mail catcher: no SMTP relay", msg["Message-ID"])
+        return "kept in the local mail catcher"
+    response = await deliver(relay, msg, sender, [to])
+    log.info("system email %s sent via %s:%s", msg["Message-ID"], relay.host, relay.port)
+    return response
+
+
 @register_adapter("email")
 class EmailAdapter:
     name = "email"
@@ -424,9 +485,7 @@ class EmailAdapter:
 
     async def send(self, message: OutboundMessage) -> SendResult:
         settings = self.settings
-        secret = settings.smtp_relay
-        url = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-        relay = parse_relay(url) if url and url.strip() else None  # none: the local mail catcher
+        relay = configured_relay(settings)
         if self.ctx.db is None:
             raise TransientError("the email adapter has no database to read the conversation from")
         envelope = await load_envelope(self.ctx.db, message, self._attachment_store)

@@ -5,7 +5,8 @@
 - ``GET /widget/ws?visitor_token=…`` — the widget's socket (docs/architecture/webchat-protocol.md);
 - ``POST /api/v1/widget/attachments`` / ``GET /api/v1/widget/attachments/{id}`` — visitor files;
 - ``POST /api/v1/widget/messages/{id}/read`` — an agent read a visitor's message (agent+);
-- ``POST /api/v1/widget/notices`` — send a proactive notice or offer to a customer's widget (agent+).
+- ``POST /api/v1/widget/notices`` — send a proactive notice or offer to a customer's widget (agent+);
+- ``GET``/``POST /confirm-email/{token}`` — the page of the link e-mailed to prove an address (``confirm.py``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, HTMLResponse
 
 from frontdesk.auth.deps import AgentDep
-from frontdesk.channels.webchat import service, visitor
+from frontdesk.channels.webchat import confirm, service, visitor
 from frontdesk.conversations.api import StoreDep, content_disposition
 from frontdesk.conversations.service import PayloadTooLarge, create_attachment, resolve_content_type, safe_filename
 from frontdesk.customers.schemas import SafeStr
@@ -364,6 +365,52 @@ async def post_notice(body: NoticeRequest, session: SessionDep, principal: Agent
             raise Invalid("the conversation is not a web chat", field="conversation_id")
     message = await service.send_widget_notice(session, target, body.text, offer=body.offer)
     return NoticeOut(message_id=message.id, conversation_id=message.conversation_id)
+
+
+# -- the e-mailed confirmation link (a page for people, not part of the API) -------------------------
+
+
+def _confirm_page(request: Request, state: str, email: str | None, token: str, status: int) -> Response:
+    from frontdesk.web import i18n
+    from frontdesk.web.pages import CSP, templates
+
+    lang = i18n.pick_language(request.headers.get("accept-language"))
+    html = templates.get_template("confirm_email.html").render(
+        lang=lang,
+        _=i18n.translator(lang),
+        state=state,
+        email=email or "",
+        action=confirm.PATH.format(token=token),
+    )
+    return HTMLResponse(
+        html,
+        status_code=status,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": CSP,
+            "X-Content-Type-Options": "nosniff",
+            # The token is in the path: never send it to another site.
+            "Referrer-Policy": "no-referrer",
+            "Vary": "Accept-Language",
+        },
+    )
+
+
+_CONFIRM_STATUS = {"ok": 200, "merged": 200, "verified": 200, "suggested": 200, "used": 410, "expired": 410}
+
+
+@router.get("/confirm-email/{token}", include_in_schema=False)
+async def confirm_email_page(token: str, request: Request, session: SessionDep) -> Response:
+    """Asks "is this you?": opening a link proves nothing (mail scanners open links); the button does."""
+    opened = await confirm.look_up(session, token)
+    email = opened.confirmation.email if opened.confirmation else None
+    return _confirm_page(request, opened.state, email, token, _CONFIRM_STATUS.get(opened.state, 404))
+
+
+@router.post("/confirm-email/{token}", include_in_schema=False)
+async def confirm_email(token: str, request: Request, session: SessionDep) -> Response:
+    done = await confirm.confirm(session, token)
+    return _confirm_page(request, done.outcome, done.email, token, _CONFIRM_STATUS.get(done.outcome, 404))
 
 
 # -- the socket -------------------------------------------------------------------------------------

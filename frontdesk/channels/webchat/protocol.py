@@ -60,6 +60,13 @@ class Prechat(_Frame):
     email: Annotated[SafeStr, StringConstraints(max_length=320)] | None = None
 
 
+class ConfirmEmail(_Frame):
+    """Ask for (another) link to prove an address given before (``prechat`` sends the first one)."""
+
+    type: Literal["confirm_email"]
+    email: Annotated[SafeStr, StringConstraints(min_length=3, max_length=320)]
+
+
 class OfferAnswer(_Frame):
     type: Literal["offer_answer"]
     offer_id: Annotated[SafeStr, StringConstraints(min_length=1, max_length=200)]
@@ -77,7 +84,8 @@ class Ping(_Frame):
 
 
 ClientFrame = Annotated[
-    Hello | MessageFrame | Typing | Read | Prechat | OfferAnswer | Track | Ping, Field(discriminator="type")
+    Hello | MessageFrame | Typing | Read | Prechat | ConfirmEmail | OfferAnswer | Track | Ping,
+    Field(discriminator="type"),
 ]
 _client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
@@ -138,7 +146,7 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
         raise FrameError("invalid", f"{where}: {first.get('msg', 'invalid')}"[:300], client_id) from exc
 
 
-ClientFrameTypes = ("hello", "message", "typing", "read", "prechat", "offer_answer", "track", "ping")
+ClientFrameTypes = ("hello", "message", "typing", "read", "prechat", "confirm_email", "offer_answer", "track", "ping")
 
 
 # -- server frames ---------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
@@ -763,9 +764,19 @@ async def _conversation_for(session: AsyncSession, target: Conversation | Custom
         message_count=0,
         created_at=now,
         updated_at=now,
+        auto_open=True,
     )
-    session.add(conversation)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(conversation)
+            await session.flush()
+    except IntegrityError:
+        # Another process opened the customer's chat since we looked (the unique index on
+        # auto-opened conversations): use theirs.
+        winner = await open_conversation(session, customer.id, visitor.inbox_id)
+        if winner is None:
+            raise
+        return winner
     publish_after_commit(
         session, customer_topic(customer.id), CONVERSATION_OPENED, {"conversation_id": str(conversation.id)}
     )

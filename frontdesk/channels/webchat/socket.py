@@ -19,9 +19,10 @@ from fastapi import WebSocket
 from sqlalchemy import select
 
 from frontdesk import clock
-from frontdesk.channels.webchat import protocol, service, visitor
+from frontdesk.channels.webchat import confirm, protocol, service, visitor
 from frontdesk.conversations.ingest import InboundMessage
 from frontdesk.customers import service as customers
+from frontdesk.customers.identity import normalise
 from frontdesk.db import Database
 from frontdesk.errors import ProblemError
 from frontdesk.models import Inbox, Message
@@ -88,7 +89,9 @@ class WidgetConnection:
 
     async def deliver(self, event: Event) -> None:
         if event.topic == service.customer_topic(self.customer_id):
-            if event.type == service.CONVERSATION_OPENED and self.conversation_id is None:
+            if event.type == confirm.CONFIRMED:  # this customer is someone else now: every tab follows
+                await self.identity_confirmed()
+            elif event.type == service.CONVERSATION_OPENED and self.conversation_id is None:
                 with contextlib.suppress(ValueError, TypeError):
                     target = uuid.UUID(str(event.data.get("conversation_id")))
                     await self.welcome(await self.follow(target))
@@ -235,6 +238,8 @@ class WidgetConnection:
                 await service.mark_read_by_visitor(s, self.customer_id, frame.message_id)
         elif isinstance(frame, protocol.Prechat):
             await self.prechat(frame)
+        elif isinstance(frame, protocol.ConfirmEmail):
+            await self.confirm_email(frame)
         elif isinstance(frame, protocol.Track):
             await self._limit("track", 2)
             async with self.db.transaction() as s:
@@ -321,21 +326,58 @@ class WidgetConnection:
         await self.hub.publish("desk", service.TYPING, data)
 
     async def prechat(self, frame: protocol.Prechat) -> None:
+        link: confirm.LinkRequest | None = None
         async with self.db.transaction() as s:
             me = await visitor.get_visitor(s, self.visitor_id)
             if me is None:
                 return
             outcome = await visitor.apply_contact(s, me, name=frame.name, email=frame.email)
+            if outcome.outcome == "confirm" and outcome.email:
+                # Someone else's address: the visitor stays who they are until the e-mailed link proves it.
+                link = await confirm.request_link(s, me, outcome.email, self.settings)
             known = await visitor.email_known(s, outcome.customer_id)
-            conv = await service.open_conversation(s, outcome.customer_id, self.inbox.id)
         self.email_known = known
         await self.set_customer(outcome.customer_id)
-        await self.send({"type": "prechat", "outcome": outcome.outcome, "email_known": known})
+        answer: dict[str, Any] = {"type": "prechat", "outcome": outcome.outcome, "email_known": known}
+        if link is not None:
+            answer["confirm"] = self._link_frame(link)
+        await self.send(answer)
+
+    @staticmethod
+    def _link_frame(link: confirm.LinkRequest) -> dict[str, Any]:
+        return {"email": link.email, "sent": link.sent, "retry_after": link.retry_after}
+
+    async def confirm_email(self, frame: protocol.ConfirmEmail) -> None:
+        """Another link to an address the visitor gave: only one they claimed (someone else's, or
+        their own unproven one), never an address they already proved."""
+        async with self.db.transaction() as s:
+            me = await visitor.get_visitor(s, self.visitor_id)
+            if me is None:
+                return
+            value = normalise(IdentityKind.email.value, frame.email, field="email")
+            held = await visitor.holder_of(s, IdentityKind.email.value, value)
+            if held is not None and held[1].id == self.customer_id and held[0].verified:
+                await self.send({"type": "confirm_email", "email": value, "sent": False, "verified": True})
+                return
+            link = await confirm.request_link(s, me, value, self.settings)
+        await self.send({"type": "confirm_email", **self._link_frame(link), "verified": False})
+
+    async def identity_confirmed(self) -> None:
+        """An e-mailed link proved the visitor's address: follow the customer they now are."""
+        async with self.db.transaction() as s:
+            me = await visitor.get_visitor(s, self.visitor_id)
+            if me is None:
+                return
+            customer = await customers.follow_merges(s, await customers.get_customer(s, me.customer_id))
+            known = await visitor.email_known(s, customer.id)
+            conv = await service.open_conversation(s, customer.id, self.inbox.id)
+        self.email_known = known
+        await self.set_customer(customer.id)
+        await self.send({"type": "email_confirmed", "email_known": known})
         target = conv.id if conv else None
-        if target is not None and target != self.conversation_id:
-            await self.follow(target)
-            await self.welcome(await service.topic_head(self.hub, service.widget_topic(target)))
-            await self.snapshot()
+        if target != self.conversation_id:
+            await self.welcome(await self.follow(target))
+        await self.snapshot()
 
     # -- the connection's life ---------------------------------------------------------------------
 

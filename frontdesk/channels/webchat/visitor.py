@@ -8,9 +8,14 @@
   missing hash (or an inbox without a secret) is a 403. The verified user is the identity
   ``external_id:<user_id>`` (``<identity_namespace>:<user_id>`` when the inbox config sets
   ``identity_namespace``).
-- Contact details (pre-chat name/email): an unknown email is added to the visitor's customer; a
-  known one joins its owner only when the visitor's own customer has no conversation yet
-  (its page-view events move along); otherwise a merge suggestion is made — never a silent merge.
+- Contact details (pre-chat name/email) are claims, never proofs (the identity rule of
+  docs/architecture/one-customer.md): an address nobody has is added to the visitor's customer
+  as an *unverified* identity; an address another customer has leaves the visitor where they are
+  and makes a merge suggestion (reason :data:`REASON_EMAIL_CLAIMED`). Only a proof joins: the
+  link e-mailed to that address (``confirm.py``), or the site's HMAC ``user_hash``.
+- A proof beats a claim: a verified user whose external id another customer holds only
+  unverified takes it (verified) onto their own customer; the old holder gets a suggestion
+  (:data:`REASON_PROOF_TAKES_IDENTITY`). A verified user is never moved onto a claimant's record.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -30,16 +34,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from frontdesk import clock
 from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
+from frontdesk.customers.merge import prove_identity, suggest_merge
 from frontdesk.errors import Forbidden
 from frontdesk.models import Conversation, Customer, CustomerEvent, Identity, Inbox, WebchatVisitor
 from frontdesk.models.enums import IdentityKind
-
-log = logging.getLogger(__name__)
 
 TOKEN_VERSION = "v1"
 _VISITOR = IdentityKind.webchat_visitor.value
 _EXTERNAL = IdentityKind.external_id.value
 _EMAIL = IdentityKind.email.value
+# Merge-suggestion reason: a visitor gave an address another customer has (a claim, not a proof).
+REASON_EMAIL_CLAIMED = "webchat_email_claimed"
+# Merge-suggestion reason: a visitor who already chatted signed in as a user another customer is.
+REASON_SIGNED_IN = "webchat_signed_in"
+PROOF_SOURCE_HMAC = "webchat_hmac"
 
 
 # -- tokens ---------------------------------------------------------------------------------------
@@ -177,21 +185,20 @@ async def move_visitor(session: AsyncSession, visitor: WebchatVisitor, to: Custo
     await session.flush()
 
 
-async def _suggest(session: AsyncSession, a: uuid.UUID, b: uuid.UUID, reason: str) -> bool:
-    """Ask for a merge of ``a`` and ``b`` (customers/merge.py); never merges by itself."""
-    try:
-        from frontdesk.customers.merge import suggest_merge
-    except ImportError:  # pragma: no cover - the merge module ships with the same release
-        log.warning("webchat: no merge suggestions available; %s and %s stay apart (%s)", a, b, reason)
-        return False
-    await suggest_merge(session, a, b, reason)
-    return True
+async def holder_of(session: AsyncSession, kind: str, value: str) -> tuple[Identity, Customer] | None:
+    """The identity row ``kind``/``value`` (already normalised) and its (surviving) customer."""
+    identity = (await session.scalars(select(Identity).where(Identity.kind == kind, Identity.value == value))).first()
+    if identity is None:
+        return None
+    return identity, await customers.follow_merges(session, await customers.get_customer(session, identity.customer_id))
 
 
 @dataclass
 class ContactOutcome:
-    outcome: str  # "added" | "joined" | "suggested" | "same" | "none"
+    outcome: str  # "added" | "confirm" | "same" | "none"
     customer_id: uuid.UUID
+    email: str | None = None  # the address given, normalised
+    owner_id: uuid.UUID | None = None  # "confirm": the customer who has that address
 
 
 async def _add_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, verified: bool) -> bool:
@@ -208,7 +215,12 @@ async def _add_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str
 async def apply_contact(
     session: AsyncSession, visitor: WebchatVisitor, *, name: str | None = None, email: str | None = None
 ) -> ContactOutcome:
-    """Record the pre-chat name/email of a visitor (the rules are in the module docstring)."""
+    """Record the pre-chat name/email of a visitor: claims only (the rules are in the module docstring).
+
+    Outcome ``confirm``: the address is another customer's; the visitor stays on their own
+    customer, agents get a merge suggestion, and the address can be proven with an e-mailed link
+    (``confirm.request_link``).
+    """
     customer = await customers.follow_merges(session, await customers.get_customer(session, visitor.customer_id))
     if customer.id != visitor.customer_id:
         visitor.customer_id = customer.id
@@ -221,31 +233,38 @@ async def apply_contact(
         return ContactOutcome("none", customer.id)
     value = normalise(_EMAIL, email, field="email")
     for _ in range(2):
-        owner = await customers.find_by_identity(session, _EMAIL, value)
-        if owner is None:
+        held = await holder_of(session, _EMAIL, value)
+        if held is None:
             if await _add_identity(session, customer.id, _EMAIL, value, verified=False):
-                return ContactOutcome("added", customer.id)
+                return ContactOutcome("added", customer.id, value)
             continue  # taken concurrently: treat it as known
+        identity, owner = held
         if owner.id == customer.id:
-            return ContactOutcome("same", customer.id)
-        if await _movable(session, customer.id):
-            await move_visitor(session, visitor, owner)
-            if name and not owner.name:
-                owner.name = name
-            return ContactOutcome("joined", owner.id)
-        await _suggest(
+            return ContactOutcome("same", customer.id, value)
+        await suggest_merge(
             session,
             customer.id,
             owner.id,
-            f"web-chat visitor {visitor.id} gave the email {value}, known to this customer",
+            REASON_EMAIL_CLAIMED,
+            evidence={
+                "identity": {"kind": _EMAIL, "value": value},
+                "owned_by": str(owner.id),
+                "claimed_by": str(customer.id),
+                "visitor_id": str(visitor.id),
+                "owner_verified": identity.verified,
+            },
         )
-        return ContactOutcome("suggested", customer.id)
+        await session.flush()
+        return ContactOutcome("confirm", customer.id, value, owner.id)
     return ContactOutcome("none", customer.id)
 
 
 async def _verified_customer_of(session: AsyncSession, customer_id: uuid.UUID) -> str | None:
+    """The proven site user id of a customer, if any."""
     return await session.scalar(
-        select(Identity.value).where(Identity.customer_id == customer_id, Identity.kind == _EXTERNAL).limit(1)
+        select(Identity.value)
+        .where(Identity.customer_id == customer_id, Identity.kind == _EXTERNAL, Identity.verified.is_(True))
+        .limit(1)
     )
 
 
@@ -297,32 +316,42 @@ async def start_session(
 async def _join_verified(
     session: AsyncSession, inbox: Inbox, visitor: WebchatVisitor | None, value: str
 ) -> tuple[WebchatVisitor, bool]:
-    """The visitor to use for verified user ``value``: this one when it is (or can become) theirs."""
-    owner = await customers.find_by_identity(session, _EXTERNAL, value)
+    """The visitor to use for verified user ``value`` (an external id proven by the HMAC):
+    this one when it is (or can become) theirs, else a fresh visitor on the user's customer."""
+    held = await holder_of(session, _EXTERNAL, value)
+    owner = held[1] if held is not None and held[0].verified else None  # only a proven holder is the user
     if visitor is not None:
         current = await customers.follow_merges(session, await customers.get_customer(session, visitor.customer_id))
         mine = await _verified_customer_of(session, current.id)
-        if owner is not None and owner.id == current.id:
+        if held is not None and held[1].id == current.id:
+            await prove_identity(session, _EXTERNAL, value, current.id, PROOF_SOURCE_HMAC)
             return visitor, False
         if owner is None and mine is None:
-            # An anonymous visitor logs in: their customer becomes the user's.
-            if await _add_identity(session, current.id, _EXTERNAL, value, verified=True):
+            # An anonymous visitor logs in: their customer becomes the user's (taking the id from a
+            # customer who merely claimed it, who gets a merge suggestion instead).
+            proof = await prove_identity(session, _EXTERNAL, value, current.id, PROOF_SOURCE_HMAC)
+            if proof.outcome != "owned":
                 return visitor, False
-            owner = await customers.find_by_identity(session, _EXTERNAL, value)
+            assert proof.holder_id is not None
+            owner = await customers.get_customer(session, proof.holder_id)  # proven concurrently
         elif owner is not None and mine is None:
             if await _movable(session, current.id):
                 await move_visitor(session, visitor, owner)
                 return visitor, False
-            await _suggest(
-                session, current.id, owner.id, f"web-chat visitor {visitor.id} signed in as verified user {value}"
+            await suggest_merge(
+                session,
+                current.id,
+                owner.id,
+                REASON_SIGNED_IN,
+                evidence={"identity": {"kind": _EXTERNAL, "value": value}, "visitor_id": str(visitor.id)},
             )
     # Another user on this browser, or no usable visitor: a fresh visitor for the verified user.
     if owner is None:
         fresh = await new_visitor(session, inbox)
-        if not await _add_identity(session, fresh.customer_id, _EXTERNAL, value, verified=True):
-            owner = await customers.find_by_identity(session, _EXTERNAL, value)
-            assert owner is not None
-            await move_visitor(session, fresh, owner)
+        proof = await prove_identity(session, _EXTERNAL, value, fresh.customer_id, PROOF_SOURCE_HMAC)
+        if proof.outcome == "owned":
+            assert proof.holder_id is not None
+            await move_visitor(session, fresh, await customers.get_customer(session, proof.holder_id))
         return fresh, True
     return await new_visitor(session, inbox, owner), True
 

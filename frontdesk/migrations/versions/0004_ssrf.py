@@ -21,8 +21,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "caught_mails",
-        sa.Column("message_id", sa.Uuid(), nullable=False),
-        sa.Column("conversation_id", sa.Uuid(), nullable=False),
+        sa.Column("message_id", sa.Uuid(), nullable=True),
+        sa.Column("conversation_id", sa.Uuid(), nullable=True),
         sa.Column("mail_from", sa.String(length=500), nullable=False),
         sa.Column("mail_to", sa.String(length=500), nullable=False),
         sa.Column("subject", sa.String(length=1000), nullable=False),

@@ -112,6 +112,10 @@
       send_parts: "Send as {parts} messages",
       server_too_long: "longer than the limit of {max} characters",
       edit: "Edit",
+      confirm_sent: "We sent a link to {email} to confirm it's you. Open it to see your earlier conversations here.",
+      confirm_again: "Send the link again",
+      confirm_wait: "We can't send another link to {email} yet; try again later.",
+      confirm_done: "Thank you, {email} is confirmed.",
     },
     ru: {
       open_chat: "Открыть чат",
@@ -171,6 +175,10 @@
       send_parts: "Отправить {parts} сообщениями",
       server_too_long: "длиннее предела в {max} символов",
       edit: "Изменить",
+      confirm_sent: "Мы отправили ссылку на {email}, чтобы убедиться, что это вы. Откройте её — и здесь появятся ваши прежние обращения.",
+      confirm_again: "Отправить ссылку ещё раз",
+      confirm_wait: "Пока не можем отправить новую ссылку на {email}; попробуйте позже.",
+      confirm_done: "Спасибо, адрес {email} подтверждён.",
     },
   };
 
@@ -445,6 +453,7 @@
     ".intro{background:var(--fd-bg);border:1px solid var(--fd-line);border-radius:10px;padding:10px 12px;color:var(--fd-fg);}",
     ".intro p{margin:0 0 6px;}.intro p:last-child{margin:0;}",
     ".intro .greeting{font-weight:600;}",
+    ".confirm-note .linkish{text-decoration:underline;font-weight:600;}",
     ".inline-form{display:flex;gap:6px;margin-top:6px;flex-wrap:wrap;}",
     ".inline-form input{flex:1;min-width:140px;}",
     "input[type=text],input[type=email]{border:1px solid #d1d5db;border-radius:8px;padding:7px 9px;background:#fff;color:var(--fd-fg);width:100%;}",
@@ -591,7 +600,11 @@
         h("label", { for: "fd-ask-email", text: t("ask_email") }),
         h("div", { class: "inline-form" }, this.emailInput, h("button", { class: "btn", type: "submit", text: t("save") }))
       );
-      this.introEl = h("div", { class: "intro" }, this.introGreeting, this.introCan, this.introAvail, this.askEmailForm);
+      // An address someone else has: the server mailed a link to prove it (outcome "confirm").
+      this.confirmText = h("span");
+      this.confirmAgain = h("button", { class: "linkish", type: "button", hidden: true, text: t("confirm_again"), onclick: function () { self.sendQueued({ type: "confirm_email", email: self.confirmEmail }); } });
+      this.confirmEl = h("p", { class: "confirm-note", role: "status", hidden: true }, this.confirmText, " ", this.confirmAgain);
+      this.introEl = h("div", { class: "intro" }, this.introGreeting, this.introCan, this.introAvail, this.confirmEl, this.askEmailForm);
 
       this.log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0", "aria-labelledby": "fd-title" }, this.introEl);
       this.typingEl = h("div", { class: "typing", "aria-live": "polite" });
@@ -977,6 +990,16 @@
           // The contact details were applied; the server says whether it now knows an email.
           if (typeof f.email_known === "boolean") this.customer.email_known = f.email_known;
           this.renderIntro();
+          if (f.confirm) this.showConfirm(f.confirm);
+          break;
+        case "confirm_email":
+          this.showConfirm(f);
+          break;
+        case "email_confirmed":
+          // The link was opened: this visitor is now the address's customer (history follows).
+          this.customer.email_known = true;
+          this.renderIntro();
+          this.showConfirm({ done: true, email: this.confirmEmail });
           break;
         default:
           break; // pong and anything newer than this widget
@@ -1501,6 +1524,15 @@
       clearTimeout(this.typingTimer);
       if (this.typingOn) this.send({ type: "typing", on: false });
       this.typingOn = false;
+    }
+
+    showConfirm(c) {
+      this.confirmEmail = c.email || this.confirmEmail;
+      var key = c.done ? "confirm_done" : c.sent ? "confirm_sent" : "confirm_wait";
+      this.confirmText.textContent = t(key, { email: this.confirmEmail || "" });
+      this.confirmAgain.hidden = !!c.done || !c.sent;
+      this.confirmEl.hidden = false;
+      if (!c.done) this.introAvail.textContent = "";
     }
 
     // --- pre-chat and the email asked for when away --------------------------------------------

@@ -23,7 +23,17 @@ const REASONS = {
   attribute_matches_identity: t("An attribute matches the other's identity"),
   identity_in_attributes: t("Its identity appears in the other's attributes"),
   same_name_overlapping_identity: t("Same name and a shared identity value"),
+  webchat_email_claimed: t("A chat visitor gave this address without proving it"),
+  webchat_signed_in: t("A chat visitor signed in as this customer"),
+  webchat_email_confirmed: t("A chat visitor confirmed an address of another account"),
+  verified_identity_taken: t("Proved an identity the other had only claimed"),
 };
+
+// A customer known only by what they typed: nothing but an anonymous chat visitor was proven.
+function onlyClaimed(customer) {
+  const ids = customer.identities || [];
+  return ids.some((i) => !i.verified) && !ids.some((i) => i.verified && i.kind !== "webchat_visitor");
+}
 
 const CONSENT_LABELS = { granted: t("Granted"), denied: t("Denied"), withdrawn: t("Withdrawn") };
 
@@ -67,6 +77,18 @@ export class CustomerSidebar {
     this.suggestionsBox = this.suggestionsBox || el("div", { class: "side-suggestions" });
     this.attributesBox = el("div", { class: "side-attributes" });
     this.renderAttributes();
+    // replaceChildren() below takes nodes only (a null would be written as the text "null").
+    const claimed = onlyClaimed(c)
+      ? [
+          el(
+            "p",
+            { class: "claimed-only", role: "note" },
+            el("strong", {}, t("Identity not confirmed")),
+            ". ",
+            t("Nobody proved these contact details are the customer's: do not share account details until they are confirmed."),
+          ),
+        ]
+      : [];
     this.root.replaceChildren(
       el(
         "header",
@@ -79,6 +101,7 @@ export class CustomerSidebar {
           el("span", { class: `tier tier-${c.satisfaction_tier}` }, TIER_LABELS[c.satisfaction_tier] || c.satisfaction_tier),
         ),
       ),
+      ...claimed,
       section(
         t("Contact"),
         c.identities.length
@@ -91,7 +114,9 @@ export class CustomerSidebar {
                   { class: i.undeliverable ? "undeliverable" : "" },
                   el("span", { class: "identity-kind" }, IDENTITY_LABELS[i.kind] || i.kind),
                   el("span", { class: "identity-value" }, i.value),
-                  i.verified ? el("span", { class: "ok small" }, t("verified")) : null,
+                  i.verified
+                    ? el("span", { class: "ok small" }, t("verified"))
+                    : el("span", { class: "unproven small", title: t("Given by the customer; nobody proved it is theirs.") }, t("not confirmed")),
                   i.undeliverable ? el("span", { class: "error small" }, t("undeliverable")) : null,
                 ),
               ),
@@ -277,13 +302,15 @@ export class CustomerSidebar {
         ),
       );
     const channels = [...new Set(items.map((c) => c.channel))];
-    this.conversationsBox.replaceChildren(
+    // replaceChildren() writes null as the text "null": leave the absent parts out.
+    const parts = [
       channels.length > 1 ? el("p", { class: "muted small" }, t("On {channels}", { channels: channels.map(channelLabel).join(", ") })) : null,
       open.length ? el("h4", {}, t("Open ({n})", { n: open.length })) : null,
       open.length ? el("ul", { class: "side-list" }, ...open.map(row)) : null,
       past.length ? el("h4", {}, t("Past ({n})", { n: past.length })) : null,
       past.length ? el("ul", { class: "side-list" }, ...past.map(row)) : null,
-    );
+    ];
+    this.conversationsBox.replaceChildren(...parts.filter(Boolean));
   }
 
   refreshConversations() {
