@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from frontdesk.auth.deps import AgentDep
+from frontdesk.auth.deps import AgentDep, Principal
 from frontdesk.deps import SessionDep
 from frontdesk.errors import ProblemError, problem_response
 from frontdesk.openapi import request_body
@@ -55,9 +55,24 @@ def _validation_errors(exc: ValidationError, prefix: str = "") -> tuple[str, lis
     return detail, errors
 
 
-async def _read_json(request: Request, session: SessionDep, limit: int) -> tuple[Any, bytes]:
+async def _keep(
+    request: Request, session: SessionDep, principal: Principal, body: bytes, reason: str, kind: str = "event"
+) -> None:
+    await service.keep_rejected(
+        session,
+        body,
+        reason,
+        request.headers.get("content-type"),
+        sender=f"user:{principal.user_id}",
+        kind=kind,
+        settings=request.app.state.settings,
+    )
+
+
+async def _read_json(
+    request: Request, session: SessionDep, principal: Principal, limit: int, kind: str
+) -> tuple[Any, bytes]:
     """The parsed and the raw body; on failure the raw body is kept and a 422/413 problem raised as ``_Rejected``."""
-    content_type = request.headers.get("content-type")
     chunks: list[bytes] = []
     size = 0
     too_big = False
@@ -71,13 +86,13 @@ async def _read_json(request: Request, session: SessionDep, limit: int) -> tuple
     body = b"".join(chunks)
     if too_big:
         reason = f"body larger than {limit} bytes"
-        service.keep_rejected(session, body, reason, content_type)
+        await _keep(request, session, principal, body, reason, kind)
         raise _Rejected(problem_response(413, "Payload too large", reason, slug="too-large", instance=request.url.path))
     try:
         return orjson.loads(body), body
     except orjson.JSONDecodeError as exc:
         reason = "the body is empty" if not body.strip() else f"the body is not JSON: {exc}"
-        service.keep_rejected(session, body, reason, content_type)
+        await _keep(request, session, principal, body, reason, kind)
         raise _Rejected(
             problem_response(
                 422,
@@ -102,22 +117,21 @@ async def _read_json(request: Request, session: SessionDep, limit: int) -> tuple
 )
 async def post_event(request: Request, response: Response, session: SessionDep, principal: AgentDep) -> Any:
     try:
-        data, raw = await _read_json(request, session, MAX_EVENT_BODY)
+        data, raw = await _read_json(request, session, principal, MAX_EVENT_BODY, "event")
     except _Rejected as rejected:
         return rejected.response
-    content_type = request.headers.get("content-type")
     try:
         event_in = EventIn.model_validate(data)
     except ValidationError as exc:
         detail, errors = _validation_errors(exc)
-        service.keep_rejected(session, raw, detail, content_type)
+        await _keep(request, session, principal, raw, detail)
         return problem_response(
             422, "Validation failed", detail, slug="validation", instance=request.url.path, extra={"errors": errors}
         )
     try:
         event, created = await service.ingest(session, event_in)
     except ProblemError as exc:
-        service.keep_rejected(session, raw, exc.detail, content_type)
+        await _keep(request, session, principal, raw, exc.detail)
         return problem_response(
             exc.status, exc.title, exc.detail, slug=exc.slug, instance=request.url.path, extra=exc.extra
         )
@@ -137,10 +151,9 @@ async def post_event(request: Request, response: Response, session: SessionDep, 
 )
 async def post_events_batch(request: Request, session: SessionDep, principal: AgentDep) -> Any:
     try:
-        data, raw = await _read_json(request, session, MAX_BATCH_BODY)
+        data, raw = await _read_json(request, session, principal, MAX_BATCH_BODY, "batch")
     except _Rejected as rejected:
         return rejected.response
-    content_type = request.headers.get("content-type")
     items = data.get("events") if isinstance(data, dict) else data
     problem = None
     if not isinstance(items, list):
@@ -151,7 +164,7 @@ async def post_events_batch(request: Request, session: SessionDep, principal: Ag
         problem = ("body", f"unknown field(s): {', '.join(sorted(map(str, set(data) - {'events'})))[:200]}")
     if problem is not None:
         field, message = problem
-        service.keep_rejected(session, raw, f"{field}: {message}", content_type)
+        await _keep(request, session, principal, raw, f"{field}: {message}", "batch")
         return problem_response(
             422,
             "Validation failed",
@@ -168,14 +181,14 @@ async def post_events_batch(request: Request, session: SessionDep, principal: Ag
             event_in = EventIn.model_validate(item)
         except ValidationError as exc:
             detail, _ = _validation_errors(exc, prefix=f"events.{index}.")
-            service.keep_rejected(session, orjson.dumps(item), detail, content_type)
+            await _keep(request, session, principal, orjson.dumps(item), detail)
             results.append(BatchItemResult(index=index, status="rejected", error=detail))
             continue
         try:
             async with session.begin_nested():
                 event, created = await service.ingest(session, event_in)
         except ProblemError as exc:
-            service.keep_rejected(session, orjson.dumps(item), exc.detail, content_type)
+            await _keep(request, session, principal, orjson.dumps(item), exc.detail)
             results.append(BatchItemResult(index=index, status="rejected", error=exc.detail))
             continue
         results.append(BatchItemResult(index=index, status="accepted" if created else "duplicate", event_id=event.id))

@@ -128,6 +128,24 @@ class Outcome:
         return self.status in ("accepted", "duplicate")
 
 
+@dataclass(frozen=True, slots=True)
+class _Via:
+    """How an email came in: kept with a rejected one so an admin can replay it the same way."""
+
+    source: str
+    inbox_id: uuid.UUID | None = None
+    envelope_from: str | None = None
+    envelope_to: tuple[str, ...] = ()
+    origin: str | None = None  # the sender the rejected-input limit counts against (smtp:<peer ip>)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "inbox_id": str(self.inbox_id) if self.inbox_id else None,
+            "envelope_from": self.envelope_from,
+            "envelope_to": list(self.envelope_to[:50]),
+        }
+
+
 def external_id_of(parsed: ParsedEmail) -> str:
     """The idempotency key: the Message-ID without ``<>``, or a hash of the bytes when unusable."""
     mid = parsed.message_id
@@ -153,16 +171,20 @@ async def receive_raw(
     source: str = "email.smtp",
     envelope_from: str | None = None,
     envelope_to: tuple[str, ...] = (),
+    origin: str | None = None,
 ) -> Outcome:
     """Store one raw email (idempotent by Message-ID). Never raises for what the email contains.
 
     ``envelope_from`` is the SMTP ``MAIL FROM`` (``""`` = the null sender of bounces; ``None`` when
-    unknown, as with IMAP), ``envelope_to`` the ``RCPT TO`` addresses. Raises :class:`Deferred`
-    only when the database or the attachment store cannot be reached.
+    unknown, as with IMAP), ``envelope_to`` the ``RCPT TO`` addresses, ``origin`` who delivered it
+    (``smtp:<peer ip>``; an IMAP inbox by default). Raises :class:`Deferred` only when the database
+    or the attachment store cannot be reached.
     """
     comp = components_of(app_or_components)
+    origin = origin or (f"inbox:{inbox_id}" if inbox_id else None)
+    via = _Via(source, inbox_id, envelope_from, tuple(envelope_to), origin)
     try:
-        return await _receive(comp, raw, inbox_id, source, envelope_from, envelope_to)
+        return await _receive(comp, raw, via)
     except Deferred:
         raise
     except _TRANSIENT as exc:
@@ -170,17 +192,11 @@ async def receive_raw(
         raise Deferred(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
     except Exception as exc:  # a bug or an email we did not foresee: keep it, never crash the receiver
         log.exception("email: unexpected failure; the message is kept as rejected")
-        return await _reject(comp, raw, source, f"internal error while reading: {type(exc).__name__}: {exc}"[:2000])
+        return await _reject(comp, raw, via, f"internal error while reading: {type(exc).__name__}: {exc}"[:2000])
 
 
-async def _receive(
-    comp: EmailComponents,
-    raw: bytes,
-    inbox_id: uuid.UUID | None,
-    source: str,
-    envelope_from: str | None,
-    envelope_to: tuple[str, ...],
-) -> Outcome:
+async def _receive(comp: EmailComponents, raw: bytes, via: _Via) -> Outcome:
+    inbox_id, source, envelope_from, envelope_to = via.inbox_id, via.source, via.envelope_from, via.envelope_to
     parsed = await _parse(raw)
     external_id = external_id_of(parsed)
     known = await _existing(comp.db, external_id)
@@ -199,14 +215,14 @@ async def _receive(
         parsed, mail_domain=settings.mail_domain, own_addresses=frozenset(own), envelope_from=envelope_from
     )
     if verdict.kind is not Kind.message:
-        return await _ignore(comp, raw, source, parsed, verdict.kind, verdict.reason, raw_key)
+        return await _ignore(comp, raw, via, parsed, verdict.kind, verdict.reason, raw_key)
 
     if not parsed.from_address:
-        return await _reject(comp, raw, source, "no sender address (From)", raw_key)
+        return await _reject(comp, raw, via, "no sender address (From)", raw_key)
     try:
         sender = normalise_email(parsed.from_address, field="from")
     except Invalid as exc:
-        return await _reject(comp, raw, source, f"the From address is not valid: {exc.detail}", raw_key)
+        return await _reject(comp, raw, via, f"the From address is not valid: {exc.detail}", raw_key)
 
     if inbox_id is None:
         for rcpt in (*envelope_to, *parsed.to, *parsed.cc):
@@ -269,7 +285,7 @@ async def _receive(
         await _drop_attachments(comp, attachments)
         errors = exc.extra.get("errors") or [{}]
         where = f" ({errors[0].get('field')})" if errors[0].get("field") else ""
-        return await _reject(comp, raw, source, f"not accepted{where}: {exc.detail}", raw_key)
+        return await _reject(comp, raw, via, f"not accepted{where}: {exc.detail}", raw_key, sender=sender)
     except Exception:
         await _drop_attachments(comp, attachments)
         raise
@@ -389,32 +405,38 @@ async def _drop_attachments(comp: EmailComponents, rows: list[Attachment]) -> No
     await _delete_objects(comp, [r.storage_key for r in rows])
 
 
-async def _keep(comp: EmailComponents, raw: bytes, source: str, reason: str) -> uuid.UUID:
-    from frontdesk.proactive.service import keep_rejected
+async def _keep(
+    s: Any, comp: EmailComponents, raw: bytes, via: _Via, reason: str, raw_key: str | None, sender: str | None
+) -> uuid.UUID | None:
+    """Keep the email through the one rejected-input keeper (``frontdesk.rejected``), in ``s``."""
+    from frontdesk.rejected.service import keep
 
-    async with comp.db.transaction() as s:
-        row = keep_rejected(s, raw, reason, "message/rfc822", source=source)
-        await s.flush()
-        return row.id
+    row = await keep(
+        s, source=via.source, reason=reason, body=raw, content_type="message/rfc822", origin=via.origin,
+        meta=via.meta(), storage_key=raw_key, identity=("email", sender) if sender else None, settings=comp.settings,
+    )  # fmt: skip
+    return row.id if row is not None else None
 
 
-async def _reject(comp: EmailComponents, raw: bytes, source: str, reason: str, raw_key: str | None = None) -> Outcome:
+async def _reject(
+    comp: EmailComponents, raw: bytes, via: _Via, reason: str, raw_key: str | None = None, sender: str | None = None
+) -> Outcome:
     """Keep a message we cannot accept, raw, flagged with ``reason``."""
     try:
         sha = hashlib.sha256(raw).hexdigest()
-        rejected_id = await _keep(comp, raw, source, f"rejected: {reason} (raw_key={raw_key or '-'}; sha256={sha})")
+        note = f"rejected: {reason} (raw_key={raw_key or '-'}; sha256={sha})"
+        async with comp.db.transaction() as s:
+            rejected_id = await _keep(s, comp, raw, via, note, raw_key, sender)
     except _TRANSIENT as exc:
         raise Deferred(f"could not keep a rejected email: {exc}") from exc
-    log.info("email: rejected a message from %s: %s", source, reason)
+    log.info("email: rejected a message from %s: %s", via.source, reason)
     return Outcome("rejected", None, reason, raw_key=raw_key, rejected_id=rejected_id)
 
 
 async def _ignore(
-    comp: EmailComponents, raw: bytes, source: str, parsed: ParsedEmail, kind: Kind, reason: str, raw_key: str
+    comp: EmailComponents, raw: bytes, via: _Via, parsed: ParsedEmail, kind: Kind, reason: str, raw_key: str
 ) -> Outcome:
     """Auto-replies, bounces and loops: kept for inspection, never a conversation or a reply."""
-    from frontdesk.proactive.service import keep_rejected
-
     marked: list[str] = []
     note = f"ignored {kind.value}: {reason} (raw_key={raw_key}; message_id={parsed.message_id or '-'})"
     async with comp.db.transaction() as s:
@@ -422,10 +444,8 @@ async def _ignore(
             marked = await _apply_bounce(s, parsed)
             if marked:
                 note += f"; undeliverable: {', '.join(marked)[:1000]}"
-        row = keep_rejected(s, raw, note, "message/rfc822", source=source)
-        await s.flush()
-        rejected_id = row.id
-    log.info("email: %s from %s not opened as a conversation (%s)", kind.value, source, reason)
+        rejected_id = await _keep(s, comp, raw, via, note, raw_key, parsed.from_address or None)
+    log.info("email: %s from %s not opened as a conversation (%s)", kind.value, via.source, reason)
     return Outcome("ignored", kind, reason, external_id_of(parsed), raw_key=raw_key, rejected_id=rejected_id)
 
 
