@@ -315,8 +315,8 @@ async def test_postgresql_search_expressions_match_the_gin_indexes(app, backend)
 
 
 async def test_accents_are_folded_on_both_databases(client, app):
-    """"Jose" finds "José" and "Müller" finds "Muller", and the other way round, in names,
-    identities, subjects and message text — on PostgreSQL as on SQLite."""
+    """Jose finds José and Müller finds Muller, and the other way round, in names, identities,
+    subjects and message text — on PostgreSQL as on SQLite."""
     _, headers = await agent(app)
     jose = await new_customer(client, headers, "José Muñoz", ("email", "jose.munoz@example.com"))
     muller = await new_customer(client, headers, "Hans Muller")
