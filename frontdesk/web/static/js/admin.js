@@ -1,10 +1,11 @@
 // The admin page: one section at a time, picked in the left navigation and deep-linkable
-// (#users, #teams, #inboxes, #webhooks, #canned, #hours, #hours/<inbox id>).
+// (#users, #teams, #inboxes, #webhooks, #canned, #hours, #hours/<inbox id>, #rejected).
 import { t } from "./lib/boot.js";
 import { startShell } from "./lib/shell.js";
 import "./admin/canned.js";
 import "./admin/hours.js";
 import "./admin/inboxes.js";
+import "./admin/rejected.js";
 import "./admin/teams.js";
 import "./admin/users.js";
 import "./admin/webhooks.js";
@@ -16,6 +17,7 @@ const SECTIONS = {
   webhooks: "fd-admin-webhooks",
   canned: "fd-admin-canned",
   hours: "fd-admin-hours",
+  rejected: "fd-admin-rejected",
 };
 const DEFAULT = "users";
 
