@@ -27,7 +27,7 @@ from frontdesk.audit.service import Actor, record
 from frontdesk.customers import personal
 from frontdesk.customers.identity import check_text, guess_kind, normalise, parse_identity
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
-from frontdesk.db import after_commit, folded, get_or_404
+from frontdesk.db import after_commit, contains_folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Consent, Conversation, Customer, Identity
 from frontdesk.pagination import cut_page, keyset_condition
@@ -171,7 +171,7 @@ async def list_customers(
                 values.add(normalise(kind.value, term))
         stmt = stmt.where(
             or_(
-                folded(session, Customer.name).contains(term.casefold(), autoescape=True),
+                contains_folded(session, Customer.name, term),
                 Customer.id.in_(select(Identity.customer_id).where(Identity.value.in_(values))),
             )
         )

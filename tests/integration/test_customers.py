@@ -194,6 +194,25 @@ async def test_search_by_name_identity_attribute_and_tier(client, agent):
     assert r.status_code == 422
 
 
+async def test_the_name_filter_ignores_case_and_accents_on_both_databases(client, agent):
+    jose = await _create(client, agent, name="José Muñoz")
+    muller = await _create(client, agent, name="Hans Muller")
+    lukasz = await _create(client, agent, name="Łukasz 100%_sure")
+
+    async def ids(q: str) -> list[str]:
+        r = await client.get(API, params={"q": q}, headers=agent)
+        assert r.status_code == 200, r.text
+        return [c["id"] for c in r.json()["items"]]
+
+    assert await ids("jose munoz") == [jose["id"]]
+    assert await ids("JOSÉ") == [jose["id"]]
+    assert await ids("MÜLLER") == [muller["id"]]
+    assert await ids("muller") == [muller["id"]]
+    assert await ids("lukasz") == [lukasz["id"]]
+    assert await ids("100%_s") == [lukasz["id"]]
+    assert await ids("100%x") == []  # % and _ are plain characters, not wildcards
+
+
 async def test_pagination_walks_every_customer_once_newest_first(client, agent, frozen_clock):
     created = []
     for i in range(11):
