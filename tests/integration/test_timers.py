@@ -223,9 +223,9 @@ async def _done_by(db: Database) -> list[str]:
 async def test_a_handler_longer_than_the_lease_is_not_started_again_by_another_loop(
     db: Database, database_url: str, settings
 ):
-    """Two loops (two engines, as two processes) on one database, lease 0.4 s: the handler of
-    the first runs for many leases; its heartbeat keeps the row, so the second never starts it."""
-    lease = 0.4
+    """Two loops (two engines, as two processes) on one database, lease 1 s: the handler of the
+    first runs for four leases; its heartbeat keeps the row, so the second never starts it."""
+    lease = 1.0
     tuned = settings.model_copy(update={"timers_lease_seconds": lease, "timers_poll_seconds": 0.02})
     db_a, db_b = db, Database(database_url)
     try:
@@ -236,8 +236,8 @@ async def test_a_handler_longer_than_the_lease_is_not_started_again_by_another_l
         a.start()
         await asyncio.wait_for(slow["began"].wait(), 10)
         b.start()
-        # The handler keeps running for five leases while b polls every 20 ms.
-        await asyncio.sleep(5 * lease)
+        # The handler keeps running for four leases while b polls every 20 ms.
+        await asyncio.sleep(4 * lease)
         assert slow_started == [str(t.id)]
         slow["release"].set()
         for _ in range(500):
