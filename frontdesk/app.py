@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.conversations.ingest_api import router as ingest_router
     from frontdesk.customers.api import router as customers_router
     from frontdesk.proactive.api import router as events_router
+    from frontdesk.rejected.api import router as rejected_router
     from frontdesk.routing.api import router as routing_router
     from frontdesk.search.api import router as search_router
     from frontdesk.web.pages import router as pages_router
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         search_router,
         canned_router,
         analytics_router,
+        rejected_router,
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(ws_router)

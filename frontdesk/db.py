@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, event, func
+from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, String, event, func, literal
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -107,8 +108,47 @@ def _casefold(value: Any) -> Any:
 
 def folded(session: AsyncSession, column: Any) -> Any:
     """``column`` case-folded in SQL, to compare with ``str.casefold()``: PostgreSQL's lower() is
-    Unicode-aware; SQLite's is ASCII-only, so :func:`make_engine` registers ``fd_casefold``."""
+    Unicode-aware; SQLite's is ASCII-only, so :func:`make_engine` registers ``fd_casefold``.
+    Accents count (``Café`` and ``Cafe`` are two names); :func:`contains_folded` ignores them."""
     return func.fd_casefold(column) if session.get_bind().dialect.name == "sqlite" else func.lower(column)
+
+
+# Latin letters whose accent is not a combining mark in Unicode (NFKD leaves them whole), and ё,
+# folded the way PostgreSQL's unaccent folds them.
+_FOLD_LETTERS = str.maketrans(
+    {"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ħ": "h", "Ħ": "H", "\u0131": "i", "ŀ": "l",
+     "Ŀ": "L", "ŧ": "t", "Ŧ": "T", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ß": "ss",
+     "\u0451": "\u0435", "\u0401": "\u0415"}
+)  # fmt: skip
+
+
+def fold_accents(value: Any) -> Any:
+    """Text without case and Latin accents (``José`` → ``jose``, ``Łukasz`` → ``lukasz``); SQLite's
+    ``fd_fold``. Marks on other scripts stay (``й`` is not ``и``), as with PostgreSQL's unaccent."""
+    if not isinstance(value, str):
+        return value
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFKD", value.translate(_FOLD_LETTERS)):
+        if unicodedata.combining(ch) and out and ord(out[-1]) < 0x250:
+            continue
+        out.append(ch)
+    return unicodedata.normalize("NFC", "".join(out)).casefold()
+
+
+def _like_escaped(value: Any) -> Any:
+    return value.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def contains_folded(session: AsyncSession, column: Any, term: str) -> ColumnElement[bool]:
+    """``column`` contains ``term``, ignoring case and accents ("jose" finds "José"), alike on both
+    databases; ``%`` and ``_`` in ``term`` are plain characters. Each side is folded by the same
+    code — SQLite: :func:`fold_accents` (``fd_fold``); PostgreSQL: ``lower(fd_unaccent(…))`` (the
+    search's IMMUTABLE unaccent wrapper) — and the term is escaped only after folding."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.fd_fold(column).like(f"%{_like_escaped(fold_accents(term))}%", escape="!")  # type: ignore[no-any-return]
+    folded_term = func.lower(func.fd_unaccent(literal(term, String())))
+    pattern = func.replace(func.replace(func.replace(folded_term, "!", "!!"), "%", "!%"), "_", "!_")
+    return func.lower(func.fd_unaccent(column)).like(literal("%") + pattern + literal("%"), escape="!")  # type: ignore[no-any-return]
 
 
 WRITE_GATE_WAIT_SECONDS = 120.0
@@ -208,6 +248,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.close()
             # SQLite's lower()/LIKE fold ASCII only; searches on names (Иван, Ærø) need Unicode.
             dbapi_conn.create_function("fd_casefold", 1, _casefold, deterministic=True)
+            dbapi_conn.create_function("fd_fold", 1, fold_accents, deterministic=True)
 
         SQLiteWriteGate(engine)
         return engine

@@ -24,6 +24,9 @@ INGEST_BATCH = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 TIMERS_RUN = Counter("frontdesk_timers_run_total", "Timers run", ["kind", "result"])
+REJECTED_DROPPED = Counter(
+    "frontdesk_rejected_inputs_dropped_total", "Refused inputs not kept (or cut) by the limits", ["source", "why"]
+)
 
 
 class MetricsMiddleware:

@@ -122,6 +122,25 @@ class Settings(BaseSettings):
     email_links_per_hour: int = Field(
         3, ge=1, description="Confirmation links sent per visitor, and per address, in any hour."
     )
+    # -- rejected inputs: what the intakes refused (frontdesk/rejected; issue 9) ------------------
+    rejected_max_body_kb: int = Field(
+        1024, ge=1, description="Most of one refused input kept when its sender named a real inbox or authenticated."
+    )
+    rejected_excerpt_bytes: int = Field(
+        512, ge=0, le=65536, description="Most of one refused input kept from an anonymous sender (0 = none)."
+    )
+    rejected_per_sender_per_minute: int = Field(
+        120, ge=1, description="Refused inputs kept per known sender (token, inbox, SMTP peer) per minute."
+    )
+    rejected_anonymous_per_minute: int = Field(
+        10, ge=0, description="Refused inputs kept per anonymous sender (client IP) per minute."
+    )
+    rejected_anonymous_max_rows: int = Field(
+        1000, ge=0, description="Anonymous refused inputs kept in all; the oldest make room for new ones."
+    )
+    rejected_max_total_mb: int = Field(
+        256, ge=1, description="Total size of kept bodies; beyond it only the reason of a refused input is kept."
+    )
     tune_gc: bool = Field(
         True,
         description="Server processes freeze start-up objects out of the garbage collector and collect "

@@ -10,7 +10,14 @@ PostgreSQL, a guarded ``UPDATE … RETURNING`` on SQLite), runs each handler in 
 work, and deletes the row in that same transaction. A failure reschedules the row with
 exponential backoff and jitter; after ``max_attempts`` it is marked ``failed`` with
 ``last_error`` (visible, never silently dropped). A worker that dies mid-run leaves its lease to
-expire, and the row is claimed again. See docs/architecture/timers-and-outbox.md.
+expire, and the row is claimed again.
+
+While rows run, a heartbeat extends their lease every third of it (:func:`extend`), so a long
+handler is not taken over by another worker. The attempt number a claim returns is the lease's
+fencing token: completing, failing and extending a row all require ``locked_by = me AND attempts
+= my attempt``, so a runner whose lease was lost (it stalled past it and the row was claimed
+again — even under the same worker name) cannot commit its result. See
+docs/architecture/timers-and-outbox.md.
 """
 
 from __future__ import annotations
@@ -24,12 +31,12 @@ import random
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +46,7 @@ from frontdesk.db import Database
 from frontdesk.ids import new_id
 from frontdesk.models import Timer
 from frontdesk.models.enums import JobStatus
+from frontdesk.storage import AttachmentStore, UnsafeKey, make_store
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +148,13 @@ async def cancel(session: AsyncSession, key: str) -> bool:
 @dataclass(frozen=True)
 class Claimed:
     id: uuid.UUID
-    attempts: int  # including this one
+    attempts: int  # including this one; the fencing token of this claim's lease
     max_attempts: int
+
+
+def _held(table: Any, claimed: Claimed, worker: str) -> Any:
+    """This claim's lease still holds the row: same worker AND same attempt (the fence)."""
+    return and_(table.c.id == claimed.id, table.c.locked_by == worker, table.c.attempts == claimed.attempts)
 
 
 async def claim(db: Database, model: Any, *, worker: str, limit: int, lease_seconds: float) -> list[Claimed]:
@@ -177,6 +190,28 @@ async def claim(db: Database, model: Any, *, worker: str, limit: int, lease_seco
     return claimed
 
 
+async def extend(
+    db: Database, model: Any, claimed: Iterable[Claimed], *, worker: str, lease_seconds: float
+) -> set[uuid.UUID]:
+    """Renew the lease (now + ``lease_seconds``) of the rows these claims still hold; their ids."""
+    rows = list(claimed)
+    if not rows:
+        return set()
+    table = model.__table__
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(table)
+            .where(
+                tuple_(table.c.id, table.c.attempts).in_([(c.id, c.attempts) for c in rows]),
+                table.c.locked_by == worker,
+                table.c.status == JobStatus.running.value,
+            )
+            .values(locked_until=clock.now() + timedelta(seconds=lease_seconds))
+            .returning(table.c.id)
+        )
+        return {r[0] for r in result}
+
+
 def backoff(attempt: int, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS) -> timedelta:
     """Delay before retry number ``attempt`` + 1: exponential, capped, with jitter in [½, 1]."""
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
@@ -210,6 +245,8 @@ class WorkLoop:
         self.poll = float(getattr(settings, "timers_poll_seconds", 0.5))
         self.lease = float(getattr(settings, "timers_lease_seconds", 60.0))
         self.backoff_base = float(getattr(settings, "timers_backoff_seconds", BACKOFF_BASE_SECONDS))
+        self.heartbeat = max(0.05, self.lease / 3)
+        self.settings = settings
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -222,20 +259,51 @@ class WorkLoop:
         if not claimed:
             return 0
         sem = asyncio.Semaphore(self.concurrency)
+        running = {c.id: c for c in claimed}  # leased and not finished: the heartbeat renews these
 
         async def one(c: Claimed) -> None:
-            async with sem:
-                try:
+            try:
+                async with sem:
                     if c.attempts > c.max_attempts:
                         # Claimed again after a lease expired on the last allowed attempt.
                         await self.record_failure(c, f"gave up after {c.max_attempts} attempts", permanent=True)
                     else:
                         await self.process(c)
-                except Exception:
-                    log.exception("%s: processing %s crashed", self.name, c.id)
+            except Exception:
+                log.exception("%s: processing %s crashed", self.name, c.id)
+            finally:
+                running.pop(c.id, None)
 
-        await asyncio.gather(*(one(c) for c in claimed))
+        beat = asyncio.create_task(self._heartbeat(running), name=f"{self.name}-heartbeat")
+        try:
+            await asyncio.gather(*(one(c) for c in claimed))
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
         return len(claimed)
+
+    async def _heartbeat(self, running: dict[uuid.UUID, Claimed]) -> None:
+        """Renew the lease of the rows still running (waiting ones too) every third of a lease.
+
+        A row no longer held was claimed again after our lease ran out: it is not renewed, and the
+        fence (``_held``) keeps its old runner from completing it. A database error only skips a
+        beat (SQLite: a handler's open write transaction holds the lock a while).
+        """
+        while running:
+            await asyncio.sleep(self.heartbeat)
+            if not running:
+                return
+            try:
+                held = await extend(
+                    self.db, self.model, list(running.values()), worker=self.worker, lease_seconds=self.lease
+                )
+            except Exception as exc:
+                log.debug("%s: heartbeat skipped (%s: %s)", self.name, type(exc).__name__, exc)
+                continue
+            for row_id in [i for i in running if i not in held]:
+                log.debug("%s: %s is no longer ours to renew (done, or taken over)", self.name, row_id)
+                running.pop(row_id, None)
 
     async def process(self, claimed: Claimed) -> None:
         raise NotImplementedError
@@ -251,9 +319,8 @@ class WorkLoop:
             values["due_at"] = clock.now() + backoff(claimed.attempts, self.backoff_base)
         table = self.model.__table__
         async with self.db.transaction() as session:
-            result: Any = await session.execute(
-                update(table).where(table.c.id == claimed.id, table.c.locked_by == self.worker).values(**values)
-            )
+            stmt = update(table).where(_held(table, claimed, self.worker)).values(**values)
+            result: Any = await session.execute(stmt)
             if not result.rowcount:
                 log.warning("%s: lease on %s lost before recording its failure", self.name, claimed.id)
                 return False
@@ -273,9 +340,7 @@ class WorkLoop:
     async def complete(self, session: AsyncSession, claimed: Claimed) -> None:
         """Delete the row inside the unit of work that did its job; raise if the lease was lost."""
         table = self.model.__table__
-        result: Any = await session.execute(
-            delete(table).where(table.c.id == claimed.id, table.c.locked_by == self.worker)
-        )
+        result: Any = await session.execute(delete(table).where(_held(table, claimed, self.worker)))
         if not result.rowcount:
             raise LeaseLost(str(claimed.id))
 
@@ -309,6 +374,13 @@ class WorkLoop:
     async def stop(self, timeout: float = 15.0) -> None:
         self._stopping = True
         self._wake.set()
+        await self._stop_task(timeout)
+        await self.close()
+
+    async def close(self) -> None:
+        """Release what the loop holds besides its task (hook)."""
+
+    async def _stop_task(self, timeout: float) -> None:
         if self._task is None:
             return
         try:
@@ -324,11 +396,25 @@ class TimerLoop(WorkLoop):
     model = Timer
     name = "timers"
 
+    _store: AttachmentStore | None = None
+
+    def store(self) -> AttachmentStore:
+        """The attachment store, for handlers (:func:`store_of`): made from the settings once."""
+        if self._store is None:
+            self._store = make_store(self.settings)
+        return self._store
+
+    async def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+
     async def process(self, claimed: Claimed) -> None:
         try:
             async with self.db.transaction() as session:
+                session.info["timer_loop"] = self
                 timer = await session.get(Timer, claimed.id)
-                if timer is None or timer.locked_by != self.worker:
+                if timer is None or timer.locked_by != self.worker or timer.attempts != claimed.attempts:
                     raise LeaseLost(str(claimed.id))
                 fn = handlers().get(timer.kind)
                 if fn is None:
@@ -350,6 +436,36 @@ class TimerLoop(WorkLoop):
 def snooze_key(conversation_id: uuid.UUID | str) -> str:
     """The timer key of a conversation's snooze (one per conversation)."""
     return f"conversation.snooze:{conversation_id}"
+
+
+DELETE_OBJECTS = "storage.delete_objects"
+KEYS_PER_TIMER = 500
+
+
+def store_of(session: AsyncSession) -> AttachmentStore:
+    """The attachment store, inside a timer handler."""
+    loop: TimerLoop | None = session.info.get("timer_loop")
+    if loop is None:
+        raise PermanentFailure("not running inside a timer loop: no attachment store")
+    return loop.store()
+
+
+async def delete_objects_later(session: AsyncSession, keys: Iterable[str]) -> None:
+    """Have these store objects deleted by due work written in the caller's transaction: once it
+    commits, a timer loop deletes them — even if this process dies right after the commit."""
+    wanted = sorted({k for k in keys if k})
+    for i in range(0, len(wanted), KEYS_PER_TIMER):
+        await schedule(session, DELETE_OBJECTS, clock.now(), {"keys": wanted[i : i + KEYS_PER_TIMER]}, max_attempts=16)
+
+
+@handler(DELETE_OBJECTS)
+async def _delete_objects(session: AsyncSession, timer: Timer) -> None:
+    store = store_of(session)
+    for key in timer.payload.get("keys") or []:
+        try:
+            await store.delete(str(key))  # a missing object is not an error: reruns are harmless
+        except UnsafeKey:
+            log.error("timers: %s names an unsafe store key %r; skipped", timer.id, key)
 
 
 # -- running --------------------------------------------------------------------------------

@@ -6,7 +6,13 @@ its rows listed in :func:`export`. ``tests/integration/test_customers.py`` check
 customer's email appears nowhere in an export after an erase.
 
 Erase keeps the skeleton rows (customer, conversations, messages, events) so reports still count
-them: who said what is gone, that something was said on which channel and when is kept.
+them: who said what is gone, that something was said on which channel and when is kept. Refused
+inputs that name the customer (``rejected_inputs`` linked by id, or by one of their identities)
+are deleted with their raw bodies.
+
+Bytes outside the database — attachments and raw emails in the store — are deleted by due work
+(``timers.delete_objects_later``) written in the erase's own transaction, so a process that dies
+right after the commit leaves them to the next timer run instead of keeping them for ever.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ from frontdesk.models import (
     Identity,
     MergeSuggestion,
     Message,
+    RejectedInput,
 )
+from frontdesk.rejected import service as rejected
 
 # Rows that only say how to reach or recognise the person: removed entirely.
 DELETED: tuple[type[Base], ...] = (Identity, Consent, EmailConfirmation)
@@ -52,8 +60,8 @@ BLANKED: dict[type[Base], dict[str, Any]] = {
     CustomerMerge: {"restore": {}},
 }
 
-# The attachment *bytes* live in the attachment store: :func:`erase` returns their keys and the
-# caller deletes them once the erase has committed (see docs/architecture/customers.md).
+# The attachment *bytes* and raw emails live in the attachment store: :func:`erase` returns their
+# keys and the caller has them deleted by due work of the same transaction (see the module doc).
 
 
 def _jsonable(value: Any) -> Any:
@@ -141,6 +149,15 @@ async def export(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         )
     ).all()
 
+    identities_named = [(i.kind, i.value) for i in identities]
+    refused = (
+        await session.scalars(
+            select(RejectedInput)
+            .where(rejected.naming(ids, identities_named))
+            .order_by(RejectedInput.received_at, RejectedInput.id)
+        )
+    ).all()
+
     tags_by_conv: dict[uuid.UUID, list[str]] = {}
     for conv_id, tag in tags:
         tags_by_conv.setdefault(conv_id, []).append(tag)
@@ -166,6 +183,7 @@ async def export(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         ],
         "merges": [row_dict(m) for m in merges],
         "merge_suggestions": [row_dict(m) for m in suggestions],
+        "rejected_inputs": [row_dict(r) for r in refused],
     }
 
 
@@ -177,6 +195,10 @@ async def erase(session: AsyncSession, customer: Customer) -> dict[str, Any]:
     now = clock.now()
     ids = await family_ids(session, customer.id)
     counts: dict[str, int] = {}
+    # Refused inputs that name them, found by their identities before those are deleted.
+    found = await session.execute(select(Identity.kind, Identity.value).where(_of(Identity, ids)))
+    identities = [(kind, value) for kind, value in found]
+    counts["rejected_inputs_removed"], rejected_keys = await rejected.erase_for(session, ids, identities)
     for model in DELETED:
         result = await session.execute(delete(model).where(_of(model, ids)))
         counts[f"{model.__tablename__}_removed"] = result.rowcount or 0  # type: ignore[attr-defined]
@@ -193,6 +215,11 @@ async def erase(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         CustomerMerge: or_(CustomerMerge.survivor_id.in_(ids), CustomerMerge.merged_id.in_(ids)),
     }
     storage_keys = list((await session.scalars(select(Attachment.storage_key).where(where[Attachment]))).all())
+    # Raw copies of their emails (``meta.raw_key``), before the meta is blanked.
+    raw_key = Message.meta["raw_key"].as_string()
+    storage_keys += [
+        k for k in await session.scalars(select(raw_key).where(where[Message], raw_key.is_not(None))) if k
+    ] + rejected_keys
     for model, values in BLANKED.items():
         extra = {"erased_at": now, "updated_at": now} if model is Customer else {}
         result = await session.execute(
@@ -210,6 +237,7 @@ async def erase(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         "messages_redacted": counts["messages_redacted"],
         "attachments_redacted": counts["attachments_redacted"],
         "events_redacted": counts["customer_events_redacted"],
+        "rejected_inputs_removed": counts["rejected_inputs_removed"],
         "erased_at": now,
-        "storage_keys": storage_keys,
+        "storage_keys": sorted(set(storage_keys)),
     }

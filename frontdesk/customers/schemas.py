@@ -202,6 +202,7 @@ class EraseResult(BaseModel):
     messages_redacted: int
     attachments_redacted: int
     events_redacted: int
+    rejected_inputs_removed: int = Field(0, description="Refused inputs that named them (raw bodies), deleted.")
     erased_at: datetime
 
 
@@ -217,6 +218,9 @@ class CustomerExport(BaseModel):
     conversations: list[dict[str, Any]]
     merges: list[dict[str, Any]] = Field(default_factory=list, description="Merges the customer took part in.")
     merge_suggestions: list[dict[str, Any]] = Field(default_factory=list)
+    rejected_inputs: list[dict[str, Any]] = Field(
+        default_factory=list, description="Refused inputs that name them (by id or one of their identities)."
+    )
 
 
 # -- one customer: merge suggestions and merges ----------------------------------------------

@@ -24,12 +24,12 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Text
 
-from frontdesk import clock
+from frontdesk import clock, timers
 from frontdesk.audit.service import Actor, record
 from frontdesk.customers import personal
 from frontdesk.customers.identity import check_text, guess_kind, normalise, parse_identity
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
-from frontdesk.db import after_commit, folded, get_or_404
+from frontdesk.db import after_commit, contains_folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import Consent, Conversation, Customer, Identity
 from frontdesk.pagination import cut_page, keyset_condition
@@ -202,7 +202,7 @@ async def list_customers(
                 values.add(normalise(kind.value, term))
         stmt = stmt.where(
             or_(
-                folded(session, Customer.name).contains(term.casefold(), autoescape=True),
+                contains_folded(session, Customer.name, term),
                 Customer.id.in_(select(Identity.customer_id).where(Identity.value.in_(values))),
             )
         )
@@ -519,8 +519,11 @@ async def export_customer(session: AsyncSession, customer_id: uuid.UUID, actor: 
 async def erase_customer(
     session: AsyncSession, customer_id: uuid.UUID, actor: Actor | None, store: AttachmentStore | None = None
 ) -> dict[str, Any]:
-    """Erase the personal data of the customer and every record merged into them (see personal.py);
-    once that has committed, the bytes of their attachments are deleted from ``store``."""
+    """Erase the personal data of the customer and every record merged into them (see personal.py).
+
+    The store objects they leave (attachments, raw emails) are deleted by due work written in this
+    transaction (``timers.delete_objects_later``): it survives a crash right after the commit.
+    Once the commit is done they are also deleted from ``store`` at once, when one is given."""
     customer = await follow_merges(session, await get_customer(session, customer_id))
     result = await personal.erase(session, customer)
     keys: list[str] = result.pop("storage_keys")
@@ -533,6 +536,7 @@ async def erase_customer(
         {k: (v if isinstance(v, int) else str(v)) for k, v in result.items() if k != "erased_customer_ids"}
         | {"erased_customer_ids": [str(i) for i in result["erased_customer_ids"]]},
     )
+    await timers.delete_objects_later(session, keys)
     if store is not None and keys:
 
         async def delete_bytes() -> None:

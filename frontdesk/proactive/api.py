@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from frontdesk.auth.deps import AgentDep
+from frontdesk.auth.deps import AgentDep, Principal
 from frontdesk.deps import SessionDep
 from frontdesk.errors import ProblemError, problem_response
 from frontdesk.openapi import request_body
@@ -56,9 +56,24 @@ def _validation_errors(exc: ValidationError, prefix: str = "") -> tuple[str, lis
     return detail, errors
 
 
-async def _read_json(request: Request, session: SessionDep, limit: int) -> tuple[Any, bytes]:
+async def _keep(
+    request: Request, session: SessionDep, principal: Principal, body: bytes, reason: str, kind: str = "event"
+) -> None:
+    await service.keep_rejected(
+        session,
+        body,
+        reason,
+        request.headers.get("content-type"),
+        sender=f"user:{principal.user_id}",
+        kind=kind,
+        settings=request.app.state.settings,
+    )
+
+
+async def _read_json(
+    request: Request, session: SessionDep, principal: Principal, limit: int, kind: str
+) -> tuple[Any, bytes]:
     """The parsed and the raw body; on failure the raw body is kept and a 422/413 problem raised as ``_Rejected``."""
-    content_type = request.headers.get("content-type")
     chunks: list[bytes] = []
     size = 0
     too_big = False
@@ -72,13 +87,13 @@ async def _read_json(request: Request, session: SessionDep, limit: int) -> tuple
     body = b"".join(chunks)
     if too_big:
         reason = f"body larger than {limit} bytes"
-        service.keep_rejected(session, body, reason, content_type)
+        await _keep(request, session, principal, body, reason, kind)
         raise _Rejected(problem_response(413, "Payload too large", reason, slug="too-large", instance=request.url.path))
     try:
         return orjson.loads(body), body
     except orjson.JSONDecodeError as exc:
         reason = "the body is empty" if not body.strip() else f"the body is not JSON: {exc}"
-        service.keep_rejected(session, body, reason, content_type)
+        await _keep(request, session, principal, body, reason, kind)
         raise _Rejected(
             problem_response(
                 422,
@@ -103,22 +118,21 @@ async def _read_json(request: Request, session: SessionDep, limit: int) -> tuple
 )
 async def post_event(request: Request, response: Response, session: SessionDep, principal: AgentDep) -> Any:
     try:
-        data, raw = await _read_json(request, session, MAX_EVENT_BODY)
+        data, raw = await _read_json(request, session, principal, MAX_EVENT_BODY, "event")
     except _Rejected as rejected:
         return rejected.response
-    content_type = request.headers.get("content-type")
     try:
         event_in = EventIn.model_validate(data)
     except ValidationError as exc:
         detail, errors = _validation_errors(exc)
-        service.keep_rejected(session, raw, detail, content_type)
+        await _keep(request, session, principal, raw, detail)
         return problem_response(
             422, "Validation failed", detail, slug="validation", instance=request.url.path, extra={"errors": errors}
         )
     try:
         event, created = await service.ingest(session, event_in)
     except ProblemError as exc:
-        service.keep_rejected(session, raw, exc.detail, content_type)
+        await _keep(request, session, principal, raw, exc.detail)
         return problem_response(
             exc.status, exc.title, exc.detail, slug=exc.slug, instance=request.url.path, extra=exc.extra
         )
@@ -149,10 +163,9 @@ def _validate_each(items: list[Any]) -> list[EventIn | str]:
 )
 async def post_events_batch(request: Request, session: SessionDep, principal: AgentDep) -> Any:
     try:
-        data, raw = await _read_json(request, session, MAX_BATCH_BODY)
+        data, raw = await _read_json(request, session, principal, MAX_BATCH_BODY, "batch")
     except _Rejected as rejected:
         return rejected.response
-    content_type = request.headers.get("content-type")
     items = data.get("events") if isinstance(data, dict) else data
     problem = None
     if not isinstance(items, list):
@@ -163,7 +176,7 @@ async def post_events_batch(request: Request, session: SessionDep, principal: Ag
         problem = ("body", f"unknown field(s): {', '.join(sorted(map(str, set(data) - {'events'})))[:200]}")
     if problem is not None:
         field, message = problem
-        service.keep_rejected(session, raw, f"{field}: {message}", content_type)
+        await _keep(request, session, principal, raw, f"{field}: {message}", "batch")
         return problem_response(
             422,
             "Validation failed",
@@ -180,13 +193,13 @@ async def post_events_batch(request: Request, session: SessionDep, principal: Ag
         if isinstance(checked, EventIn):
             valid[index] = checked
         else:
-            service.keep_rejected(session, orjson.dumps(items[index]), checked, content_type)
+            await _keep(request, session, principal, orjson.dumps(items[index]), checked)
             results[index] = BatchItemResult(index=index, status="rejected", error=checked)
     # One write for the whole batch (on SQLite the write lock is held for a moment, not per event).
     outcomes = await service.ingest_batch(session, list(valid.values()))
     for index, outcome in zip(valid, outcomes, strict=True):
         if isinstance(outcome, ProblemError):
-            service.keep_rejected(session, orjson.dumps(items[index]), outcome.detail, content_type)
+            await _keep(request, session, principal, orjson.dumps(items[index]), outcome.detail)
             results[index] = BatchItemResult(index=index, status="rejected", error=outcome.detail)
         else:
             event, created = outcome

@@ -8,10 +8,12 @@ demo); the journeys engine will hang off it. It is idempotent on ``idempotency_k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
 from sqlalchemy import Table, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,13 +23,13 @@ from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
 from frontdesk.errors import NotFound, ProblemError
 from frontdesk.ids import new_id
-from frontdesk.models import Customer, CustomerEvent, Identity, RejectedInput
+from frontdesk.models import Customer, CustomerEvent, Identity
 from frontdesk.pagination import cut_page, keyset_condition
 from frontdesk.proactive.schemas import EventIn, EventOut
 from frontdesk.realtime import publish_after_commit
+from frontdesk.rejected import service as rejected
 
 REJECTED_SOURCE = "api.events"
-MAX_REJECTED_BODY = 1024 * 1024
 
 
 async def _by_key(session: AsyncSession, key: str) -> CustomerEvent | None:
@@ -251,27 +253,54 @@ async def list_events(
     return rows, next_cursor
 
 
-def keep_rejected(
-    session: AsyncSession, body: bytes, reason: str, content_type: str | None, source: str = REJECTED_SOURCE
-) -> RejectedInput:
-    """Store input we could not accept, raw, for inspection (at most 1 MB of it)."""
-    if len(body) > MAX_REJECTED_BODY:
-        reason = f"{reason} (body truncated from {len(body)} bytes)"
-        body = body[:MAX_REJECTED_BODY]
-    row = RejectedInput(
-        source=source,
-        reason=_storable(reason[:10_000]),
-        content_type=_storable(content_type or "")[:200] or None,
+async def keep_rejected(
+    session: AsyncSession,
+    body: bytes,
+    reason: str,
+    content_type: str | None,
+    *,
+    sender: str | None = None,
+    kind: str = "event",
+    settings: Any = None,
+) -> None:
+    """Keep an event input we refused, through the one rejected-input keeper (``frontdesk.rejected``).
+
+    ``kind`` is ``event`` (one event's JSON: a single post or a batch item; replayable) or
+    ``batch`` (a whole batch refused for its shape). ``sender`` (``user:<id>``) is the caller the
+    per-sender limit counts against. An event's ``customer_id`` or ``identity`` links the row to
+    that customer, so erasing them deletes it.
+    """
+    customer_id, identity = _named(body) if kind == "event" else (None, None)
+    await rejected.keep(
+        session,
+        source=REJECTED_SOURCE,
+        reason=reason,
         body=body,
-        received_at=clock.now(),
+        content_type=content_type,
+        origin=sender,
+        meta={"kind": kind},
+        customer_id=customer_id,
+        identity=identity,
+        settings=settings,
     )
-    session.add(row)
-    return row
 
 
-def _storable(text: str) -> str:
-    """``text`` without what a text column refuses (NUL, lone surrogates)."""
-    return text.replace("\x00", "\\x00").encode("utf-8", "replace").decode("utf-8")
+def _named(body: bytes) -> tuple[uuid.UUID | None, tuple[str, str] | None]:
+    """The customer id or identity a (possibly invalid) event names, when it names one."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    customer_id = None
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        customer_id = uuid.UUID(str(data.get("customer_id")))
+    ident = data.get("identity")
+    identity = None
+    if isinstance(ident, dict) and isinstance(ident.get("kind"), str) and isinstance(ident.get("value"), str):
+        identity = (ident["kind"], ident["value"])
+    return customer_id, identity
 
 
 def event_out(event: CustomerEvent, duplicate: bool = False) -> EventOut:

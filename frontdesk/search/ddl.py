@@ -15,9 +15,13 @@ per-message conversation bump does not touch the index. ``rowid`` of these table
 (``VACUUM`` keeps it in practice); :func:`rebuild_statements` re-creates everything from the
 tables if it ever drifts.
 
-PostgreSQL: GIN expression indexes on ``to_tsvector('simple', …)`` (no stemming, so Russian and
-English both match word prefixes). Queries must use exactly the same expressions
-(:func:`pg_message_vector` …) for the planner to pick the indexes.
+PostgreSQL: GIN expression indexes on ``to_tsvector('simple', fd_unaccent(…))`` (no stemming, so
+Russian and English both match word prefixes; accents folded like SQLite's ``remove_diacritics``,
+so "Jose" finds "José"). ``fd_unaccent`` is an ``IMMUTABLE`` wrapper of the ``unaccent``
+extension's function with its dictionary named (``unaccent(text)`` alone is only ``STABLE`` and
+cannot be indexed); the DDL creates the extension (trusted since PostgreSQL 13) and the wrapper.
+Queries must use exactly the same expressions (:func:`pg_message_vector` …) for the planner to
+pick the indexes.
 
 Tests build the schema with ``Base.metadata.create_all``; the ``after_create`` listener below adds
 these statements there. Migrations take them from :func:`sqlite_ddl` / :func:`postgresql_ddl`
@@ -37,6 +41,7 @@ from frontdesk.db import Base
 
 TOKENIZE = "unicode61 remove_diacritics 2"
 PG_CONFIG = "'simple'::regconfig"
+PG_FOLD = "fd_unaccent"  # IMMUTABLE wrapper of unaccent(); see postgresql_functions()
 # A phone's digits contribute their suffixes from the 2nd to this position (E.164 has at most 15).
 PHONE_SUFFIXES = 12
 # Identity kinds that are not worth finding by text (random visitor tokens).
@@ -68,21 +73,26 @@ def _identity_doc(prefix: str) -> str:
     )
 
 
-def pg_identity_vector(prefix: str = "identities.") -> str:
-    """The indexed expression of ``identities`` (use it verbatim in queries)."""
-    return f"to_tsvector({PG_CONFIG}, {_identity_doc(prefix)})"
+def _pg_vector(document: str, fold: bool) -> str:
+    return f"to_tsvector({PG_CONFIG}, {PG_FOLD}({document}))" if fold else f"to_tsvector({PG_CONFIG}, {document})"
 
 
-def pg_message_vector(prefix: str = "messages.") -> str:
-    return f"to_tsvector({PG_CONFIG}, {prefix}text)"
+def pg_identity_vector(prefix: str = "identities.", *, fold: bool = True) -> str:
+    """The indexed expression of ``identities`` (use it verbatim in queries). ``fold=False`` is the
+    expression before migration 0004 (accents kept), for its downgrade."""
+    return _pg_vector(_identity_doc(prefix), fold)
 
 
-def pg_subject_vector(prefix: str = "conversations.") -> str:
-    return f"to_tsvector({PG_CONFIG}, coalesce({prefix}subject, ''))"
+def pg_message_vector(prefix: str = "messages.", *, fold: bool = True) -> str:
+    return _pg_vector(f"{prefix}text", fold)
 
 
-def pg_name_vector(prefix: str = "customers.") -> str:
-    return f"to_tsvector({PG_CONFIG}, coalesce({prefix}name, ''))"
+def pg_subject_vector(prefix: str = "conversations.", *, fold: bool = True) -> str:
+    return _pg_vector(f"coalesce({prefix}subject, '')", fold)
+
+
+def pg_name_vector(prefix: str = "customers.", *, fold: bool = True) -> str:
+    return _pg_vector(f"coalesce({prefix}name, '')", fold)
 
 
 # -- SQLite ----------------------------------------------------------------------------------
@@ -159,18 +169,44 @@ def sqlite_drop() -> list[str]:
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-def postgresql_ddl() -> list[str]:
+# The wrapper names the schema the extension lives in and its dictionary, so its result never
+# depends on the caller's search_path: that is what makes declaring it IMMUTABLE sound.
+_PG_FOLD_FUNCTION = (
+    "DO $fd$ DECLARE s name; BEGIN "
+    "SELECT n.nspname INTO s FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+    "WHERE e.extname = 'unaccent'; "
+    f"EXECUTE format('CREATE OR REPLACE FUNCTION {PG_FOLD}(text) RETURNS text "
+    "LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS %L', "
+    "format('SELECT %I.unaccent(%L::regdictionary, $1)', s, quote_ident(s) || '.unaccent')); "
+    "END $fd$"
+)
+
+
+def postgresql_functions() -> list[str]:
+    """The ``unaccent`` extension and the ``fd_unaccent`` wrapper the indexes use."""
+    return ["CREATE EXTENSION IF NOT EXISTS unaccent", _PG_FOLD_FUNCTION]
+
+
+def postgresql_indexes(*, fold: bool = True) -> list[str]:
     """CREATE INDEX statements of the PostgreSQL GIN expression indexes."""
     return [
-        f"CREATE INDEX IF NOT EXISTS ix_search_messages_text ON messages USING gin ({pg_message_vector('')})",
+        "CREATE INDEX IF NOT EXISTS ix_search_messages_text ON messages "
+        f"USING gin ({pg_message_vector('', fold=fold)})",
         "CREATE INDEX IF NOT EXISTS ix_search_conversations_subject ON conversations "
-        f"USING gin ({pg_subject_vector('')})",
-        f"CREATE INDEX IF NOT EXISTS ix_search_customers_name ON customers USING gin ({pg_name_vector('')})",
-        f"CREATE INDEX IF NOT EXISTS ix_search_identities_value ON identities USING gin ({pg_identity_vector('')})",
+        f"USING gin ({pg_subject_vector('', fold=fold)})",
+        f"CREATE INDEX IF NOT EXISTS ix_search_customers_name ON customers USING gin ({pg_name_vector('', fold=fold)})",
+        "CREATE INDEX IF NOT EXISTS ix_search_identities_value ON identities "
+        f"USING gin ({pg_identity_vector('', fold=fold)})",
     ]
 
 
+def postgresql_ddl() -> list[str]:
+    """What the PostgreSQL search needs: the folding function, then the GIN indexes."""
+    return postgresql_functions() + postgresql_indexes()
+
+
 def postgresql_drop() -> list[str]:
+    """Drop the indexes (the function stays: migration 0004's downgrade removes it)."""
     names = ("ix_search_messages_text", "ix_search_conversations_subject", "ix_search_customers_name",
              "ix_search_identities_value")  # fmt: skip
     return [f"DROP INDEX IF EXISTS {n}" for n in names]

@@ -12,6 +12,7 @@ bounded by ``limit``; both backends answer from their full-text indexes (see ``d
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import uuid
@@ -20,7 +21,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, column, func, intersect, literal_column, select, text, union
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    bindparam,
+    column,
+    func,
+    intersect,
+    literal,
+    literal_column,
+    select,
+    text,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.db import UTCDateTime
@@ -67,11 +81,6 @@ def fts5_expression(terms: tuple[str, ...]) -> str:
     return " AND ".join('"' + t.replace('"', '""') + '"*' for t in terms)
 
 
-def tsquery_text(terms: tuple[str, ...]) -> str:
-    """``'ива':* & 'maria@example.com':*``: each term quoted (quotes doubled, backslashes escaped)."""
-    return " & ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "':*" for t in terms)
-
-
 # -- matching predicates per backend -----------------------------------------------------------
 
 
@@ -84,7 +93,16 @@ def _fts5_rowids(table: str, param: str, expression: str) -> Any:
 
 
 def _tsquery(param: str, terms: tuple[str, ...]) -> ColumnElement[Any]:
-    return func.to_tsquery(literal_column(ddl.PG_CONFIG), bindparam(param, tsquery_text(terms)))
+    """``to_tsquery(…) && …``: each term accent-folded like the indexed text (``fd_unaccent``),
+    THEN quoted — folding can turn a typographic apostrophe into a quote, so the quoting happens
+    in SQL after it (``'`` doubled, ``\\`` escaped), never in Python before."""
+    queries: list[ColumnElement[Any]] = []
+    for n, term in enumerate(terms):
+        folded = func.fd_unaccent(bindparam(f"{param}_{n}", term, type_=String()))
+        escaped = func.replace(func.replace(folded, "\\", "\\\\"), "'", "''")
+        quoted = literal("'", String()) + escaped + literal("':*", String())
+        queries.append(func.to_tsquery(literal_column(ddl.PG_CONFIG), quoted))
+    return functools.reduce(lambda a, b: a.op("&&")(b), queries)
 
 
 def _matches(vector: str, param: str, terms: tuple[str, ...]) -> ColumnElement[bool]:

@@ -194,6 +194,25 @@ async def test_search_by_name_identity_attribute_and_tier(client, agent):
     assert r.status_code == 422
 
 
+async def test_the_name_filter_ignores_case_and_accents_on_both_databases(client, agent):
+    jose = await _create(client, agent, name="José Muñoz")
+    muller = await _create(client, agent, name="Hans Muller")
+    lukasz = await _create(client, agent, name="Łukasz 100%_sure")
+
+    async def ids(q: str) -> list[str]:
+        r = await client.get(API, params={"q": q}, headers=agent)
+        assert r.status_code == 200, r.text
+        return [c["id"] for c in r.json()["items"]]
+
+    assert await ids("jose munoz") == [jose["id"]]
+    assert await ids("JOSÉ") == [jose["id"]]
+    assert await ids("MÜLLER") == [muller["id"]]
+    assert await ids("muller") == [muller["id"]]
+    assert await ids("lukasz") == [lukasz["id"]]
+    assert await ids("100%_s") == [lukasz["id"]]
+    assert await ids("100%x") == []  # % and _ are plain characters, not wildcards
+
+
 async def test_pagination_walks_every_customer_once_newest_first(client, agent, frozen_clock):
     created = []
     for i in range(11):
@@ -392,6 +411,87 @@ async def test_export_then_erase_removes_personal_data(client, agent, supervisor
     async with app.state.db.transaction() as s:
         data = [json.dumps(d) for d in await s.scalars(select(AuditEntry.data))]
     assert not any(email in d for d in data)
+
+
+async def test_erase_removes_rejected_inputs_and_deletes_files_even_after_a_crash(
+    client, agent, supervisor, app, monkeypatch
+):
+    """Refused input that names the customer (their id, or an identity of theirs) is deleted with
+    the erase. The store objects (attachments, raw emails) are deleted by due work written in the
+    erase's own transaction: a process that dies right after the commit leaves them to the next run."""
+    from frontdesk import timers
+    from frontdesk.channels.email.inbound import receive_raw
+    from frontdesk.models import RejectedInput
+
+    email = "crash.me@example.com"
+    c = await _create(client, agent, name="Carl Crash", identities=[{"kind": "email", "value": email}])
+    cid = c["id"]
+    raw = (
+        f"From: Carl Crash <{email}>\r\nTo: help@example.net\r\nSubject: my passport\r\n"
+        "Message-ID: <crash-1@example.com>\r\n\r\nMy passport number is 7311 123456\r\n"
+    ).encode()
+    mailed = await receive_raw(app, raw)
+    assert mailed.status == "accepted"
+    assert str(mailed.customer_id) == cid
+    assert mailed.raw_key is not None
+    r = await client.post(
+        "/api/v1/attachments", files={"file": ("passport.pdf", b"%PDF-1.4 Carl", "application/pdf")}, headers=agent
+    )
+    attachment = r.json()
+    r = await client.post(
+        f"/api/v1/conversations/{mailed.conversation_id}/messages",
+        json={"text": "Your scan", "attachment_ids": [attachment["id"]]},
+        headers=agent,
+    )
+    assert r.status_code == 201, r.text
+    # Refused input: one names the customer by id, one by their email (in another case); a third
+    # is someone else's.
+    r = await client.post(
+        "/api/v1/events",
+        json={"type": "Bad Type!", "customer_id": cid, "properties": {"passport": "7311"}},
+        headers=agent,
+    )
+    assert r.status_code == 422
+    r = await client.post(
+        "/api/v1/events/batch",
+        json={"events": [{"type": "x.y", "identity": {"kind": "email", "value": email.upper()}, "properties": 1}]},
+        headers=agent,
+    )
+    assert r.json()["rejected"] == 1
+    r = await client.post(
+        "/api/v1/events",
+        json={"type": "Bad Type!", "identity": {"kind": "email", "value": "other@example.com"}},
+        headers=agent,
+    )
+    assert r.status_code == 422
+    async with app.state.db.transaction() as s:
+        att_key = await s.scalar(select(Attachment.storage_key).where(Attachment.id == uuid.UUID(attachment["id"])))
+        assert await s.scalar(select(func.count()).select_from(RejectedInput)) == 3
+    store = app.state.attachment_store
+    assert await store.get(mailed.raw_key) == raw
+
+    # The process dies right after the erase commits: nothing after the commit runs.
+    await app.state.loops.stop()  # the due work runs by hand below
+
+    async def died() -> None:
+        return None
+
+    with monkeypatch.context() as m:
+        m.setattr("frontdesk.deps.run_after_commit", lambda session: died())
+        r = await client.post(f"{API}/{cid}/erase", headers=supervisor)
+    assert r.status_code == 200, r.text
+    assert await store.get(att_key) == b"%PDF-1.4 Carl"  # still there: the crash
+    async with app.state.db.transaction() as s:
+        left = list(await s.scalars(select(RejectedInput)))
+    assert len(left) == 1
+    assert b"other@example.com" in left[0].body
+    assert "Carl" not in (await client.get(f"{API}/{cid}/export", headers=agent)).text
+
+    # The next run of the due work deletes the files.
+    assert await timers.TimerLoop(app.state.db, app.state.settings).run_due() >= 1
+    for key in (att_key, mailed.raw_key):
+        with pytest.raises(ObjectMissing):
+            await store.get(key)
 
 
 # -- merged customers --------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ async def test_app_refuses_a_newer_schema(empty_url: str, tmp_path: Path) -> Non
     assert (await migrate.schema_state(empty_url)).current == "ffff_from_the_future"
 
 
-async def test_0004_robust_keeps_every_row_and_lets_a_team_go(empty_url: str) -> None:
+async def test_0004_keeps_every_row_and_lets_a_team_go(empty_url: str) -> None:
     """From 0003 with data: the conversations table is rebuilt (SQLite) without losing a row of it
     or of the tables that refer to it, and afterwards a deleted team leaves its conversations."""
     await upgrade(empty_url, "0003")
@@ -193,7 +193,7 @@ async def test_0004_robust_keeps_every_row_and_lets_a_team_go(empty_url: str) ->
     await _on(empty_url, check)
 
 
-async def test_0004_identity_marks_earlier_identities_proven_except_pre_chat_claims(empty_url: str) -> None:
+async def test_0005_marks_earlier_identities_proven_except_pre_chat_claims(empty_url: str) -> None:
     """Before 0004 nothing was ever marked proven but visitors and HMAC users. The upgrade marks
     the rest proven, except what the pre-chat form attached: an e-mail address added to a customer
     after it had a chat visitor (the identity rule: a claim must stay a claim)."""

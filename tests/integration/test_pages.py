@@ -135,7 +135,7 @@ async def test_the_admin_page_links_every_section(sign_in: SignIn) -> None:
     async with sign_in("admin") as c:
         html = (await c.get("/admin")).text
     assert '<link rel="stylesheet" href="/static/css/admin.css">' in html
-    for section in ["users", "teams", "inboxes", "webhooks", "canned", "hours"]:
+    for section in ["users", "teams", "inboxes", "webhooks", "canned", "hours", "rejected"]:
         assert f'<a href="#{section}" data-section="{section}">' in html
 
 

@@ -312,3 +312,25 @@ async def test_postgresql_search_expressions_match_the_gin_indexes(app, backend)
             compiled = statement.compile(s.get_bind(), compile_kwargs={"literal_binds": True})
             plan = "\n".join(r[0] for r in await s.execute(text(f"EXPLAIN {compiled}")))
             assert f"Bitmap Index Scan on {index}" in plan, (index, plan)
+
+
+async def test_accents_are_folded_on_both_databases(client, app):
+    """Jose finds José and Müller finds Muller, and the other way round, in names, identities,
+    subjects and message text — on PostgreSQL as on SQLite."""
+    _, headers = await agent(app)
+    jose = await new_customer(client, headers, "José Muñoz", ("email", "jose.munoz@example.com"))
+    muller = await new_customer(client, headers, "Hans Muller")
+    conv = await new_conversation(client, headers, muller["id"], subject="Crème brûlée order")
+    await reply(client, headers, conv["id"], "Sehr geehrter Herr Müller, Ihre Bestellung ist unterwegs.")
+
+    assert customer_ids(await find(client, headers, "Jose")) == [jose["id"]]
+    assert customer_ids(await find(client, headers, "josé")) == [jose["id"]]
+    assert customer_ids(await find(client, headers, "MUNOZ")) == [jose["id"]]
+    assert customer_ids(await find(client, headers, "Müller")) == [muller["id"]]
+    assert customer_ids(await find(client, headers, "muller")) == [muller["id"]]
+    assert conversation_ids(await find(client, headers, "Muller bestellung")) == [conv["id"]]
+    assert conversation_ids(await find(client, headers, "creme brulee")) == [conv["id"]]
+    assert conversation_ids(await find(client, headers, "Crème")) == [conv["id"]]
+    # A typographic apostrophe folds to a plain one on PostgreSQL: still a plain word, never syntax.
+    r = await client.get(f"{API}/search", params={"q": "o\u2019brien \u2018x"}, headers=headers)
+    assert r.status_code == 200, r.text

@@ -190,3 +190,89 @@ async def test_two_loops_on_postgresql_never_run_a_row_twice(db: Database, backe
     assert done_b > 0  # both really took part
     assert len(counts) == n
     assert set(counts.values()) == {1}
+
+
+# -- leases: a heartbeat while a handler runs, and fencing by attempt ------------------------------
+
+slow_started: list[str] = []
+slow: dict[str, asyncio.Event] = {}
+
+
+@timers.handler("test.slow")
+async def _slow(session, timer):
+    slow_started.append(str(timer.id))
+    slow["began"].set()
+    await slow["release"].wait()
+    session.add(Customer(name=f"done by {timer.locked_by}"))
+
+
+@pytest.fixture
+def _slow_reset():
+    slow_started.clear()
+    slow.update(began=asyncio.Event(), release=asyncio.Event())
+    yield
+    slow["release"].set()
+
+
+async def _done_by(db: Database) -> list[str]:
+    async with db.transaction() as s:
+        return list((await s.scalars(select(Customer.name).where(Customer.name.like("done by %")))).all())
+
+
+@pytest.mark.usefixtures("_slow_reset")
+async def test_a_handler_longer_than_the_lease_is_not_started_again_by_another_loop(
+    db: Database, database_url: str, settings
+):
+    """Two loops (two engines, as two processes) on one database, lease 1 s: the handler of the
+    first runs for four leases; its heartbeat keeps the row, so the second never starts it."""
+    lease = 1.0
+    tuned = settings.model_copy(update={"timers_lease_seconds": lease, "timers_poll_seconds": 0.02})
+    db_a, db_b = db, Database(database_url)
+    try:
+        async with db_a.transaction() as s:
+            t = await timers.schedule(s, "test.slow", clock.now())
+        a = timers.TimerLoop(db_a, tuned, worker="a")
+        b = timers.TimerLoop(db_b, tuned, worker="b")
+        a.start()
+        await asyncio.wait_for(slow["began"].wait(), 10)
+        b.start()
+        # The handler keeps running for four leases while b polls every 20 ms.
+        await asyncio.sleep(4 * lease)
+        assert slow_started == [str(t.id)]
+        slow["release"].set()
+        for _ in range(500):
+            if await _timer(db_a, t.id) is None:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.gather(a.stop(), b.stop())
+        assert slow_started == [str(t.id)]  # started once, by a
+        assert await _timer(db_a, t.id) is None
+        assert await _done_by(db_a) == ["done by a"]
+    finally:
+        slow["release"].set()
+        await db_b.dispose()
+
+
+@pytest.mark.usefixtures("_slow_reset")
+async def test_a_runner_that_lost_its_lease_does_not_commit_its_result(db: Database, frozen_clock):
+    """The first runner stalls past its lease (frozen clock moved on); the row is claimed again
+    — by a loop with the very same worker name, so only the attempt number tells them apart. The
+    stale runner's work is rolled back; the new claim runs the timer and commits once."""
+    async with db.transaction() as s:
+        t = await timers.schedule(s, "test.slow", clock.now())
+    first = timers.TimerLoop(db, worker="same")
+    stale = asyncio.create_task(first.run_due())
+    await asyncio.wait_for(slow["began"].wait(), 10)
+    frozen_clock.advance(seconds=first.lease * 2)  # the first runner's lease has run out
+    again = await timers.claim(db, Timer, worker="same", limit=10, lease_seconds=60)
+    assert [c.id for c in again] == [t.id]
+    slow["release"].set()
+    assert await asyncio.wait_for(stale, 10) == 1
+    assert await _done_by(db) == []  # the stale runner committed nothing
+    row = await _timer(db, t.id)
+    assert row is not None
+    assert (row.status, row.attempts) == ("running", 2)  # still the new claim's
+    second = timers.TimerLoop(db, worker="same")
+    await second.process(again[0])
+    assert await _done_by(db) == ["done by same"]
+    assert await _timer(db, t.id) is None

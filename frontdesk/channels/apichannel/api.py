@@ -64,11 +64,18 @@ async def post_message(
     idempotency_key: Annotated[str | None, Header(description="Unique per message; becomes its external id")] = None,
 ) -> Any:
     db = request.app.state.db
-    content_type = request.headers.get("content-type")
     body, too_big = await _read_body(request)
+
+    async def keep(reason: str) -> None:
+        await service.keep_rejected(
+            db, body, f"inbox {inbox_id}: {reason}", request.headers.get("content-type"), inbox_id=inbox_id,
+            client_ip=request.client.host if request.client else "unknown", signature=x_frontdesk_signature,
+            timestamp=x_frontdesk_timestamp, idempotency_key=idempotency_key, settings=request.app.state.settings,
+        )  # fmt: skip
+
     if too_big:
         reason = f"body larger than {MAX_BODY} bytes"
-        await service.keep_rejected(db, body, f"inbox {inbox_id}: {reason}", content_type)
+        await keep(reason)
         return problem_response(413, "Payload too large", reason, slug="too-large", instance=request.url.path)
     try:
         result = await service.accept(
@@ -84,7 +91,7 @@ async def post_message(
         )
     except ProblemError as exc:
         if exc.status != 503:  # our outage, not their input: they retry
-            await service.keep_rejected(db, body, f"inbox {inbox_id}: {exc.status} {exc.detail}", content_type)
+            await keep(f"{exc.status} {exc.detail}")
         raise
     if not result.created:
         response.status_code = status.HTTP_200_OK

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import secrets
 import uuid
 from collections.abc import Callable
@@ -35,13 +36,12 @@ from frontdesk.channels.apichannel.schemas import ApiMessageIn
 from frontdesk.channels.webhook import TOLERANCE_SECONDS, fresh, verify
 from frontdesk.conversations.ingest import InboundMessage, IngestResult, IngestWriter
 from frontdesk.db import Database, get_or_404
-from frontdesk.errors import Invalid, NotFound, Unauthorized
-from frontdesk.models import Inbox, Message, RejectedInput
+from frontdesk.errors import Invalid, NotFound, ProblemError, Unauthorized
+from frontdesk.models import Inbox, Message
 from frontdesk.models.enums import Channel
 from frontdesk.storage import AttachmentStore
 
 REJECTED_SOURCE = "api.inbound"
-MAX_REJECTED_BODY = 1024 * 1024
 MAX_KEY = 255
 SECRET_KEYS = ("inbound_secret", "webhook_secret")
 
@@ -70,16 +70,51 @@ async def rotate_secrets(
 # -- inbound ------------------------------------------------------------------------------------
 
 
-async def keep_rejected(db: Database, body: bytes, reason: str, content_type: str | None) -> None:
-    """Store a refused request raw for inspection (its own transaction: the request failed)."""
+async def keep_rejected(
+    db: Database,
+    body: bytes,
+    reason: str,
+    content_type: str | None,
+    *,
+    inbox_id: uuid.UUID,
+    client_ip: str,
+    signature: str | None,
+    timestamp: str | None,
+    idempotency_key: str | None,
+    settings: Any = None,
+) -> None:
+    """Keep a refused request through the one rejected-input keeper (its own transaction: the
+    request failed). Only a request signed for a real, active API inbox is a known sender: its
+    body is kept whole (replayable, limited per inbox) and linked to the sender it names. Anything
+    else — an unknown inbox, a missing or wrong signature, a stale timestamp — is anonymous: an
+    excerpt, limited per client IP (see ``frontdesk/rejected/service.py``)."""
+    from frontdesk.rejected import service as rejected
+
+    signed = False
+    with contextlib.suppress(ProblemError):
+        _found, config = await _api_inbox(db, inbox_id)
+        check_signature(config, body, signature, timestamp)
+        signed = True
+    sender = None
+    if signed:
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+            named = orjson.loads(body).get("sender") or {}
+            if isinstance(named.get("kind"), str) and isinstance(named.get("value"), str):
+                sender = (named["kind"], named["value"])
     async with db.transaction() as session:
-        session.add(
-            RejectedInput(
-                source=REJECTED_SOURCE,
-                reason=reason[:2000],
-                content_type=(content_type or "")[:200] or None,
-                body=body[:MAX_REJECTED_BODY],
-            )
+        await rejected.keep(
+            session,
+            source=REJECTED_SOURCE,
+            reason=reason,
+            body=body,
+            content_type=content_type,
+            origin=f"inbox:{inbox_id}" if signed else f"ip:{client_ip}",
+            anonymous=not signed,
+            meta={"inbox_id": str(inbox_id), "idempotency_key": (idempotency_key or "")[: MAX_KEY + 1]}
+            if signed
+            else {},
+            identity=sender,
+            settings=settings,
         )
 
 
@@ -189,10 +224,15 @@ async def accept(
     idempotency_key: str | None,
     get_store: Callable[[], AttachmentStore],
     max_attachment_bytes: int,
+    vouched: bool = False,
 ) -> IngestResult:
-    """Verify and store one signed inbound message; raises a ``ProblemError`` to refuse it."""
+    """Verify and store one signed inbound message; raises a ``ProblemError`` to refuse it.
+
+    ``vouched``: an admin replays a request kept as rejected (``frontdesk.rejected.replay``); its
+    signature and timestamp were checked when it came and are not checked again."""
     found_id, config = await _api_inbox(db, inbox_id)
-    check_signature(config, body, signature, timestamp)
+    if not vouched:
+        check_signature(config, body, signature, timestamp)
     key = _check_key(idempotency_key)
     msg = _parse(body)
     external_id = f"{found_id}:{key}"

@@ -182,6 +182,7 @@ async def receive_raw(
     peer_ip: str | None = None,
     helo: str | None = None,
     trusted_authserv_ids: Iterable[str] = (),
+    origin: str | None = None,
 ) -> Outcome:
     """Store one raw email (idempotent by Message-ID). Never raises for what the email contains.
 
@@ -189,14 +190,24 @@ async def receive_raw(
     ``envelope_from`` is the SMTP ``MAIL FROM`` (``""`` = the null sender of bounces; ``None`` when
     unknown, as with IMAP), ``envelope_to`` the ``RCPT TO`` addresses, ``peer_ip`` and ``helo`` the
     connecting server (for SPF). Mail without a peer (IMAP) is authenticated only from the
-    ``Authentication-Results`` of a server in ``trusted_authserv_ids``. Raises :class:`Deferred`
-    only when the database or the attachment store cannot be reached.
+    ``Authentication-Results`` of a server in ``trusted_authserv_ids``. ``origin`` is who delivered
+    it (``smtp:<peer ip>``; an IMAP inbox by default), what the rejected-input limits count against.
+    Raises :class:`Deferred` only when the database or the attachment store cannot be reached.
     """
     comp = components_of(app_or_components)
     message = raw if isinstance(raw, RawMessage) else RawMessage.from_bytes(raw)
-    envelope = _Envelope(envelope_from, tuple(envelope_to), peer_ip, helo, tuple(trusted_authserv_ids))
+    via = _Via(
+        source=source,
+        inbox_id=inbox_id,
+        mail_from=envelope_from,
+        rcpt_to=tuple(envelope_to),
+        origin=origin or (f"inbox:{inbox_id}" if inbox_id else None),
+        peer_ip=peer_ip,
+        helo=helo,
+        trusted_authserv_ids=tuple(trusted_authserv_ids),
+    )
     try:
-        return await _receive(comp, message, inbox_id, source, envelope)
+        return await _receive(comp, message, via)
     except Deferred:
         raise
     except _TRANSIENT as exc:
@@ -204,39 +215,45 @@ async def receive_raw(
         raise Deferred(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
     except Exception as exc:  # a bug or an email we did not foresee: keep it, never crash the receiver
         log.exception("email: unexpected failure; the message is kept as rejected")
-        return await _reject(comp, message, source, f"internal error while reading: {type(exc).__name__}: {exc}"[:2000])
+        return await _reject(comp, message, via, f"internal error while reading: {type(exc).__name__}: {exc}"[:2000])
 
 
 @dataclass(frozen=True, slots=True)
-class _Envelope:
-    mail_from: str | None
-    rcpt_to: tuple[str, ...]
-    peer_ip: str | None
-    helo: str | None
-    trusted_authserv_ids: tuple[str, ...]
+class _Via:
+    """How an email came in: the SMTP envelope and peer (what SPF checks), and what is kept with a
+    rejected one so an admin can replay it the same way."""
+
+    source: str
+    inbox_id: uuid.UUID | None = None
+    mail_from: str | None = None
+    rcpt_to: tuple[str, ...] = ()
+    origin: str | None = None  # the sender the rejected-input limits count against (smtp:<peer ip>)
+    peer_ip: str | None = None
+    helo: str | None = None
+    trusted_authserv_ids: tuple[str, ...] = ()
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "inbox_id": str(self.inbox_id) if self.inbox_id else None,
+            "envelope_from": self.mail_from,
+            "envelope_to": list(self.rcpt_to[:50]),
+            "peer_ip": self.peer_ip,
+            "helo": self.helo,
+        }
 
 
-async def _receive(
-    comp: EmailComponents, raw: RawMessage, inbox_id: uuid.UUID | None, source: str, envelope: _Envelope
-) -> Outcome:
+async def _receive(comp: EmailComponents, raw: RawMessage, via: _Via) -> Outcome:
     parsed = await _parse(comp, raw)
     try:
-        return await _receive_parsed(comp, raw, parsed, inbox_id, source, envelope)
+        return await _receive_parsed(comp, raw, parsed, via)
     finally:
         for part in parsed.attachments:
             if part.spooled is not None:
                 part.spooled.close()
 
 
-async def _receive_parsed(
-    comp: EmailComponents,
-    raw: RawMessage,
-    parsed: ParsedEmail,
-    inbox_id: uuid.UUID | None,
-    source: str,
-    envelope: _Envelope,
-) -> Outcome:
-    envelope_to = envelope.rcpt_to
+async def _receive_parsed(comp: EmailComponents, raw: RawMessage, parsed: ParsedEmail, via: _Via) -> Outcome:
+    inbox_id, source, envelope_to = via.inbox_id, via.source, via.rcpt_to
     external_id = external_id_of(parsed)
     known = await _existing(comp.db, external_id)
     if known is not None:
@@ -251,17 +268,17 @@ async def _receive_parsed(
     if settings.mail_from:
         own.add(_address_of(parsed_address(settings.mail_from)))
     verdict = classify(
-        parsed, mail_domain=settings.mail_domain, own_addresses=frozenset(own), envelope_from=envelope.mail_from
+        parsed, mail_domain=settings.mail_domain, own_addresses=frozenset(own), envelope_from=via.mail_from
     )
     if verdict.kind is not Kind.message:
-        return await _ignore(comp, raw, source, parsed, verdict.kind, verdict.reason, raw_key)
+        return await _ignore(comp, raw, via, parsed, verdict.kind, verdict.reason, raw_key)
 
     if not parsed.from_address:
-        return await _reject(comp, raw, source, "no sender address (From)", raw_key)
+        return await _reject(comp, raw, via, "no sender address (From)", raw_key)
     try:
         sender_address = normalise_email(parsed.from_address, field="from")
     except Invalid as exc:
-        return await _reject(comp, raw, source, f"the From address is not valid: {exc.detail}", raw_key)
+        return await _reject(comp, raw, via, f"the From address is not valid: {exc.detail}", raw_key)
 
     if inbox_id is None:
         for rcpt in (*envelope_to, *parsed.to, *parsed.cc):
@@ -314,9 +331,9 @@ async def _receive_parsed(
     try:  # refused input is refused before anything is created for it
         item.prepared()
     except Invalid as exc:
-        return await _reject(comp, raw, source, _invalid_reason(exc), raw_key)
+        return await _reject(comp, raw, via, _invalid_reason(exc), raw_key, sender=sender_address)
 
-    auth = await _authenticate(comp, raw, parsed, envelope)
+    auth = await _authenticate(comp, raw, parsed, via)
     placement = await sender.place(
         comp.db,
         sender_address,
@@ -344,7 +361,7 @@ async def _receive_parsed(
         result = await comp.ingest.submit(item)
     except Invalid as exc:
         await _drop_attachments(comp, attachments)
-        return await _reject(comp, raw, source, _invalid_reason(exc), raw_key)
+        return await _reject(comp, raw, via, _invalid_reason(exc), raw_key, sender=sender_address)
     except Exception:
         await _drop_attachments(comp, attachments)
         raise
@@ -374,16 +391,16 @@ def _invalid_reason(exc: Invalid) -> str:
 
 
 async def _authenticate(
-    comp: EmailComponents, raw: RawMessage, parsed: ParsedEmail, envelope: _Envelope
+    comp: EmailComponents, raw: RawMessage, parsed: ParsedEmail, via: _Via
 ) -> AuthVerdict:
     try:
         return await comp.auth.check(
             raw.file,
             parsed.from_address,
-            peer_ip=envelope.peer_ip,
-            helo=envelope.helo,
-            mail_from=envelope.mail_from,
-            trusted_authserv_ids=envelope.trusted_authserv_ids,
+            peer_ip=via.peer_ip,
+            helo=via.helo,
+            mail_from=via.mail_from,
+            trusted_authserv_ids=via.trusted_authserv_ids,
         )
     except Exception as exc:  # check() does not raise; never lose a message to it
         log.exception("email: the sender check failed")
@@ -490,51 +507,55 @@ async def _drop_attachments(comp: EmailComponents, rows: list[Attachment]) -> No
     await _delete_objects(comp, [r.storage_key for r in rows])
 
 
-async def _keep(comp: EmailComponents, raw: RawMessage, source: str, reason: str) -> uuid.UUID:
-    from frontdesk.proactive.service import MAX_REJECTED_BODY, keep_rejected
+async def _keep(
+    s: Any, comp: EmailComponents, raw: RawMessage, via: _Via, reason: str, raw_key: str | None, sender: str | None
+) -> uuid.UUID | None:
+    """Keep the email through the one rejected-input keeper (``frontdesk.rejected``), in ``s``: its
+    first bytes (the keeper cuts them to its limit), the whole message stays at ``raw_key``."""
+    from frontdesk.rejected.service import Limits, keep
 
-    body = raw.head(MAX_REJECTED_BODY)
+    body = raw.head(Limits.of(comp.settings).max_body + 1)
     if raw.size > len(body):
-        reason = f"{reason} (body truncated from {raw.size} bytes)"
-    async with comp.db.transaction() as s:
-        row = keep_rejected(s, body, reason, "message/rfc822", source=source)
-        await s.flush()
-        return row.id
+        reason = f"{reason} (the whole {raw.size}-byte message is at raw_key)"
+    row = await keep(
+        s, source=via.source, reason=reason, body=body, content_type="message/rfc822", origin=via.origin,
+        meta=via.meta(), storage_key=raw_key, identity=("email", sender) if sender else None, settings=comp.settings,
+    )  # fmt: skip
+    return row.id if row is not None else None
 
 
 async def _reject(
-    comp: EmailComponents, raw: RawMessage, source: str, reason: str, raw_key: str | None = None
+    comp: EmailComponents,
+    raw: RawMessage,
+    via: _Via,
+    reason: str,
+    raw_key: str | None = None,
+    sender: str | None = None,
 ) -> Outcome:
     """Keep a message we cannot accept, raw, flagged with ``reason``."""
     try:
         note = f"rejected: {reason} (raw_key={raw_key or '-'}; sha256={raw.sha256})"
-        rejected_id = await _keep(comp, raw, source, note)
+        async with comp.db.transaction() as s:
+            rejected_id = await _keep(s, comp, raw, via, note, raw_key, sender)
     except _TRANSIENT as exc:
         raise Deferred(f"could not keep a rejected email: {exc}") from exc
-    log.info("email: rejected a message from %s: %s", source, reason)
+    log.info("email: rejected a message from %s: %s", via.source, reason)
     return Outcome("rejected", None, reason, raw_key=raw_key, rejected_id=rejected_id)
 
 
 async def _ignore(
-    comp: EmailComponents, raw: RawMessage, source: str, parsed: ParsedEmail, kind: Kind, reason: str, raw_key: str
+    comp: EmailComponents, raw: RawMessage, via: _Via, parsed: ParsedEmail, kind: Kind, reason: str, raw_key: str
 ) -> Outcome:
     """Auto-replies, bounces and loops: kept for inspection, never a conversation or a reply."""
-    from frontdesk.proactive.service import MAX_REJECTED_BODY, keep_rejected
-
     marked: list[str] = []
     note = f"ignored {kind.value}: {reason} (raw_key={raw_key}; message_id={parsed.message_id or '-'})"
-    body = raw.head(MAX_REJECTED_BODY)
-    if raw.size > len(body):
-        note += f" (body truncated from {raw.size} bytes)"
     async with comp.db.transaction() as s:
         if kind is Kind.bounce:
             marked = await _apply_bounce(s, parsed)
             if marked:
                 note += f"; undeliverable: {', '.join(marked)[:1000]}"
-        row = keep_rejected(s, body, note, "message/rfc822", source=source)
-        await s.flush()
-        rejected_id = row.id
-    log.info("email: %s from %s not opened as a conversation (%s)", kind.value, source, reason)
+        rejected_id = await _keep(s, comp, raw, via, note, raw_key, parsed.from_address or None)
+    log.info("email: %s from %s not opened as a conversation (%s)", kind.value, via.source, reason)
     return Outcome("ignored", kind, reason, external_id_of(parsed), raw_key=raw_key, rejected_id=rejected_id)
 
 

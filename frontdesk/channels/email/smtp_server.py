@@ -53,6 +53,10 @@ def _return_path(mail_from: str | None) -> str | None:
     return "" if value in ("", "<>") else value.strip("<>")
 
 
+def _peer_host(peer: Any) -> str:
+    return str(peer[0] if isinstance(peer, tuple | list) and peer else peer or "unknown")
+
+
 class InboundHandler:
     """aiosmtpd handler: recipient policy and delivery into :func:`receive_raw`."""
 
@@ -104,6 +108,7 @@ class InboundHandler:
                 envelope_to=tuple(envelope.rcpt_tos),
                 peer_ip=str(peer[0]) if isinstance(peer, tuple) and peer else None,
                 helo=session.host_name or None,
+                origin=f"smtp:{_peer_host(session.peer)}",
             )
         except Deferred as exc:
             log.warning("smtp: deferred a message: %s", exc)

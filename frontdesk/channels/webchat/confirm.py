@@ -158,7 +158,9 @@ async def send_confirmation(session: AsyncSession, timer: Timer) -> None:
         + "</p>"
     )
     try:
-        await send_system_mail(session, settings, to=row.email, subject=i18n.gettext(lang, MAIL_SUBJECT), text=text, html=html)
+        await send_system_mail(
+            session, settings, to=row.email, subject=i18n.gettext(lang, MAIL_SUBJECT), text=text, html=html
+        )
     except PermanentError as exc:
         raise timers.PermanentFailure(f"the confirmation link could not be mailed: {exc}") from exc
     log.info("webchat: confirmation link %s mailed for visitor %s", row.id, row.visitor_id)

@@ -1,12 +1,13 @@
 // The admin page: one section at a time, picked in the left navigation and deep-linkable
 // (#users, #teams, #inboxes, #webhooks, #mail, #canned, #hours, #hours/<inbox id>, #queues, #skills,
-// #agents, #agents/<user id>, #rules).
+// #agents, #agents/<user id>, #rules, #rejected).
 import { t } from "./lib/boot.js";
 import { startShell } from "./lib/shell.js";
 import "./admin/canned.js";
 import "./admin/hours.js";
 import "./admin/inboxes.js";
 import "./admin/mail.js";
+import "./admin/rejected.js";
 import "./admin/teams.js";
 import "./admin/users.js";
 import "./admin/webhooks.js";
@@ -27,6 +28,7 @@ const SECTIONS = {
   skills: "fd-admin-skills",
   agents: "fd-admin-profiles",
   rules: "fd-admin-rules",
+  rejected: "fd-admin-rejected",
 };
 const DEFAULT = "users";
 

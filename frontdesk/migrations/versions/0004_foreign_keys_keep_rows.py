@@ -1,4 +1,4 @@
-"""robust: a conversation outlives its team, queue and assignee (ON DELETE SET NULL)
+"""a conversation outlives its team, queue and assignee (ON DELETE SET NULL)
 
 Deleting a team that had conversations failed (the foreign key refused it) although the
 conversations are meant to stay, without a team. The same holds for the queue (deleting one
@@ -8,7 +8,7 @@ SQLite cannot change a foreign key in place: the table is rebuilt (batch mode). 
 SQLite's foreign keys off around the migration run — with them on, dropping the old table would
 cascade to every message — and checks them all before it commits.
 
-Revision ID: 0004_robust
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-07 09:00:00
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0004_robust"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
-"""ssrf: the local mail catcher (outgoing e-mail kept when no SMTP relay is configured)
+"""the local mail catcher (outgoing e-mail kept when no SMTP relay is configured)
 
-Revision ID: 0004_ssrf
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-07 09:00:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import frontdesk.db
 
-revision: str = "0004_ssrf"
-down_revision: str | None = "0003"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

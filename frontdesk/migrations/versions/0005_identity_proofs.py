@@ -1,9 +1,9 @@
-"""identity: e-mail confirmation links, one auto-opened conversation per customer and inbox,
+"""e-mail confirmation links, one auto-opened conversation per customer and inbox,
 and which existing identities count as proven
 
-Revision ID: 0004_identity
-Revises: 0003
-Create Date: 2027-01-11 10:00:00
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-07 10:00:00
 
 - ``email_confirmations``: the links e-mailed to prove an address a web-chat visitor gave (only
   the token's SHA-256 is stored).
@@ -27,8 +27,8 @@ from alembic import op
 
 import frontdesk.db
 
-revision: str = "0004_identity"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
