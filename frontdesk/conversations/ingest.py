@@ -501,7 +501,6 @@ async def _store(
 ) -> None:
     customer_of, new_customers = await _resolve_customers(conn, dialect, items, todo, now)
 
-
     def sender(m: InboundMessage) -> uuid.UUID:
         return m.customer_id or customer_of[(str(m.identity_kind), m.identity_value)]
 

@@ -390,9 +390,7 @@ def _invalid_reason(exc: Invalid) -> str:
     return f"not accepted{where}: {exc.detail}"
 
 
-async def _authenticate(
-    comp: EmailComponents, raw: RawMessage, parsed: ParsedEmail, via: _Via
-) -> AuthVerdict:
+async def _authenticate(comp: EmailComponents, raw: RawMessage, parsed: ParsedEmail, via: _Via) -> AuthVerdict:
     try:
         return await comp.auth.check(
             raw.file,
