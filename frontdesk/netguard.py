@@ -15,7 +15,7 @@ addresses it has checked:
   ``[::ffff:a9fe:a9fe]`` is 169.254.169.254 mapped into IPv6.
 - :class:`Policy` — the allow-list (``FRONTDESK_OUTBOUND_ALLOW``: CIDRs and host names, for
   deployments whose webhooks or mail servers are internal) and the resolver to use
-  (``FRONTDESK_OUTBOUND_RESOLVER``; default the OS resolver).
+  (``FRONTDESK_DNS_SERVERS``, :mod:`frontdesk.nameservers`; default the OS resolver).
 - :func:`checked_addresses` — resolve a host and check **every** address; one refused address
   refuses the host (a name that answers both public and private addresses is not trusted).
 - :func:`http_client` — an ``httpx.AsyncClient`` whose connections go through
@@ -34,7 +34,7 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -42,10 +42,10 @@ from typing import Any
 import httpcore
 import httpx
 
+from frontdesk import nameservers
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-DEFAULT_RESOLVE_TIMEOUT = 5.0
 
 
 class DestinationRefused(Exception):
@@ -187,11 +187,13 @@ class Policy:
     networks: tuple[Network, ...] = ()
     hosts: frozenset[str] = frozenset()
     suffixes: tuple[str, ...] = ()  # ".internal" for an allow-list entry "*.internal"
-    resolver: tuple[str, int] | None = None  # a DNS server (ip, port); None = the OS resolver
-    resolve_timeout: float = DEFAULT_RESOLVE_TIMEOUT
+    resolvers: tuple[tuple[str, int], ...] = ()  # DNS servers (ip, port); none = the OS resolver
+    resolve_timeout: float = nameservers.DEFAULT_TIMEOUT
 
     @classmethod
-    def parse(cls, allow: str | None = None, resolver: str | None = None) -> Policy:
+    def parse(
+        cls, allow: str | None = None, resolvers: Sequence[str] = (), timeout: float = nameservers.DEFAULT_TIMEOUT
+    ) -> Policy:
         """From the settings' strings; :class:`ValueError` naming the entry that is not valid."""
         networks: list[Network] = []
         hosts: set[str] = set()
@@ -216,10 +218,7 @@ class Policy:
                 suffixes.append("." + label)
             else:
                 hosts.add(label)
-        server: tuple[str, int] | None = None
-        if resolver and resolver.strip():
-            server = _parse_resolver(resolver.strip())
-        return cls(tuple(networks), frozenset(hosts), tuple(suffixes), server)
+        return cls(tuple(networks), frozenset(hosts), tuple(suffixes), nameservers.servers_of(resolvers), timeout)
 
     def host_allowed(self, host: str) -> bool:
         name = normalise_host(host)
@@ -240,33 +239,22 @@ class Policy:
         return refusal(ip)
 
 
-def _parse_resolver(value: str) -> tuple[str, int]:
-    host, port = value, 53
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":"):
-            port = int(rest[1:])
-    elif value.count(":") == 1:
-        host, _, p = value.partition(":")
-        port = int(p)
-    ip = parse_literal(host)
-    if ip is None or not 0 < port < 65536:
-        raise ValueError(f"{value!r}: give the DNS server as ip or ip:port")
-    return str(ip), port
-
-
 @lru_cache(maxsize=16)
-def _cached_policy(allow: str | None, resolver: str | None) -> Policy:
-    return Policy.parse(allow, resolver)
+def _cached_policy(allow: str | None, resolvers: tuple[str, ...], timeout: float) -> Policy:
+    return Policy.parse(allow, resolvers, timeout)
 
 
 def policy_of(settings: Any) -> Policy:
-    """The policy the settings describe (``outbound_allow``, ``outbound_resolver``)."""
+    """The policy the settings describe (``outbound_allow``; ``dns_servers``, ``dns_timeout``)."""
     if settings is None:
         from frontdesk.settings import get_settings
 
         settings = get_settings()
-    return _cached_policy(getattr(settings, "outbound_allow", None), getattr(settings, "outbound_resolver", None))
+    return _cached_policy(
+        getattr(settings, "outbound_allow", None),
+        tuple(getattr(settings, "dns_servers", ()) or ()),
+        float(getattr(settings, "dns_timeout", nameservers.DEFAULT_TIMEOUT)),
+    )
 
 
 # -- resolving -----------------------------------------------------------------------------------
@@ -277,11 +265,9 @@ async def _dns_lookup(host: str, policy: Policy) -> list[IPAddress]:
     import dns.exception
     import dns.resolver
 
-    assert policy.resolver is not None
-    resolver = dns.asyncresolver.Resolver(configure=False)
-    resolver.nameservers = [policy.resolver[0]]
-    resolver.port = policy.resolver[1]
-    resolver.lifetime = policy.resolve_timeout
+    resolver = nameservers.configure(
+        dns.asyncresolver.Resolver(configure=False), policy.resolvers, policy.resolve_timeout
+    )
 
     async def one(rdtype: str) -> list[IPAddress]:
         try:
@@ -322,7 +308,7 @@ async def resolve(host: str, port: int, policy: Policy) -> list[IPAddress]:
     name = normalise_host(host)
     if name == "localhost" or name.endswith(".localhost"):  # loopback by definition (RFC 6761 §6.3)
         return [ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1")]
-    found = await (_dns_lookup(name, policy) if policy.resolver else _os_lookup(name, port, policy))
+    found = await (_dns_lookup(name, policy) if policy.resolvers else _os_lookup(name, port, policy))
     if not found:
         raise Unresolvable(f"cannot resolve {host}: no address")
     return found

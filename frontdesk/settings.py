@@ -87,14 +87,6 @@ class Settings(BaseSettings):
         description="Check SPF, DKIM and DMARC of inbound mail. Off: every message's verdict is 'none' "
         "(and mail never proves its sender, so it never joins a customer who holds the address verified).",
     )
-    mail_auth_dns_servers: list[str] = Field(
-        default_factory=list,
-        description='Nameservers for the SPF/DKIM/DMARC lookups, e.g. ["127.0.0.1", "[::1]:5353"]; '
-        "empty = the system resolver (/etc/resolv.conf).",
-    )
-    mail_auth_dns_timeout: float = Field(
-        5.0, gt=0, le=60, description="Seconds one SPF/DKIM/DMARC DNS lookup may take; then it is a temperror."
-    )
     routing_tick_seconds: float = Field(0.25, gt=0, le=10, description="How often the routing leader decides.")
     routing_lock_retry_seconds: float = Field(
         1.0, gt=0, le=60, description="How often a standby process tries to become the routing leader."
@@ -155,21 +147,30 @@ class Settings(BaseSettings):
         "API-inbox webhook_urls and IMAP hosts may reach besides public addresses, e.g. "
         "10.0.0.0/8,hooks.internal. Unset: loopback, private, link-local… destinations are refused.",
     )
-    outbound_resolver: str | None = Field(
-        None,
-        description="ip[:port] of the DNS server that resolves outbound host names; unset = the OS resolver.",
+    # -- DNS: the servers Frontdesk asks itself (mail authentication, outbound destinations) ------
+    dns_servers: list[str] = Field(
+        default_factory=list,
+        description="DNS servers for the lookups Frontdesk makes itself (SPF/DKIM/DMARC of inbound mail, "
+        'the addresses of webhooks, API-inbox URLs and IMAP hosts), e.g. ["10.0.0.53", "[::1]:5353"]; '
+        "empty = the system resolver (/etc/resolv.conf).",
     )
+    dns_timeout: float = Field(5.0, gt=0, le=60, description="Seconds one DNS lookup may take.")
 
-    @field_validator("outbound_allow", "outbound_resolver")
+    @field_validator("outbound_allow")
     @classmethod
-    def _outbound(cls, v: str | None, info: Any) -> str | None:
+    def _outbound(cls, v: str | None) -> str | None:
         from frontdesk.netguard import Policy
 
         if v is not None and v.strip():
-            if info.field_name == "outbound_allow":
-                Policy.parse(allow=v)
-            else:
-                Policy.parse(resolver=v)
+            Policy.parse(allow=v)
+        return v
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns_servers(cls, v: list[str]) -> list[str]:
+        from frontdesk import nameservers
+
+        nameservers.servers_of(v)
         return v
 
     @field_validator("database_url")

@@ -1,6 +1,6 @@
 """The desk marks an email whose sender is not proven, in English and in Russian.
 
-The real server runs as a subprocess with its SMTP receiver and a local DNS server (dnslib) that
+The real server runs as a subprocess with its SMTP receiver and a local DNS server that
 publishes ``p=reject`` DMARC for ``good.example`` and authorises only 192.0.2.10 to send for it.
 A DKIM-signed message from the verified customer carries no mark; a forged one (same From, sent
 from 127.0.0.1, unsigned) lands on a customer of its own and is marked *Unverified sender* /
@@ -23,7 +23,8 @@ from frontdesk.models import Customer, Identity, Message
 from tests.builders import DEFAULT_PASSWORD, make_user
 from tests.conftest import truncate_all
 from tests.e2e.browser import VIEWPORT, ServerProcess, shot
-from tests.integration.email_helpers import DkimKey, DnsZone, as_bytes, deliver, dkim_key, dkim_sign, message
+from tests.integration.dns_server import DnsServer
+from tests.integration.email_helpers import DkimKey, as_bytes, deliver, dkim_key, dkim_sign, message
 from tests.integration.webhook_sink import free_port
 
 SECRET_KEY = "email-auth-browser-secret-0123456789"
@@ -53,7 +54,7 @@ class Setup:
 @pytest.fixture
 async def setup(database_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
     key = dkim_key()
-    zone = DnsZone().start()
+    zone = DnsServer().start()
     zone.add("good.example", "v=spf1 ip4:192.0.2.10 -all")
     zone.add("s1._domainkey.good.example", key.record)
     zone.add("_dmarc.good.example", "v=DMARC1; p=reject")
@@ -62,7 +63,7 @@ async def setup(database_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
     server = ServerProcess(
         database_url, tmp_path / "var", tmp_path / "server.log", SECRET_KEY,
         env={"FRONTDESK_SMTP_LISTEN": f"127.0.0.1:{smtp_port}", "FRONTDESK_MAIL_DOMAIN": MAIL_DOMAIN,
-             "FRONTDESK_MAIL_AUTH_DNS_SERVERS": json.dumps([zone.address])},
+             "FRONTDESK_DNS_SERVERS": json.dumps([zone.address])},
     )  # fmt: skip
     try:
         await make_user(db, role="agent", email="nina.agent@example.com", name="Nina Agent")

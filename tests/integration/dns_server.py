@@ -1,9 +1,13 @@
-"""A tiny real DNS server for outbound-guard tests: UDP on 127.0.0.1, answers from a dict.
+"""A small real DNS server for the tests: UDP on 127.0.0.1, authoritative for what a test puts in it.
 
-Point ``FRONTDESK_OUTBOUND_RESOLVER`` (``Settings.outbound_resolver``) at :attr:`DnsServer.address`
-and set ``records["hooks.example.test"] = ["127.0.0.1"]``: the name now resolves to loopback for
-Frontdesk, and changing the dict between two lookups is DNS rebinding. No ``/etc/hosts`` edit,
-nothing outside the test. Names not in ``records`` answer NXDOMAIN; TTLs are 0.
+- ``records[name] = ["127.0.0.1", "::1"]``: the A/AAAA answers (the outbound-guard tests point
+  ``dns_servers`` here, so a name can resolve to loopback; changing the dict between two lookups is
+  DNS rebinding).
+- :meth:`DnsServer.add` ``(name, value)``: TXT records (the e-mail tests publish SPF, DKIM keys and
+  DMARC policies of their domains).
+
+A name in neither answers NXDOMAIN; a known name answers the records of the asked type, or none.
+TTLs are 0. Every question is kept in ``queries``. No ``/etc/hosts`` edit, nothing outside the test.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ipaddress
 import socket
 import threading
 
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdataclass
@@ -22,6 +27,7 @@ import dns.rrset
 class DnsServer:
     def __init__(self) -> None:
         self.records: dict[str, list[str]] = {}
+        self.txt: dict[str, list[str]] = {}
         self.queries: list[tuple[str, str]] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", 0))
@@ -43,6 +49,10 @@ class DnsServer:
         self._thread.join(5)
         self._sock.close()
 
+    def add(self, name: str, value: str) -> None:
+        """Publish a TXT record at ``name``."""
+        self.txt.setdefault(name.lower().rstrip("."), []).append(value)
+
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
@@ -59,19 +69,26 @@ class DnsServer:
 
     def _answer(self, query: dns.message.Message) -> dns.message.Message:
         response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
         for question in query.question:
             name = question.name.to_text(omit_final_dot=True).lower()
-            self.queries.append((name, dns.rdatatype.to_text(question.rdtype)))
-            addresses = self.records.get(name)
-            if addresses is None:
+            rdtype = question.rdtype
+            self.queries.append((name, dns.rdatatype.to_text(rdtype)))
+            if name not in self.records and name not in self.txt:
                 response.set_rcode(dns.rcode.NXDOMAIN)
                 continue
-            version = 4 if question.rdtype == dns.rdatatype.A else 6 if question.rdtype == dns.rdatatype.AAAA else 0
-            wanted = [a for a in addresses if ipaddress.ip_address(a).version == version]
-            if wanted:
-                response.answer.append(
-                    dns.rrset.from_text_list(
-                        question.name, 0, dns.rdataclass.IN, question.rdtype, [str(a) for a in wanted]
-                    )
-                )
+            values: list[str] = []
+            if rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                version = 4 if rdtype == dns.rdatatype.A else 6
+                values = [a for a in self.records.get(name, []) if ipaddress.ip_address(a).version == version]
+            elif rdtype == dns.rdatatype.TXT:
+                values = [_txt(v) for v in self.txt.get(name, [])]
+            if values:
+                response.answer.append(dns.rrset.from_text_list(question.name, 0, dns.rdataclass.IN, rdtype, values))
         return response
+
+
+def _txt(value: str) -> str:
+    """A TXT value in zone-file form: quoted strings of at most 255 bytes each."""
+    chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
+    return " ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks)

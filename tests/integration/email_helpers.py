@@ -1,7 +1,7 @@
 """Real parts for the e-mail tests: an authoritative DNS server, DKIM keys, SMTP delivery.
 
-- :class:`DnsZone` is a real DNS server (dnslib) on a free loopback UDP port serving the TXT
-  records a test puts in it (SPF, DKIM keys, DMARC policies); everything else is NXDOMAIN.
+- The authoritative DNS server for the test domains is :class:`tests.integration.dns_server.DnsServer`
+  (TXT records for SPF, DKIM keys, DMARC policies: ``add(name, value)``).
 - :class:`BlackHole` is a UDP socket that never answers: a resolver pointed at it times out.
 - :func:`dkim_key` makes an RSA key and the DKIM TXT record publishing it; :func:`dkim_sign`
   signs a message with dkimpy, as a sending server would.
@@ -15,65 +15,14 @@ import base64
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
-from typing import Any
 
 import aiosmtplib
 import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from dnslib import QTYPE, RCODE, RR, TXT, DNSRecord
-from dnslib.server import BaseResolver, DNSServer
-
-
-class _Resolver(BaseResolver):
-    def __init__(self, zone: DnsZone) -> None:
-        self.zone = zone
-
-    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
-        reply = request.reply()
-        qname = str(request.q.qname).rstrip(".").lower()
-        self.zone.queries.append((qname, QTYPE[request.q.qtype]))
-        records = self.zone.txt.get(qname)
-        if records is None:
-            reply.header.rcode = RCODE.NXDOMAIN
-            return reply
-        if request.q.qtype in (QTYPE.TXT, QTYPE.ANY):
-            for value in records:
-                chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
-                reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(chunks), ttl=1))
-        return reply  # the name exists; other types answer with no data
-
-
-@dataclass
-class DnsZone:
-    """An authoritative DNS server for test domains; ``txt[name]`` lists the TXT values."""
-
-    txt: dict[str, list[str]] = field(default_factory=dict)
-    queries: list[tuple[str, str]] = field(default_factory=list)
-    server: DNSServer | None = None
-
-    def start(self) -> DnsZone:
-        self.server = DNSServer(_Resolver(self), address="127.0.0.1", port=0)
-        self.server.start_thread()
-        return self
-
-    @property
-    def address(self) -> str:
-        assert self.server is not None
-        host, port = self.server.server.server_address[:2]
-        return f"{host}:{port}"
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server.server.server_close()
-            self.server = None
-
-    def add(self, name: str, value: str) -> None:
-        self.txt.setdefault(name.lower().rstrip("."), []).append(value)
 
 
 class BlackHole:

@@ -1,6 +1,6 @@
 """Inbound sender authentication end to end: real DNS, real DKIM signatures, the real receiver.
 
-A dnslib server on a loopback port is the authoritative DNS of the test domains (SPF, DKIM keys,
+A real DNS server on a loopback port is the authoritative DNS of the test domains (SPF, DKIM keys,
 DMARC policies); messages are DKIM-signed with a key generated here and delivered over SMTP
 (aiosmtplib) to the app's receiver, whose peer is always 127.0.0.1:
 
@@ -26,10 +26,10 @@ from frontdesk.channels.email.inbound import receive_raw
 from frontdesk.models import Customer, Identity, MergeSuggestion, Message
 from frontdesk.settings import Settings
 from tests.builders import auth_headers
+from tests.integration.dns_server import DnsServer
 from tests.integration.email_helpers import (
     BlackHole,
     DkimKey,
-    DnsZone,
     as_bytes,
     deliver,
     dkim_key,
@@ -48,7 +48,7 @@ def key() -> DkimKey:
 
 @pytest.fixture
 def dns_zone(key: DkimKey) -> Any:
-    zone = DnsZone().start()
+    zone = DnsServer().start()
     zone.add("good.example", "v=spf1 ip4:192.0.2.10 -all")
     zone.add("s1._domainkey.good.example", key.record)
     zone.add("_dmarc.good.example", "v=DMARC1; p=reject; rua=mailto:dmarc@good.example")
@@ -60,7 +60,7 @@ def dns_zone(key: DkimKey) -> Any:
 
 
 @pytest.fixture
-def dns(request: pytest.FixtureRequest, dns_zone: DnsZone) -> Any:
+def dns(request: pytest.FixtureRequest, dns_zone: DnsServer) -> Any:
     """The nameserver the app asks: the zone, or (``dead``) a socket that never answers."""
     if getattr(request, "param", "zone") == "dead":
         hole = BlackHole()
@@ -77,8 +77,8 @@ def settings(settings: Settings, dns: str) -> Settings:
             "smtp_listen": "127.0.0.1:0",
             "mail_domain": DOMAIN,
             "run_loops": False,
-            "mail_auth_dns_servers": [dns],
-            "mail_auth_dns_timeout": 0.5,
+            "dns_servers": [dns],
+            "dns_timeout": 0.5,
         }
     )
 
@@ -224,6 +224,38 @@ async def test_no_dmarc_record_is_none_and_does_not_join_a_verified_customer(app
     assert msg.meta["auth"]["sender"]["outcome"] == "joined"
 
 
+async def test_once_an_agent_merges_unproven_mail_of_an_address_its_mail_joins_still_marked(
+    app: Any, client: Any
+) -> None:
+    """An address whose domain cannot prove anything (no DMARC) would otherwise be split off on
+    every message: the agent who merged it decided it is the customer's, so later mail joins them."""
+    bob = await customer_with(app, "bob@nodmarc.example", verified=True, name="Bob Verified")
+    first = as_bytes(message("Bob <bob@nodmarc.example>", HELP, body="First, from the road."))
+    await send(app, first, "bob@nodmarc.example")
+    apart = await stored(app, first)
+    assert apart.customer_id != bob
+    [suggestion] = await suggestions(app, bob)
+    headers = await auth_headers(app, "agent")
+    r = await client.post(
+        f"/api/v1/merge-suggestions/{suggestion.id}/accept", json={"survivor_id": str(bob)}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+
+    later = as_bytes(message("Bob <bob@nodmarc.example>", HELP, subject="Again", body="Second, same road."))
+    await send(app, later, "bob@nodmarc.example")
+    msg = await stored(app, later)
+    assert msg.customer_id == bob
+    auth = (await api_message(app, client, msg.id))["auth"]
+    assert (auth["authenticated"], auth["sender"]["outcome"]) == (False, "joined_by_agent")
+    assert len(await suggestions(app, bob)) == 1  # no new suggestion
+
+    # A forgery the domain disowns is still kept apart, whatever an agent merged before.
+    eve = await customer_with(app, "eve@good.example", verified=True, name="Eve Verified")
+    forged = as_bytes(message("Eve <eve@good.example>", HELP, body="Send it elsewhere."))
+    await send(app, forged, "eve@good.example")
+    assert (await stored(app, forged)).customer_id != eve
+
+
 async def test_proof_beats_a_claim(app: Any, key: DkimKey) -> None:
     # An unauthenticated message claims anna@good.example first: nobody had it, so the claimant's
     # customer keeps it, unverified.
@@ -241,7 +273,9 @@ async def test_proof_beats_a_claim(app: Any, key: DkimKey) -> None:
     found = await identity(app, "anna@good.example")
     assert (found.customer_id, found.verified) == (msg.customer_id, True)
     assert msg.meta["auth"]["sender"]["outcome"] == "proved"
-    assert [s.reason for s in await suggestions(app, claimant)] == ["From: anna@good.example proved by DMARC"]
+    [suggestion] = await suggestions(app, claimant)  # the one rule every channel follows (customers.merge)
+    assert suggestion.reason == "verified_identity_taken"
+    assert suggestion.evidence["source"] == "email_dmarc"
     assert (await stored(app, claim)).customer_id == claimant  # nothing of the claimant's moved
 
 

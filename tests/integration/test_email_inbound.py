@@ -25,7 +25,7 @@ from frontdesk.channels.email.inbound import receive_raw
 from frontdesk.models import Attachment, Conversation, Identity, Message, RejectedInput
 from frontdesk.settings import Settings
 from tests.builders import auth_headers
-from tests.integration.email_helpers import DnsZone
+from tests.integration.dns_server import DnsServer
 from tests.unit.test_email_parse import bounce_report, mime_like
 
 DOMAIN = "support.example.net"
@@ -34,21 +34,25 @@ RU = "Здравствуйте! Мой заказ 123 не пришёл, под�
 
 @pytest.fixture
 def dns_zone() -> Any:
-    """The sender checks ask a local DNS server that knows no domain (every verdict is ``none``)."""
-    zone = DnsZone().start()
+    """The sender checks ask a local DNS server. It publishes SPF (this host may send) and DMARC for
+    ``example.com``, so mail from there is authenticated like real customers' mail; every other
+    domain is unknown (verdict ``none``). Spoofing is tested in test_email_auth.py."""
+    zone = DnsServer().start()
+    zone.add("example.com", "v=spf1 ip4:127.0.0.1 -all")
+    zone.add("_dmarc.example.com", "v=DMARC1; p=reject")
     yield zone
     zone.stop()
 
 
 @pytest.fixture
-def settings(settings: Settings, dns_zone: DnsZone) -> Settings:
+def settings(settings: Settings, dns_zone: DnsServer) -> Settings:
     return settings.model_copy(
         update={
             "smtp_listen": "127.0.0.1:0",
             "mail_domain": DOMAIN,
             "max_attachment_mb": 1,
             "run_loops": False,
-            "mail_auth_dns_servers": [dns_zone.address],
+            "dns_servers": [dns_zone.address],
         }
     )
 

@@ -33,20 +33,21 @@ from sqlalchemy import func, select
 
 from frontdesk.models import Message
 from frontdesk.settings import Settings
-from tests.integration.email_helpers import DnsZone, deliver, until
+from tests.integration.dns_server import DnsServer
+from tests.integration.email_helpers import deliver, until
 
 DOMAIN = "support.example.net"
 
 
 @pytest.fixture
 def dns_zone() -> Any:
-    zone = DnsZone().start()
+    zone = DnsServer().start()
     yield zone
     zone.stop()
 
 
 @pytest.fixture
-def settings(settings: Settings, dns_zone: DnsZone) -> Settings:
+def settings(settings: Settings, dns_zone: DnsServer) -> Settings:
     return settings.model_copy(
         update={
             "smtp_listen": "127.0.0.1:0",
@@ -54,7 +55,7 @@ def settings(settings: Settings, dns_zone: DnsZone) -> Settings:
             "max_attachment_mb": 1,
             "smtp_max_sessions": 2,
             "run_loops": False,
-            "mail_auth_dns_servers": [dns_zone.address],
+            "dns_servers": [dns_zone.address],
         }
     )
 
@@ -163,7 +164,7 @@ def _big_message(size: int) -> tuple[bytes, bytes, str]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc (peak RSS reset)")
-async def test_a_20mb_message_is_stored_intact_with_bounded_memory(tmp_path: Path, dns_zone: DnsZone) -> None:
+async def test_a_20mb_message_is_stored_intact_with_bounded_memory(tmp_path: Path, dns_zone: DnsServer) -> None:
     smtp_port, http_port = _free_port(), _free_port()
     data_dir = tmp_path / "var"
     env = {
@@ -175,7 +176,7 @@ async def test_a_20mb_message_is_stored_intact_with_bounded_memory(tmp_path: Pat
         "FRONTDESK_MAIL_DOMAIN": DOMAIN,
         "FRONTDESK_MAX_ATTACHMENT_MB": "25",
         "FRONTDESK_RUN_LOOPS": "false",
-        "FRONTDESK_MAIL_AUTH_DNS_SERVERS": json.dumps([dns_zone.address]),
+        "FRONTDESK_DNS_SERVERS": json.dumps([dns_zone.address]),
         "FRONTDESK_LOG_LEVEL": "warning",
     }
     proc = subprocess.Popen(

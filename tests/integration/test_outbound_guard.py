@@ -3,7 +3,7 @@
 Saving a webhook subscription, an API inbox's ``webhook_url`` or an e-mail inbox's IMAP host that
 is (or resolves to) loopback, link-local, private… is a 422 naming the problem. A name that passes
 at save time and resolves to loopback at send time (DNS rebinding, played by a real DNS server on
-a free UDP port that ``outbound_resolver`` points at) is refused at delivery: nothing reaches the
+a free UDP port that ``dns_servers`` points at) is refused at delivery: nothing reaches the
 local receiver, the reason is kept for admins, agents read only "delivery failed". With the
 allow-list set, the same local receiver gets the delivery through the same name.
 """
@@ -56,7 +56,7 @@ def allow() -> str | None:
 
 @pytest.fixture
 def settings(settings: Settings, dns: DnsServer, allow: str | None) -> Settings:
-    return settings.model_copy(update={"outbound_resolver": dns.address, "outbound_allow": allow})
+    return settings.model_copy(update={"dns_servers": [dns.address], "outbound_allow": allow})
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from dkim.canonicalization import Relaxed, Simple
 from hypothesis import given
 from hypothesis import strategies as st
 
+from frontdesk import nameservers
 from frontdesk.channels.email import auth
 from frontdesk.channels.email.auth import (
     DkimResult,
@@ -204,11 +205,13 @@ def test_authentication_results_are_parsed_with_comments_and_properties() -> Non
 
 
 def test_nameserver_settings_are_read() -> None:
-    assert (auth._nameserver("192.0.2.53").address, auth._nameserver("192.0.2.53").port) == ("192.0.2.53", 53)
-    assert auth._nameserver("127.0.0.1:5353").port == 5353
-    ns = auth._nameserver("[::1]:5300")
-    assert (ns.address, ns.port) == ("::1", 5300)
-    assert auth._nameserver("::1").address == "::1"
+    assert nameservers.parse("192.0.2.53") == ("192.0.2.53", 53)
+    assert nameservers.parse("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert nameservers.parse("[::1]:5300") == ("::1", 5300)
+    assert nameservers.parse("::1") == ("::1", 53)
+    for bad in ("not an address", "127.0.0.1:0", "127.0.0.1:http", "[::1]x"):
+        with pytest.raises(ValueError, match=r"DNS server|port"):
+            nameservers.parse(bad)
     broken = auth.DnsResolver(["not an address"], 1.0)
     with pytest.raises(DnsTempError):
         broken.txt("example.com")

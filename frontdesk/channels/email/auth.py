@@ -14,9 +14,9 @@ Only a DMARC pass proves the From address (see :mod:`.sender`); everything else 
 - IMAP: a polled message has no peer to check. Its verdict is read from the
   ``Authentication-Results`` header of the receiving server, but only from the topmost one whose
   authserv-id the inbox names as trusted (``imap.trusted_authserv_ids``); otherwise ``none``.
-- DNS goes through one dnspython resolver: ``mail_auth_dns_servers`` (default: the system's) and
-  ``mail_auth_dns_timeout`` per lookup. A timeout or server failure is a ``temperror`` for the
-  check that needed it — never an exception, never a lost message.
+- DNS goes through one dnspython resolver: ``dns_servers`` (default: the system's) and
+  ``dns_timeout`` per lookup (:mod:`frontdesk.nameservers`). A timeout or server failure is a
+  ``temperror`` for the check that needed it — never an exception, never a lost message.
 
 Everything blocking (DNS, RSA) runs in a worker thread.
 """
@@ -39,9 +39,10 @@ from typing import IO, Any
 import dkim
 import dns.exception
 import dns.name
-import dns.nameserver
 import dns.resolver
 import spf
+
+from frontdesk import nameservers
 
 log = logging.getLogger(__name__)
 
@@ -120,35 +121,18 @@ class DnsTempError(Exception):
     """A lookup timed out or the servers failed: the answer is unknown (temperror)."""
 
 
-def _nameserver(value: str) -> Any:
-    """``1.2.3.4``, ``1.2.3.4:53``, ``::1``, ``[::1]:5353`` → a dnspython nameserver."""
-    value = value.strip()
-    port = 53
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
-    elif value.count(":") == 1:
-        host, _, p = value.partition(":")
-        if not p.isdigit():
-            raise ValueError(f"not a nameserver address: {value!r}")
-        port = int(p)
-    else:
-        host = value
-    return dns.nameserver.Do53Nameserver(host, port)
-
-
 class DnsResolver:
     """TXT/A/AAAA/MX/PTR lookups for the checks, through one configured, caching resolver."""
 
     def __init__(self, servers: Iterable[str] = (), timeout: float = 5.0) -> None:
         self.timeout = timeout
         self.broken: str | None = None
-        servers = [s for s in servers if s and s.strip()]
         try:
-            resolver = dns.resolver.Resolver(configure=not servers)
-            if servers:
-                resolver.nameservers = [_nameserver(s) for s in servers]
+            chosen = nameservers.servers_of(servers)
+            if chosen:
+                resolver = nameservers.configure(dns.resolver.Resolver(configure=False), chosen, timeout)
+            else:
+                resolver = dns.resolver.Resolver(configure=True)
         except Exception as exc:  # no /etc/resolv.conf, a bad address in the setting
             log.warning("mail auth: no usable DNS resolver (%s); every check will be a temperror", exc)
             self.broken = str(exc)[:200]
@@ -599,8 +583,8 @@ class MailAuth:
     def from_settings(cls, settings: Any) -> MailAuth:
         return cls(
             enabled=settings.mail_auth_enabled,
-            servers=settings.mail_auth_dns_servers,
-            timeout=settings.mail_auth_dns_timeout,
+            servers=settings.dns_servers,
+            timeout=settings.dns_timeout,
         )
 
     async def check(

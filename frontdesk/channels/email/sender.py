@@ -8,6 +8,7 @@ address as an identity:
 |---------------|-------------------------------------------------|------------------------------------------------|
 | nobody        | new customer, identity ``verified``             | new customer, identity unverified (as before)  |
 | verified      | joins the holder                                | a customer of its own + a merge suggestion     |
+|               |                                                 | (joins, marked, once an agent merged such mail)|
 | unverified    | proof wins: a new customer takes the identity,  | joins the holder (a claim on a claim; the      |
 |               | ``verified``; the holder gets a merge suggestion| message is marked unauthenticated for agents)  |
 
@@ -29,24 +30,25 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.channels.email.auth import AuthVerdict
+from frontdesk.customers.merge import prove_identity
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Customer, Identity, MergeSuggestion
 from frontdesk.models.enums import IdentityKind
 from frontdesk.models.merge import MergeSuggestionStatus
 
 EVIDENCE_KIND = "email_unauthenticated"
-PROOF_KIND = "email_proved"
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Where the message goes. ``customer_id`` None: the ingest writer resolves the identity."""
 
-    outcome: str  # new | new_verified | joined | joined_verified | joined_by_reply_address | kept_apart | proved
+    # new | new_verified | joined | joined_verified | joined_by_reply_address | joined_by_agent | kept_apart | proved
+    outcome: str
     reason: str
     customer_id: uuid.UUID | None = None
     holder_id: uuid.UUID | None = None
@@ -70,10 +72,6 @@ def claim_reason(address: str, verdict: AuthVerdict) -> str:
     if verdict.dmarc == "fail":
         return f"From: {_short(address)} failed DMARC"
     return f"From: {_short(address)} not authenticated (dmarc={verdict.dmarc})"
-
-
-def proof_reason(address: str) -> str:
-    return f"From: {_short(address)} proved by DMARC"
 
 
 async def place(
@@ -123,7 +121,7 @@ async def _place(
             return Placement("new_verified", f"DMARC passed for {verdict.domain}: the address is proven", created)
         held = await _holder(session, address)  # someone took it meanwhile: decide against them
         assert held is not None
-    identity_id, holder, verified = held
+    _identity_id, holder, verified = held
 
     if verified:
         if proven:
@@ -138,6 +136,13 @@ async def _place(
                     "a reply to the conversation's own reply+ address (sent only to this mailbox)",
                     holder_id=holder,
                 )
+        if await _agent_merged(session, holder, address):
+            return Placement(
+                "joined_by_agent",
+                "an agent merged earlier unproven mail from this address into this customer; it is still "
+                "marked unauthenticated",
+                holder_id=holder,
+            )
         reason = claim_reason(address, verdict)
         claimant = await _claimant(session, holder, address) or await _new_customer(session, name)
         suggestion = await _suggest(
@@ -155,20 +160,18 @@ async def _place(
 
     if not proven:
         return Placement("joined", "the From address is not proven (so is the customer's identity)", holder_id=holder)
-    # Proof beats a claim: a new customer takes the identity, verified; the old holder gets a suggestion.
+    # Proof beats a claim (customers.merge.prove_identity, the one rule for every channel): a new
+    # customer takes the identity, verified; the old holder gets a merge suggestion.
     prover = await _new_customer(session, name)
-    await session.execute(update(Identity).where(Identity.id == identity_id).values(customer_id=prover, verified=True))
-    suggestion = await _suggest(
-        session, holder, prover, proof_reason(address),
-        {"kind": PROOF_KIND, "identity": {"kind": "email", "value": address}, "owned_by": str(prover),
-         "claimed_by": str(holder), "dmarc": verdict.dmarc, "message_id": message_id},
-    )  # fmt: skip
+    proof = await prove_identity(session, IdentityKind.email.value, address, prover, source="email_dmarc")
+    if proof.outcome == "owned":  # proven for someone else meanwhile: their mail, as above
+        return Placement("joined_verified", f"DMARC passed for {verdict.domain}", holder_id=proof.holder_id)
     return Placement(
         "proved",
         f"DMARC passed for {verdict.domain}: the address moved, verified, from the customer who only claimed it",
         prover,
         holder,
-        suggestion,
+        proof.suggestion.id if proof.suggestion is not None else None,
     )
 
 
@@ -218,6 +221,25 @@ async def _claimant(session: AsyncSession, holder: uuid.UUID, address: str) -> u
     return None
 
 
+async def _agent_merged(session: AsyncSession, holder: uuid.UUID, address: str) -> bool:
+    """Whether an agent accepted a suggestion to merge unproven mail from ``address`` into ``holder``:
+    they decided such mail is this customer's, so it joins them from then on (still marked)."""
+    ms = MergeSuggestion
+    rows = await session.scalars(
+        select(ms.evidence)
+        .where(
+            or_(ms.customer_a_id == holder, ms.customer_b_id == holder),
+            ms.status == MergeSuggestionStatus.accepted.value,
+        )
+        .order_by(ms.created_at.desc())
+        .limit(200)
+    )
+    return any(
+        (e or {}).get("kind") == EVIDENCE_KIND and ((e or {}).get("identity") or {}).get("value") == address
+        for e in rows
+    )
+
+
 async def _suggest(
     session: AsyncSession, a: uuid.UUID, b: uuid.UUID, reason: str, evidence: dict[str, Any]
 ) -> uuid.UUID | None:
@@ -227,4 +249,4 @@ async def _suggest(
     return suggestion.id if suggestion is not None else None
 
 
-__all__ = ["Placement", "claim_reason", "place", "proof_reason"]
+__all__ = ["Placement", "claim_reason", "place"]
