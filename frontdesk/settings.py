@@ -88,6 +88,26 @@ class Settings(BaseSettings):
     routing_max_missed_offers: int = Field(3, ge=1, description="Offers missed in a row before an agent is set away.")
     widget_max_attachment_mb: int = Field(10, ge=1, description="Largest file a web-chat visitor may send.")
     widget_messages_per_minute: int = Field(30, ge=1, description="Per visitor; per IP it is 5x this.")
+    # -- sockets and credentials (issue 9: revocation, connection limits) -------------------------
+    auth_watch_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="How often each server process reads credential changes (sign-outs, disabled users, "
+        "revoked tokens) made by other processes; the realtime hub usually brings them sooner.",
+    )
+    ws_auth_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="How long a WebSocket may take to send its first (auth) frame."
+    )
+    ws_max_connections_per_ip: int = Field(
+        500, ge=1, description="Open WebSockets (desk and widget together) per client address, per server process."
+    )
+    http_header_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="`frontdesk serve` closes a connection whose request line and headers take longer than this.",
+    )
     tune_gc: bool = Field(
         True,
         description="Server processes freeze start-up objects out of the garbage collector and collect "

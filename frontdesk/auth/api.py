@@ -108,7 +108,7 @@ async def login(
         )
     await limiter.reset(keys[1])
     if old := request.cookies.get(SESSION_COOKIE):  # no session fixation: a sign-in always starts afresh
-        await service.delete_session(session, old)
+        await service.delete_session(session, old, reason="signed_in_again")
     user_session, cookie = await service.create_session(
         session, user, hours=settings.session_hours, ip=ip, user_agent=request.headers.get("user-agent")
     )

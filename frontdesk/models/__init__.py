@@ -25,7 +25,7 @@ from frontdesk.models.routing import (
     RoutingRule,
     Skill,
 )
-from frontdesk.models.user import ApiToken, Team, TeamMember, User, UserSession
+from frontdesk.models.user import ApiToken, CredentialChange, Team, TeamMember, User, UserSession
 from frontdesk.models.webchat import WebchatUpload, WebchatVisitor
 from frontdesk.models.webhook import WebhookDelivery, WebhookSubscription
 from frontdesk.models.work import OutboxItem, Timer
@@ -43,6 +43,7 @@ __all__ = [
     "Consent",
     "Conversation",
     "ConversationTag",
+    "CredentialChange",
     "Customer",
     "CustomerEvent",
     "CustomerMerge",
