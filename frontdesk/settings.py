@@ -51,7 +51,10 @@ class Settings(BaseSettings):
         None, description="Mark the session cookie Secure. Default: on unless public_url is plain http."
     )
     session_hours: int = Field(12, ge=1, description="How long a browser session lasts without use.")
-    login_attempts_per_minute: int = Field(10, ge=1, description="Failed sign-ins allowed per IP and email.")
+    login_attempts_per_minute: int = Field(10, ge=1, description="Failed sign-ins allowed per account (email).")
+    login_attempts_per_ip_per_minute: int = Field(
+        100, ge=1, description="Failed sign-ins allowed per client address, whatever the account."
+    )
     attachments_backend: str = Field("local", description="local | s3")
     attachments_dir: Path | None = None
     s3_endpoint: str | None = None

@@ -57,7 +57,7 @@ def login_limiter(request: Request) -> FailureLimiter:
     limiter: FailureLimiter | None = getattr(state, "login_limiter", None)
     if limiter is None:
         settings = state.settings
-        limiter = make_limiter(settings.redis_url, settings.login_attempts_per_minute)
+        limiter = make_limiter(settings.redis_url)
         state.login_limiter = limiter
     return limiter
 
@@ -91,9 +91,15 @@ async def login(
     body: LoginIn, request: Request, response: Response, session: SessionDep, settings: SettingsDep
 ) -> LoginOut | Response:
     ip = client_ip(request)
-    keys = (f"ip:{ip}", f"email:{body.email.strip().lower()}")
+    # Per account (low) and per address (much higher): one user's typos never lock out a colleague
+    # behind the same NAT, and one address cannot spray many accounts either.
+    limits = {
+        f"ip:{ip}": settings.login_attempts_per_ip_per_minute,
+        f"email:{body.email.strip().lower()}": settings.login_attempts_per_minute,
+    }
+    keys = tuple(limits)
     limiter = login_limiter(request)
-    wait = await limiter.retry_after(*keys)
+    wait = await limiter.retry_after(limits)
     if wait is not None:
         raise TooManyRequests(
             f"Too many failed sign-ins; try again in {wait} seconds.", headers={"Retry-After": str(wait)}
