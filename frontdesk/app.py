@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     app.state.settings = settings
     if os.environ.get("FRONTDESK_CONFIGURE_LOGGING") == "1":
         logs.configure(settings)
+    logs.install_redaction()  # however uvicorn was started, its access log never shows a token
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
 

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
         None, description="Migrate on start. Default: on for SQLite (embedded mode), off otherwise."
     )
     cookie_secure: bool | None = Field(
-        None, description="Mark the session cookie Secure. Default: on unless public_url is plain http."
+        None,
+        description="Mark the session cookie Secure. Default: on, except for a request over plain http to a "
+        "host that is not loopback (unless public_url is https).",
     )
     session_hours: int = Field(12, ge=1, description="How long a browser session lasts without use.")
     login_attempts_per_minute: int = Field(10, ge=1, description="Failed sign-ins allowed per account (email).")
@@ -154,12 +156,6 @@ class Settings(BaseSettings):
     @property
     def should_auto_migrate(self) -> bool:
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
-
-    @property
-    def secure_cookies(self) -> bool:
-        if self.cookie_secure is not None:
-            return self.cookie_secure
-        return bool(self.public_url) and not self.public_url.startswith("http://")
 
     @property
     def effective_attachments_dir(self) -> Path:

@@ -82,6 +82,36 @@ async def test_secure_cookie_when_configured(app, client):
     assert "Secure" in r.headers["set-cookie"]
 
 
+@pytest.mark.parametrize(
+    ("base_url", "public_url", "setting", "secure"),
+    [
+        ("https://support.example.com", "", None, True),  # TLS: always
+        ("http://127.0.0.1:8000", "", None, True),  # `make demo`: browsers treat loopback as secure
+        ("http://localhost:8000", "", None, True),
+        ("http://[::1]:8000", "", None, True),
+        ("http://10.0.0.5:8000", "", None, False),  # plain http elsewhere: a Secure cookie would be dropped
+        ("http://10.0.0.5:8000", "https://support.example.com", None, True),  # TLS ends at a proxy
+        ("https://support.example.com", "", False, False),  # FRONTDESK_COOKIE_SECURE wins
+        ("http://10.0.0.5:8000", "", True, True),
+    ],
+)
+async def test_the_session_cookie_is_secure_unless_plain_http_off_loopback(
+    app, base_url: str, public_url: str, setting: bool | None, secure: bool
+):
+    app.state.settings = app.state.settings.model_copy(update={"public_url": public_url, "cookie_secure": setting})
+    user = await make_user(app.state.db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as c:
+        r = await c.post(LOGIN, json={"email": user.email, "password": DEFAULT_PASSWORD})
+        assert r.status_code == 200
+        assert ("; secure" in r.headers["set-cookie"].lower()) is secure, r.headers["set-cookie"]
+        out = await c.post(
+            "/api/v1/auth/logout",
+            headers={"Cookie": f"{SESSION_COOKIE}={r.cookies[SESSION_COOKIE]}", "X-CSRF-Token": r.json()["csrf_token"]},
+        )
+        assert out.status_code == 204
+        assert ("; secure" in out.headers["set-cookie"].lower()) is secure  # the same flags clear it
+
+
 async def test_wrong_password_unknown_user_and_disabled_user_are_401(client, app):
     db = app.state.db
     await make_user(db, email="ann@example.com")

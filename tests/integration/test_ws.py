@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -234,3 +235,43 @@ async def test_heartbeat_both_ways(server: Server):
         assert (await recv(ws, timeout=3))["type"] == "ping"  # every 0.3 s in this test
         await ws.send(json.dumps({"type": "ping"}))
         assert (await recv(ws, lambda m: m["type"] == "pong", timeout=3))["type"] == "pong"
+
+
+async def test_sockets_per_address_are_capped(settings: Settings, hub_backend: str | None):
+    import httpx
+
+    from tests.integration.webchat_helpers import make_webchat_inbox
+
+    async with running(settings, hub_backend, ws_max_connections_per_ip=3) as srv:
+        db = srv.app.state.db
+        try:
+            _, token = await user_and_token(srv)
+            inbox = await make_webchat_inbox(db)
+            async with httpx.AsyncClient(base_url=srv.http) as c:
+                visitor = (await c.post("/api/v1/widget/sessions", json={"inbox": inbox.public_token})).json()
+            widget_url = f"ws://127.0.0.1:{srv.port}/widget/ws"
+
+            async def widget():
+                ws = await connect(widget_url)
+                await ws.send(json.dumps({"type": "auth", "visitor_token": visitor["visitor_token"]}))
+                return ws
+
+            open_ = [await token_socket(srv.url(), token), await token_socket(srv.url(), token), await widget()]
+            assert (await recv(open_[0]))["type"] == "hello"
+            assert (await recv(open_[2], lambda m: m["type"] == "welcome"))["type"] == "welcome"
+            # Desk and widget sockets from one address count together; over the cap: 4429.
+            for url in (srv.url(), widget_url):
+                async with connect(url) as extra:
+                    assert await closed_with(extra) == 4429
+            await open_[1].close()
+            counter = srv.app.state.ws_connections
+            for _ in range(100):  # the server releases the slot once its socket's loops ended
+                if counter.count("127.0.0.1") < 3:
+                    break
+                await asyncio.sleep(0.02)
+            again = await token_socket(srv.url(), token)
+            assert (await recv(again))["type"] == "hello"
+            for ws in (*open_, again):
+                await ws.close()
+        finally:
+            await truncate_all(db)
