@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from frontdesk.auth.deps import SESSION_COOKIE, resolve_credentials
 from frontdesk.auth.revocation import LiveCredential, LiveSockets, close_revoked
@@ -108,7 +108,7 @@ async def _first_frame_token(ws: WebSocket, timeout: float) -> str | None:
     """The API token of the first frame, ``{"type": "auth", "token": …}``, or ``None``."""
     try:
         raw = await asyncio.wait_for(ws.receive_text(), timeout)
-    except (TimeoutError, RuntimeError, KeyError):
+    except (TimeoutError, WebSocketDisconnect, RuntimeError, KeyError):  # silent, gone, or a binary frame
         return None
     if len(raw) > 4096:
         return None

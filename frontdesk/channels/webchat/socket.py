@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from fastapi import WebSocket
+from fastapi import WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 
 from frontdesk import clock
@@ -380,7 +380,7 @@ async def _first_frame_token(ws: WebSocket, timeout: float) -> str | None:
     """The visitor token of the first frame, ``{"type": "auth", "visitor_token": …}``, or ``None``."""
     try:
         raw = await asyncio.wait_for(ws.receive_text(), timeout)
-    except (TimeoutError, RuntimeError, KeyError):
+    except (TimeoutError, WebSocketDisconnect, RuntimeError, KeyError):  # silent, gone, or a binary frame
         return None
     if len(raw) > 4096:
         return None
