@@ -43,7 +43,7 @@ class Principal:
     token_id: uuid.UUID | None = None
     scopes: frozenset[str] = field(default_factory=lambda: TOKEN_SCOPES)
     session_id: str | None = None
-    expires_at: datetime | None = None  # when the token or session ends (as of this request)
+    expires_at: datetime | None = None  # when the API token expires (None: never, or a session)
 
     def has_role(self, role: Role) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -127,9 +127,6 @@ async def _session_principal(
             .where(UserSession.id == user_session.id)
             .values(last_seen_at=now, expires_at=now + timedelta(hours=hours))
         )
-    expires_at = user_session.expires_at
-    if now - user_session.last_seen_at > timedelta(minutes=1):
-        expires_at = now + timedelta(hours=hours)
     return Principal(
         user_id=user.id,
         email=user.email,
@@ -137,7 +134,6 @@ async def _session_principal(
         role=Role(user.role),
         via="session",
         session_id=user_session.id,
-        expires_at=expires_at,
     )
 
 
