@@ -4,7 +4,7 @@ For each level (1,000 and 5,000 connections; ``--quick``: 200 and 1,000) it crea
 directly in the database, opens that many ``/widget/ws`` sockets with the ``websockets`` client,
 then measures two things. Latency: ``--rate`` messages/s (default 200) for 10 s, each from the
 next open socket in turn, timed from its scheduled send to the moment an agent socket
-(``/ws?token=…``, following ``desk``) receives its ``conversation.message_created`` (p50/p99;
+(``/ws``, following ``desk``) receives its ``conversation.message_created`` (p50/p99;
 open loop). Throughput: every visitor sends ``--per-client`` messages at once, each waiting for
 its ``ack`` before the next (messages/s over the sending window, and the saturated round trip as
 ``burst_rtt_*``). Also the server process's memory per connection (RSS delta with all sockets
@@ -114,7 +114,8 @@ async def run_level(
     expected = n * per_client
 
     rss_before = rss_kb(pid)
-    agent = await connect(f"{host}/ws?token={agent_token}", max_size=None)
+    agent = await connect(f"{host}/ws", max_size=None)
+    await agent.send(json.dumps({"type": "auth", "token": agent_token}))  # credentials never in the URL
 
     async def agent_reader() -> None:
         async for raw in agent:
@@ -141,7 +142,8 @@ async def run_level(
         nonlocal failures
         async with gate:
             try:
-                ws = await connect(f"{host}/widget/ws?visitor_token={token}", open_timeout=60, ping_interval=None)
+                ws = await connect(f"{host}/widget/ws", open_timeout=60, ping_interval=None)
+                await ws.send(json.dumps({"type": "auth", "visitor_token": token}))
                 await asyncio.wait_for(ws.recv(), 60)  # welcome
                 sockets.append(ws)
             except Exception as exc:

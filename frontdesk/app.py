@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
@@ -57,8 +56,8 @@ def tune_garbage_collector() -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    from frontdesk.auth import cache as credentials_cache
     from frontdesk.auth.api import close_login_limiter
+    from frontdesk.auth.revocation import LiveSockets, Watcher
     from frontdesk.channels import listeners
     from frontdesk.conversations.ingest import IngestWriter
     from frontdesk.routing.leader import RoutingLeader
@@ -80,7 +79,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if routing is not None:
         await routing.start()
     app.state.routing = routing
-    auth_listener = asyncio.create_task(credentials_cache.listen(hub), name="auth-cache-listener")
+    app.state.live_sockets = LiveSockets()
+    credential_watcher = Watcher(db, hub, app.state.live_sockets, interval=settings.auth_watch_seconds)
+    await credential_watcher.start()
     channel_listeners = await listeners.start_all(app)
     if settings.tune_gc:
         tune_garbage_collector()
@@ -88,7 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await listeners.stop_all(channel_listeners)
-        auth_listener.cancel()
+        await credential_watcher.stop()
         if routing is not None:
             await routing.stop()
         if loops is not None:
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     app.state.settings = settings
     if os.environ.get("FRONTDESK_CONFIGURE_LOGGING") == "1":
         logs.configure(settings)
+    logs.install_redaction()  # however uvicorn was started, its access log never shows a token
     errors.install(app)
     app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(MetricsMiddleware)  # outermost: it also counts the 413s of BodyLimits

@@ -214,6 +214,8 @@ def serve(
     os.environ["FRONTDESK_CONFIGURE_LOGGING"] = "1"  # each server process sets up structured logs
     where = mask_url(settings.effective_database_url)
     err.print(f"Frontdesk {__version__} on [bold]http://{host}:{port}[/]  (database {where})")
+    from frontdesk.httpserver import IMPORT_NAME as http_protocol
+
     uvicorn.run(
         "frontdesk.app:create_app",
         factory=True,
@@ -225,6 +227,7 @@ def serve(
         log_config=None,
         proxy_headers=True,
         lifespan="on",
+        http=http_protocol,  # httptools with a deadline for request headers (slow clients)
     )
 
 

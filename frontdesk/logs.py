@@ -15,8 +15,11 @@ import atexit
 import copy
 import logging
 import queue
+import re
 import sys
+from collections.abc import Mapping
 from logging.handlers import QueueHandler, QueueListener
+from typing import Any
 
 import structlog
 
@@ -47,6 +50,44 @@ def stop() -> None:
         _listener = None
 
 
+# Credentials that may still arrive in a URL (old widgets: ?visitor_token=, old API clients:
+# ?token=, signed attachment links: &sig=) and the shapes of our secrets wherever they appear.
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:token|visitor_token|access_token|api_key|sig|signature)=)[^&\s\"'#]+")
+_SECRET_VALUE = re.compile(r"\bfd_[A-Za-z0-9_-]{16,}|\bv1\.[0-9a-fA-F-]{36}\.[A-Za-z0-9_-]+")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    if "=" not in text and "fd_" not in text and "v1." not in text:
+        return text
+    return _SECRET_VALUE.sub(REDACTED, _SECRET_PARAM.sub(r"\1" + REDACTED, text))
+
+
+class RedactSecrets(logging.Filter):
+    """Takes tokens out of log records (uvicorn's access log prints the query string)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        args: Any = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        elif isinstance(args, Mapping):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in args.items()}
+        return True
+
+
+_FILTER = RedactSecrets()
+
+
+def install_redaction() -> None:
+    """Redact the loggers that print URLs, whoever configured their handlers (idempotent)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
 def configure(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     shared: list[structlog.types.Processor] = [
@@ -69,6 +110,7 @@ def configure(settings: Settings) -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler()
+    handler.addFilter(_FILTER)  # every record, ours included
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -88,6 +130,7 @@ def configure(settings: Settings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    install_redaction()
 
 
 atexit.register(stop)

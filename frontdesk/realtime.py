@@ -275,6 +275,44 @@ def make_hub(redis_url: str | None, *, prefix: str = "fd") -> Hub:
     return MemoryHub()
 
 
+CLOSE_TOO_MANY = 4429
+
+
+class ConnectionCounter:
+    """Open WebSockets per client address in this process (desk and widget sockets together).
+
+    ``app.state.ws_connections``; the cap is ``settings.ws_max_connections_per_ip``. A socket over
+    the cap is accepted and closed at once with :data:`CLOSE_TOO_MANY`.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    def acquire(self, ip: str, limit: int) -> bool:
+        count = self._open.get(ip, 0)
+        if count >= limit:
+            return False
+        self._open[ip] = count + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        count = self._open.get(ip, 0) - 1
+        if count > 0:
+            self._open[ip] = count
+        else:
+            self._open.pop(ip, None)
+
+    def count(self, ip: str) -> int:
+        return self._open.get(ip, 0)
+
+
+def connection_counter(app: Any) -> ConnectionCounter:
+    counter: ConnectionCounter | None = getattr(app.state, "ws_connections", None)
+    if counter is None:
+        counter = app.state.ws_connections = ConnectionCounter()
+    return counter
+
+
 async def run_socket_loops(*loops: Coroutine[Any, Any, None], label: str) -> None:
     """Run a WebSocket's loops (push, receive, heartbeat) until the first one ends, then stop the rest.
 

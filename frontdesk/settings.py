@@ -48,10 +48,15 @@ class Settings(BaseSettings):
         None, description="Migrate on start. Default: on for SQLite (embedded mode), off otherwise."
     )
     cookie_secure: bool | None = Field(
-        None, description="Mark the session cookie Secure. Default: on unless public_url is plain http."
+        None,
+        description="Mark the session cookie Secure. Default: on, except for a request over plain http to a "
+        "host that is not loopback (unless public_url is https).",
     )
     session_hours: int = Field(12, ge=1, description="How long a browser session lasts without use.")
-    login_attempts_per_minute: int = Field(10, ge=1, description="Failed sign-ins allowed per IP and email.")
+    login_attempts_per_minute: int = Field(10, ge=1, description="Failed sign-ins allowed per account (email).")
+    login_attempts_per_ip_per_minute: int = Field(
+        100, ge=1, description="Failed sign-ins allowed per client address, whatever the account."
+    )
     attachments_backend: str = Field("local", description="local | s3")
     attachments_dir: Path | None = None
     s3_endpoint: str | None = None
@@ -133,6 +138,26 @@ class Settings(BaseSettings):
     rejected_max_total_mb: int = Field(
         256, ge=1, description="Total size of kept bodies; beyond it only the reason of a refused input is kept."
     )
+    # -- sockets and credentials (issue 9: revocation, connection limits) -------------------------
+    auth_watch_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="How often each server process reads credential changes (sign-outs, disabled users, "
+        "revoked tokens) made by other processes; the realtime hub usually brings them sooner.",
+    )
+    ws_auth_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="How long a WebSocket may take to send its first (auth) frame."
+    )
+    ws_max_connections_per_ip: int = Field(
+        500, ge=1, description="Open WebSockets (desk and widget together) per client address, per server process."
+    )
+    http_header_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="`frontdesk serve` closes a connection whose request line and headers take longer than this.",
+    )
     tune_gc: bool = Field(
         True,
         description="Server processes freeze start-up objects out of the garbage collector and collect "
@@ -208,12 +233,6 @@ class Settings(BaseSettings):
     @property
     def should_auto_migrate(self) -> bool:
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
-
-    @property
-    def secure_cookies(self) -> bool:
-        if self.cookie_secure is not None:
-            return self.cookie_secure
-        return bool(self.public_url) and not self.public_url.startswith("http://")
 
     @property
     def effective_attachments_dir(self) -> Path:

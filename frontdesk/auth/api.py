@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from frontdesk.errors import Forbidden, Invalid, TooManyRequests, problem_respon
 from frontdesk.models import Team
 from frontdesk.models.enums import Role
 from frontdesk.openapi import problem as _problem
+from frontdesk.settings import Settings
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: _problem("The body could not be parsed"),
@@ -57,7 +59,7 @@ def login_limiter(request: Request) -> FailureLimiter:
     limiter: FailureLimiter | None = getattr(state, "login_limiter", None)
     if limiter is None:
         settings = state.settings
-        limiter = make_limiter(settings.redis_url, settings.login_attempts_per_minute)
+        limiter = make_limiter(settings.redis_url)
         state.login_limiter = limiter
     return limiter
 
@@ -67,6 +69,29 @@ async def close_login_limiter(app: object) -> None:
     limiter = getattr(getattr(app, "state", None), "login_limiter", None)
     if limiter is not None:
         await limiter.close()
+
+
+def cookie_secure(request: Request, settings: Settings) -> bool:
+    """Whether the session cookie gets ``Secure``: yes, unless this request came over plain http to a
+    host other than loopback (where a browser would refuse to keep a Secure cookie and nobody could
+    sign in). ``FRONTDESK_COOKIE_SECURE`` wins; an https ``FRONTDESK_PUBLIC_URL`` means TLS ends at a
+    proxy in front of us, so the cookie is Secure even when the request looks like plain http.
+    Browsers treat http://localhost and http://127.0.0.1 as secure contexts, so `make demo` works."""
+    if settings.cookie_secure is not None:
+        return settings.cookie_secure
+    if settings.public_url.lower().startswith("https://") or request.url.scheme == "https":
+        return True
+    return _loopback(request.url.hostname or "")
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _set_cookie(response: Response, value: str, secure: bool) -> None:
@@ -91,9 +116,15 @@ async def login(
     body: LoginIn, request: Request, response: Response, session: SessionDep, settings: SettingsDep
 ) -> LoginOut | Response:
     ip = client_ip(request)
-    keys = (f"ip:{ip}", f"email:{body.email.strip().lower()}")
+    # Per account (low) and per address (much higher): one user's typos never lock out a colleague
+    # behind the same NAT, and one address cannot spray many accounts either.
+    limits = {
+        f"ip:{ip}": settings.login_attempts_per_ip_per_minute,
+        f"email:{body.email.strip().lower()}": settings.login_attempts_per_minute,
+    }
+    keys = tuple(limits)
     limiter = login_limiter(request)
-    wait = await limiter.retry_after(*keys)
+    wait = await limiter.retry_after(limits)
     if wait is not None:
         raise TooManyRequests(
             f"Too many failed sign-ins; try again in {wait} seconds.", headers={"Retry-After": str(wait)}
@@ -108,12 +139,12 @@ async def login(
         )
     await limiter.reset(keys[1])
     if old := request.cookies.get(SESSION_COOKIE):  # no session fixation: a sign-in always starts afresh
-        await service.delete_session(session, old)
+        await service.delete_session(session, old, reason="signed_in_again")
     user_session, cookie = await service.create_session(
         session, user, hours=settings.session_hours, ip=ip, user_agent=request.headers.get("user-agent")
     )
     await service.record_sign_in(session, user, ip)
-    _set_cookie(response, cookie, settings.secure_cookies)
+    _set_cookie(response, cookie, cookie_secure(request, settings))
     return LoginOut(user=UserOut.model_validate(user), csrf_token=user_session.csrf_token)
 
 
@@ -136,7 +167,8 @@ async def logout(request: Request, session: SessionDep, settings: SettingsDep) -
     elif cookie:
         await service.delete_session(session, cookie)  # expired or disabled: tidy up
     out = Response(status_code=204)
-    out.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=settings.secure_cookies)
+    secure = cookie_secure(request, settings)
+    out.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=secure)
     return out
 
 

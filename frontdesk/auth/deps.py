@@ -43,6 +43,7 @@ class Principal:
     token_id: uuid.UUID | None = None
     scopes: frozenset[str] = field(default_factory=lambda: TOKEN_SCOPES)
     session_id: str | None = None
+    expires_at: datetime | None = None  # when the API token expires (None: never, or a session)
 
     def has_role(self, role: Role) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -93,8 +94,11 @@ async def resolve_credentials(
         cached = _cached_token_principal(token, now)
         if cached is not None:
             return cached
+        since = cache.generation()
         async with db.transaction() as session:
-            return await _token_principal(session, token, now)
+            principal = await _token_principal(session, token, now)
+        cache.put(hash_token(token), (principal, principal.expires_at), since)
+        return principal
     if cookie:
         async with db.transaction() as session:
             return await _session_principal(session, cookie, now, unsafe=unsafe, csrf=csrf, hours=session_hours)
@@ -145,7 +149,7 @@ def _cached_token_principal(token: str, now: datetime) -> Principal | None:
 
 
 async def _token_principal(session: AsyncSession, token: str, now: datetime) -> Principal:
-    """Resolve a Bearer token from the database and remember it for a few seconds."""
+    """Resolve a Bearer token from the database (the caller caches it once committed)."""
     token_hash = hash_token(token)
     row = (
         await session.execute(
@@ -171,8 +175,8 @@ async def _token_principal(session: AsyncSession, token: str, now: datetime) -> 
         via="token",
         token_id=api_token.id,
         scopes=frozenset(api_token.scopes or ()),
+        expires_at=api_token.expires_at,
     )
-    cache.put(token_hash, (principal, api_token.expires_at))
     return principal
 
 

@@ -1,4 +1,9 @@
-"""Counting failed sign-ins: fixed one-minute windows per key (client IP, email).
+"""Counting failed sign-ins: fixed one-minute windows per key, each key with its own limit.
+
+Sign-in counts failures per account (``email:<address>``, a low limit) and per client address
+(``ip:<address>``, a much higher one), so one person's typos hold only their own account, while one
+address spraying many accounts is still stopped. The wait reported is the time left in the window
+of the key that blocks, so it counts down on every try.
 
 One small interface, two backends: Redis counters (``INCR`` + ``EXPIRE``, shared by every node of a
 cluster) when ``FRONTDESK_REDIS_URL`` is set, an in-process dictionary otherwise. Counters are
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from frontdesk import clock
@@ -21,10 +27,8 @@ KEY_PREFIX = "frontdesk:login-failures:"
 
 
 class FailureLimiter(Protocol):
-    limit: int
-
-    async def retry_after(self, *keys: str) -> int | None:
-        """Seconds until every key is below the limit again, or ``None`` if none is blocked."""
+    async def retry_after(self, limits: Mapping[str, int]) -> int | None:
+        """Seconds until every key is below its limit (``{key: limit}``) again, or ``None`` if none is blocked."""
         ...
 
     async def fail(self, *keys: str) -> None:
@@ -41,8 +45,7 @@ class MemoryLimiter:
 
     MAX_KEYS = 100_000
 
-    def __init__(self, limit: int, window: int = WINDOW_SECONDS) -> None:
-        self.limit = limit
+    def __init__(self, window: int = WINDOW_SECONDS) -> None:
         self.window = window
         self._counts: dict[str, tuple[int, float]] = {}  # key -> (failures, window ends at)
 
@@ -55,9 +58,9 @@ class MemoryLimiter:
             return None
         return entry
 
-    async def retry_after(self, *keys: str) -> int | None:
+    async def retry_after(self, limits: Mapping[str, int]) -> int | None:
         now = clock.now().timestamp()
-        waits = [e[1] - now for k in keys if (e := self._live(k, now)) is not None and e[0] >= self.limit]
+        waits = [e[1] - now for k, limit in limits.items() if (e := self._live(k, now)) is not None and e[0] >= limit]
         return max(1, math.ceil(max(waits))) if waits else None
 
     async def fail(self, *keys: str) -> None:
@@ -83,18 +86,17 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
 class RedisLimiter:
     """Counters in Redis, shared by every node: ``INCR`` on a key that expires a window after the first failure."""
 
-    def __init__(self, url: str, limit: int, window: int = WINDOW_SECONDS) -> None:
+    def __init__(self, url: str, window: int = WINDOW_SECONDS) -> None:
         import redis.asyncio as redis
 
-        self.limit = limit
         self.window = window
         self._redis: Any = redis.from_url(url)
 
-    async def retry_after(self, *keys: str) -> int | None:
+    async def retry_after(self, limits: Mapping[str, int]) -> int | None:
         from redis.exceptions import RedisError
 
         try:
-            return await self._retry_after(*keys)
+            return await self._retry_after(limits)
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
 
@@ -106,16 +108,16 @@ class RedisLimiter:
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
 
-    async def _retry_after(self, *keys: str) -> int | None:
+    async def _retry_after(self, limits: Mapping[str, int]) -> int | None:
         async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
+            for key in limits:
                 pipe.get(KEY_PREFIX + key)
-                pipe.ttl(KEY_PREFIX + key)
+                pipe.pttl(KEY_PREFIX + key)
             values = await pipe.execute()
         waits = []
-        for count, ttl in zip(values[::2], values[1::2], strict=True):
-            if count is not None and int(count) >= self.limit:
-                waits.append(ttl if ttl and ttl > 0 else self.window)
+        for limit, count, pttl in zip(limits.values(), values[::2], values[1::2], strict=True):
+            if count is not None and int(count) >= limit:
+                waits.append(max(1, math.ceil(pttl / 1000)) if pttl and pttl > 0 else self.window)
         return max(waits) if waits else None
 
     async def _fail(self, *keys: str) -> None:
@@ -141,7 +143,7 @@ class RedisLimiter:
         await self._redis.aclose()
 
 
-def make_limiter(redis_url: str | None, limit: int) -> FailureLimiter:
+def make_limiter(redis_url: str | None) -> FailureLimiter:
     if redis_url:
-        return RedisLimiter(redis_url, limit)
-    return MemoryLimiter(limit)
+        return RedisLimiter(redis_url)
+    return MemoryLimiter()

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
 from frontdesk.audit.service import Actor, record
-from frontdesk.auth import cache as credentials_cache
+from frontdesk.auth import revocation
 from frontdesk.auth.security import (
     hash_password,
     hash_token,
@@ -37,6 +37,8 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 TOKEN_SCOPES = ("read", "write")
 ADMIN_FIELDS = frozenset({"role", "is_active"})
+# Which audit key of a user update names the credential change (the first that applies).
+_CHANGE_REASONS = (("is_active", "disabled"), ("password", "password_changed"), ("role", "role_changed"))
 SELF_FIELDS = frozenset({"name", "locale", "time_zone", "password"})
 
 
@@ -127,7 +129,7 @@ async def disable_user(session: AsyncSession, user: User, actor: Actor | None = 
     user.is_active = False
     await delete_user_sessions(session, user.id)
     await session.flush()
-    credentials_cache.invalidate_after_commit(session)
+    await revocation.record(session, "disabled", user_id=user.id)
     await routing_service.forward(session, "agent", user_id=user.id)
     await record(session, actor, "user.disabled", "user", user.id, {"email": user.email})
 
@@ -183,7 +185,12 @@ async def update_user(session: AsyncSession, user: User, changes: dict[str, Any]
         await routing_service.forward(session, "agent", user_id=user.id)
     await session.flush()
     if audit:
-        credentials_cache.invalidate_after_commit(session)
+        # Sockets riding on a deleted session close; every cached token is re-read (role, name).
+        reason = next(
+            (r for key, r in _CHANGE_REASONS if key in audit and (key != "is_active" or not user.is_active)),
+            "profile_changed",
+        )
+        await revocation.record(session, reason, user_id=user.id)
         await record(session, actor, "user.updated", "user", user.id, audit)
     return user
 
@@ -251,10 +258,16 @@ async def get_session_row(session: AsyncSession, session_id: str) -> UserSession
     return await session.get(UserSession, session_id)
 
 
-async def delete_session(session: AsyncSession, cookie: str) -> bool:
-    """End the browser session with this cookie value; ``True`` if there was one."""
-    result = await session.execute(delete(UserSession).where(UserSession.id == hash_token(cookie)))
-    return bool(getattr(result, "rowcount", 0))
+async def delete_session(session: AsyncSession, cookie: str, reason: str = "signed_out") -> bool:
+    """End the browser session with this cookie value (its sockets close); ``True`` if there was one."""
+    session_id = hash_token(cookie)
+    user_id = await session.scalar(
+        delete(UserSession).where(UserSession.id == session_id).returning(UserSession.user_id)
+    )
+    if user_id is None:
+        return False
+    await revocation.record(session, reason, user_id=user_id, session_id=session_id)
+    return True
 
 
 async def delete_user_sessions(session: AsyncSession, user_id: uuid.UUID, keep: str | None = None) -> None:
@@ -330,7 +343,7 @@ async def revoke_token(session: AsyncSession, token_id: uuid.UUID, actor: Any) -
     if token.revoked_at is None:
         token.revoked_at = clock.now()
         await session.flush()
-        credentials_cache.invalidate_after_commit(session)
+        await revocation.record(session, "token_revoked", user_id=token.user_id, token_id=token.id)
         await record(session, actor, "token.revoked", "api_token", token.id, {"user_id": str(token.user_id)})
     return token
 

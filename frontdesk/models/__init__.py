@@ -26,7 +26,7 @@ from frontdesk.models.routing import (
     RoutingRule,
     Skill,
 )
-from frontdesk.models.user import ApiToken, Team, TeamMember, User, UserSession
+from frontdesk.models.user import ApiToken, CredentialChange, Team, TeamMember, User, UserSession
 from frontdesk.models.webchat import EmailConfirmation, WebchatUpload, WebchatVisitor
 from frontdesk.models.webhook import WebhookDelivery, WebhookSubscription
 from frontdesk.models.work import OutboxItem, Timer
@@ -45,6 +45,7 @@ __all__ = [
     "Consent",
     "Conversation",
     "ConversationTag",
+    "CredentialChange",
     "Customer",
     "CustomerEvent",
     "CustomerMerge",

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from frontdesk import clock
@@ -71,3 +71,22 @@ class ApiToken(IdMixin, Base):
     last_used_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class CredentialChange(Base):
+    """A credential stopped working: a sign-out, a password change, a disabled user, a revoked token.
+
+    Written in the same transaction as the change. Every server process reads new rows every
+    ``auth_watch_seconds`` (and hears them at once through the realtime hub when it can), then
+    forgets cached tokens and closes the WebSockets that rode on the credential
+    (``frontdesk/auth/revocation.py``). Rows are pruned after a day.
+    """
+
+    __tablename__ = "credential_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    changed_at: Mapped[datetime] = mapped_column(default=clock.now, index=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[uuid.UUID | None]
+    session_id: Mapped[str | None] = mapped_column(String(64))  # sha256 of the cookie, as user_sessions.id
+    token_id: Mapped[uuid.UUID | None]

@@ -1,7 +1,12 @@
 """``/ws``: the one authenticated WebSocket of an agent desktop tab.
 
-Auth: the browser session cookie (``frontdesk_session``; the page's own origin only) or
-``?token=<API token>`` (``read`` scope). Unauthenticated connections are closed with code 4401.
+Auth: the browser session cookie (``frontdesk_session``; the page's own origin only), or an API
+token (``read`` scope) in the first frame, ``{"type": "auth", "token": "fd_…"}``, sent within
+``ws_auth_timeout_seconds`` (``?token=`` in the URL still works but is deprecated: URLs end up in
+logs; ours redact it). Unauthenticated connections are closed with code 4401. A socket lives only
+as long as its credential: signing out, a password change, disabling the user or revoking the
+token closes it with 4401 (``auth/revocation.py``). More than ``ws_max_connections_per_ip``
+sockets from one address are closed with 4429.
 ``?desk=1`` marks the agent desk page: while none is open (after a short grace for reloads) the
 routing leader sets the agent offline and their unanswered offers go back to the queue.
 
@@ -14,7 +19,9 @@ Protocol (JSON text frames; see docs/architecture/realtime.md):
 - client → ``{"type": "resume", "last_event_ids": {"desk": 41}, "epoch": "…"}``: the missed events
   are replayed in order, or ``{"type": "snapshot_required", "topic": …}`` when the gap is gone
 - client → ``{"type": "subscribe", "topics": ["conversation:<id>"]}`` /
-  ``{"type": "unsubscribe", …}`` → ``{"type": "subscribed", "topics": [...]}``
+  ``{"type": "unsubscribe", …}`` → ``{"type": "subscribed", "topics": [...]}``; a conversation
+  topic needs what reading the conversation through the API needs (``conversations/api.py``: a
+  signed-in agent, a token with ``read``, and a conversation that exists) — else an ``error``
 - client → ``{"type": "typing", "conversation_id": "<uuid>", "on": true|false}``: the agent is
   (no longer) typing a reply; published as ``conversation.typing`` ``{author_type: "agent",
   author_id, author_name, on, conversation_id}`` on ``conversation:<id>``, which the customer's
@@ -36,15 +43,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, WebSocket
-from sqlalchemy import select
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from frontdesk.auth.deps import SESSION_COOKIE, resolve_credentials
+from frontdesk.auth.revocation import LiveCredential, LiveSockets, close_revoked
 from frontdesk.channels.webchat import service as webchat
+from frontdesk.conversations import service as conversation_service
 from frontdesk.db import Database
-from frontdesk.errors import ProblemError
-from frontdesk.models import Conversation
-from frontdesk.realtime import Event, Hub, Subscription, run_socket_loops
+from frontdesk.errors import NotFound, ProblemError
+from frontdesk.realtime import CLOSE_TOO_MANY, Event, Hub, Subscription, connection_counter, run_socket_loops
 from frontdesk.routing import service as routing_service
 
 log = logging.getLogger(__name__)
@@ -71,6 +78,8 @@ class WsUser:
     name: str
     role: str
     can_write: bool = True  # a browser session, or a token with the ``write`` scope
+    session_id: str | None = None  # the credential the socket rides on: a browser session…
+    token_id: uuid.UUID | None = None  # …or an API token
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": str(self.id), "email": self.email, "name": self.name, "role": self.role}
@@ -85,7 +94,31 @@ async def _authenticate(db: Database, token: str | None, cookie: str | None) -> 
     if principal is None or (principal.via == "token" and "read" not in principal.scopes):
         return None
     can_write = principal.via != "token" or "write" in principal.scopes
-    return WsUser(principal.user_id, principal.email, principal.name, principal.role.value, can_write)
+    return WsUser(
+        principal.user_id,
+        principal.email,
+        principal.name,
+        principal.role.value,
+        can_write,
+        session_id=principal.session_id,
+        token_id=principal.token_id,
+    )
+
+
+async def _first_frame_token(ws: WebSocket, timeout: float) -> str | None:
+    """The API token of the first frame, ``{"type": "auth", "token": …}``, or ``None``."""
+    try:
+        raw = await asyncio.wait_for(ws.receive_text(), timeout)
+    except (TimeoutError, WebSocketDisconnect, RuntimeError, KeyError):  # silent, gone, or a binary frame
+        return None
+    if len(raw) > 4096:
+        return None
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    token = msg.get("token") if isinstance(msg, dict) and msg.get("type") == "auth" else None
+    return token if isinstance(token, str) and token else None
 
 
 def _same_origin(ws: WebSocket) -> bool:
@@ -116,14 +149,35 @@ class _Connection:
     typing_at: float = 0.0
     known_conversations: set[uuid.UUID] = field(default_factory=set)
 
+    revoked: bool = False
+
     def allowed(self, topic: str) -> bool:
         return topic in ("desk", f"user:{self.user.id}") or bool(_CONVERSATION_TOPIC.match(topic))
+
+    async def readable(self, topic: str) -> bool:
+        """Whether this user may follow ``topic``; a conversation must be one they may read."""
+        if not self.allowed(topic):
+            return False
+        if not topic.startswith("conversation:"):
+            return True
+        return await self._may_read(uuid.UUID(topic.partition(":")[2]))
 
     async def send(self, payload: dict[str, Any]) -> None:
         await self.ws.send_text(orjson.dumps(payload, default=str).decode())
 
+    async def revoke(self, code: int, reason: str) -> None:
+        """The credential is gone: not one more event, then the close frame (code 4401)."""
+        self.revoked = True
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason[:120])
+        await self.sub.close()
+
     async def deliver_live(self, event: Event) -> None:
+        if self.revoked:
+            return
         async with self.lock:
+            if self.revoked:
+                return
             st = self.state.setdefault(event.topic, _TopicState())
             if event.id <= st.last_sent:
                 return  # already sent by a resume
@@ -147,16 +201,21 @@ class _Connection:
                 await self.send(e.as_dict())
                 st.last_sent = max(st.last_sent, e.id)
 
-    async def subscribe(self, topics: list[str]) -> None:
+    async def subscribe(self, topics: list[str]) -> bool:
         bad = [t for t in topics if not self.allowed(t)]
         if bad:
             await self.send({"type": "error", "detail": f"not a topic you may follow: {bad[0][:100]}"})
-            return
+            return False
         if len(self.sub.topics | set(topics)) > MAX_TOPICS:
             await self.send({"type": "error", "detail": f"at most {MAX_TOPICS} topics per connection"})
-            return
+            return False
+        for topic in topics:
+            if topic not in self.sub.topics and not await self.readable(topic):
+                await self.send({"type": "error", "detail": f"no conversation you may read: {topic[:100]}"})
+                return False
         await self.sub.add(topics)
         await self.send({"type": "subscribed", "topics": sorted(self.sub.topics)})
+        return True
 
     async def handle(self, raw: str) -> None:
         if len(raw) > MAX_CLIENT_MESSAGE:
@@ -189,6 +248,8 @@ class _Connection:
             await self._resume(msg)
         elif kind == "typing":
             await self._typing(msg)
+        elif kind == "auth":
+            await self.send({"type": "error", "detail": "already authenticated"})
         else:
             await self.send({"type": "error", "detail": f"unknown message type: {str(kind)[:50]}"})
 
@@ -201,12 +262,15 @@ class _Connection:
         self.typing_tokens -= 1.0
         return True
 
-    async def _conversation_exists(self, conversation_id: uuid.UUID) -> bool:
+    async def _may_read(self, conversation_id: uuid.UUID) -> bool:
+        """The API's rule for reading a conversation (``GET /api/v1/conversations/{id}``): an agent
+        (every role is) whose socket passed the same authentication — and the conversation exists."""
         if conversation_id in self.known_conversations or self.db is None:
             return True
-        async with self.db.transaction() as s:
-            found = await s.scalar(select(Conversation.id).where(Conversation.id == conversation_id))
-        if found is None:
+        try:
+            async with self.db.transaction() as s:
+                await conversation_service.get_conversation(s, conversation_id)
+        except NotFound:
             return False
         if len(self.known_conversations) >= KNOWN_CONVERSATIONS_MAX:
             self.known_conversations.clear()
@@ -228,7 +292,7 @@ class _Connection:
             return
         if not self._typing_allowed():
             return  # more than TYPING_PER_SECOND: dropped, typing indicators are lossy
-        if not await self._conversation_exists(conversation_id):
+        if not await self._may_read(conversation_id):
             await self.send({"type": "error", "detail": f"typing: no conversation {conversation_id}"})
             return
         await self.hub.publish(
@@ -253,8 +317,8 @@ class _Connection:
             if not isinstance(after, int) or isinstance(after, bool) or not self.allowed(topic):
                 await self.send({"type": "error", "detail": f"cannot resume {str(topic)[:100]}"})
                 continue
-            if topic not in self.sub.topics:
-                await self.subscribe([topic])
+            if topic not in self.sub.topics and not await self.subscribe([topic]):
+                continue
             if epoch is not None and epoch != self.hub.epoch:
                 await self.send({"type": "snapshot_required", "topic": topic})
                 continue
@@ -272,30 +336,55 @@ def _heartbeat_seconds(ws: WebSocket) -> float:
 @router.websocket("/ws", name="desktop_socket")
 async def desktop_socket(ws: WebSocket) -> None:
     """Agent desktop events. Not in the OpenAPI document (WebSocket)."""
+    settings = ws.app.state.settings
+    counter = connection_counter(ws.app)
+    ip = ws.client.host if ws.client else "unknown"
+    await ws.accept()
+    if not counter.acquire(ip, settings.ws_max_connections_per_ip):
+        await ws.close(code=CLOSE_TOO_MANY, reason="too many connections from your address")
+        return
+    try:
+        await _serve(ws)
+    finally:
+        counter.release(ip)
+
+
+async def _serve(ws: WebSocket) -> None:
     db: Database = ws.app.state.db
     hub: Hub = ws.app.state.hub
-    token = ws.query_params.get("token")
+    live: LiveSockets = ws.app.state.live_sockets
+    settings = ws.app.state.settings
+    generation = live.generation
+    token = ws.query_params.get("token")  # deprecated: the first frame carries it (URLs are logged)
     cookie = None if token else ws.cookies.get(SESSION_COOKIE)
-    await ws.accept()
     if cookie and not _same_origin(ws):
         await ws.close(code=CLOSE_FORBIDDEN_ORIGIN, reason="cross-origin")
         return
+    if not (token or cookie):
+        token = await _first_frame_token(ws, settings.ws_auth_timeout_seconds)
     user = await _authenticate(db, token, cookie) if (token or cookie) else None
     if user is None:
-        await ws.close(code=CLOSE_UNAUTHORIZED, reason="sign in or pass ?token=")
+        await ws.close(code=CLOSE_UNAUTHORIZED, reason='sign in, or send {"type": "auth", "token": …} first')
         return
 
     base_topics = ["desk", f"user:{user.id}"]
     sub = await hub.open(base_topics)
+    conn = _Connection(ws=ws, hub=hub, user=user, sub=sub, db=db)
+    credential = LiveCredential(user.id, conn.revoke, session_id=user.session_id, token_id=user.token_id)
+    live.register(credential)
     # Only the desk page counts as "at the desk" for routing: a wallboard, admin page or API
     # client left open must not keep an agent who closed the desk receiving offers.
-    at_desk = ws.query_params.get("desk") == "1"
-    if at_desk:
-        webchat.desk_opened(ws.app, user.id)  # the chat widget says "online" while an agent is here
-        await routing_service.desk_connected(db, user.id)
-    conn = _Connection(ws=ws, hub=hub, user=user, sub=sub, db=db)
-    heartbeat = _heartbeat_seconds(ws)
+    at_desk = False
     try:
+        if live.changed_since(generation, credential):  # revoked while we were authenticating
+            await close_revoked(db, [credential], "the credentials changed")
+            if conn.revoked:
+                return
+        at_desk = ws.query_params.get("desk") == "1"
+        if at_desk:
+            webchat.desk_opened(ws.app, user.id)  # the chat widget says "online" while an agent is here
+            await routing_service.desk_connected(db, user.id)
+        heartbeat = _heartbeat_seconds(ws)
         await conn.send(
             {"type": "hello", "user": user.as_dict(), "topics": base_topics, "epoch": hub.epoch, "heartbeat": heartbeat}
         )
@@ -314,10 +403,13 @@ async def desktop_socket(ws: WebSocket) -> None:
         async def receive() -> None:
             while True:
                 raw = await ws.receive_text()
+                if conn.revoked:
+                    return
                 await conn.handle(raw)
 
         await run_socket_loops(pump(), beat(), receive(), label=user.email)
     finally:
+        live.unregister(credential)
         if at_desk:
             webchat.desk_closed(ws.app, user.id)
             await routing_service.desk_disconnected(db, user.id)

@@ -135,7 +135,10 @@ def test_make_demo_serves_and_the_printed_login_works(demo_server: tuple[_Server
     with httpx.Client(base_url=base, timeout=10) as client:
         signed_in = client.post("/api/v1/auth/login", json={"email": email, "password": password})
         assert signed_in.status_code == 200, signed_in.text
-        me = client.get("/api/v1/auth/me")
+        # The cookie is Secure even on 127.0.0.1 (browsers count loopback as a secure context; Python's
+        # cookie jar does not and would keep it to itself), so send it back by hand.
+        cookie = signed_in.cookies["frontdesk_session"]
+        me = client.get("/api/v1/auth/me", headers={"Cookie": f"frontdesk_session={cookie}"})
         assert me.status_code == 200, me.text
         assert me.json()["user"]["email"] == email
         assert client.get("/healthz").json() == {"status": "ok"}

@@ -225,8 +225,8 @@ async def test_chat_reply_reload_and_restart_delivers_once(browser: Any, desk: D
         await expect(sent.locator(".state")).to_have_text("Seen", timeout=WAIT_MS)
 
         # The visitor's typing reaches an agent's desk socket: on while typing, off after a pause.
-        ws_url = f"ws://127.0.0.1:{desk.server.port}/ws?token={desk.agent_token}"
-        async with connect(ws_url) as agent_ws:
+        async with connect(f"ws://127.0.0.1:{desk.server.port}/ws") as agent_ws:
+            await agent_ws.send(json.dumps({"type": "auth", "token": desk.agent_token}))
             await agent_recv(agent_ws, lambda m: m.get("type") == "hello")
             await box.press_sequentially("Ещё вопрос")
             on = await agent_recv(agent_ws, typing_of(conversation_id, True))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import random
+import time
 import uuid
 from datetime import timedelta
 
@@ -79,6 +82,36 @@ async def test_secure_cookie_when_configured(app, client):
     r = await client.post(LOGIN, json={"email": "sec@example.com", "password": DEFAULT_PASSWORD})
     assert r.status_code == 200
     assert "Secure" in r.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "public_url", "setting", "secure"),
+    [
+        ("https://support.example.com", "", None, True),  # TLS: always
+        ("http://127.0.0.1:8000", "", None, True),  # `make demo`: browsers treat loopback as secure
+        ("http://localhost:8000", "", None, True),
+        ("http://[::1]:8000", "", None, True),
+        ("http://10.0.0.5:8000", "", None, False),  # plain http elsewhere: a Secure cookie would be dropped
+        ("http://10.0.0.5:8000", "https://support.example.com", None, True),  # TLS ends at a proxy
+        ("https://support.example.com", "", False, False),  # FRONTDESK_COOKIE_SECURE wins
+        ("http://10.0.0.5:8000", "", True, True),
+    ],
+)
+async def test_the_session_cookie_is_secure_unless_plain_http_off_loopback(
+    app, base_url: str, public_url: str, setting: bool | None, secure: bool
+):
+    app.state.settings = app.state.settings.model_copy(update={"public_url": public_url, "cookie_secure": setting})
+    user = await make_user(app.state.db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as c:
+        r = await c.post(LOGIN, json={"email": user.email, "password": DEFAULT_PASSWORD})
+        assert r.status_code == 200
+        assert ("; secure" in r.headers["set-cookie"].lower()) is secure, r.headers["set-cookie"]
+        out = await c.post(
+            "/api/v1/auth/logout",
+            headers={"Cookie": f"{SESSION_COOKIE}={r.cookies[SESSION_COOKIE]}", "X-CSRF-Token": r.json()["csrf_token"]},
+        )
+        assert out.status_code == 204
+        assert ("; secure" in out.headers["set-cookie"].lower()) is secure  # the same flags clear it
 
 
 async def test_wrong_password_unknown_user_and_disabled_user_are_401(client, app):
@@ -177,7 +210,7 @@ async def _fail_until_limited(client, email: str, limit: int) -> httpx.Response:
     return await client.post(LOGIN, json={"email": email, "password": DEFAULT_PASSWORD})
 
 
-async def test_failed_sign_ins_are_limited_per_ip_and_per_email(client, app):
+async def test_one_users_typos_do_not_lock_out_another_user_behind_the_same_ip(client, app):
     db = app.state.db
     limit = app.state.settings.login_attempts_per_minute
     await make_user(db, email="victim@example.com")
@@ -186,16 +219,38 @@ async def test_failed_sign_ins_are_limited_per_ip_and_per_email(client, app):
     assert r.status_code == 429  # even the right password waits
     assert r.headers["content-type"].startswith("application/problem+json")
     assert 0 < int(r.headers["retry-after"]) <= 60
-    # The same IP is blocked for any account…
-    r = await client.post(LOGIN, json={"email": "bystander@example.com", "password": DEFAULT_PASSWORD})
-    assert r.status_code == 429
+    # A colleague behind the same address (the same office NAT) signs in as usual…
+    body = await sign_in(client, "bystander@example.com")
+    assert body["user"]["name"] == "Bystander"
+    # …and the attacked account is held for the minute whichever IP asks.
     async with other_client(app, "10.1.2.3") as elsewhere:
-        # …someone else from another IP signs in as usual…
-        body = await sign_in(elsewhere, "bystander@example.com")
-        assert body["user"]["name"] == "Bystander"
-        # …and the attacked account is held for the minute whichever IP asks.
         r = await elsewhere.post(LOGIN, json={"email": "victim@example.com", "password": DEFAULT_PASSWORD})
         assert r.status_code == 429
+
+
+async def test_one_address_spraying_many_accounts_is_limited(client, app):
+    app.state.settings = app.state.settings.model_copy(update={"login_attempts_per_ip_per_minute": 12})
+    await make_user(app.state.db, email="target@example.com")
+    async with other_client(app, "10.9.9.9") as sprayer:
+        for i in range(12):  # one wrong guess each for twelve accounts: no account reaches its own limit
+            r = await sprayer.post(LOGIN, json={"email": f"user{i}@example.com", "password": "guess"})
+            assert r.status_code == 401
+        r = await sprayer.post(LOGIN, json={"email": "target@example.com", "password": DEFAULT_PASSWORD})
+        assert r.status_code == 429
+        assert "try again in" in r.json()["detail"]
+    await sign_in(client, "target@example.com")  # from anywhere else the account is fine
+
+
+async def test_the_retry_after_counts_down(client, app, frozen_clock):
+    await make_user(app.state.db, email="waiting@example.com")
+    limit = app.state.settings.login_attempts_per_minute
+    first = await _fail_until_limited(client, "waiting@example.com", limit)
+    assert first.status_code == 429
+    frozen_clock.advance(seconds=20)
+    later = await client.post(LOGIN, json={"email": "waiting@example.com", "password": DEFAULT_PASSWORD})
+    assert later.status_code == 429
+    assert int(later.headers["retry-after"]) == int(first.headers["retry-after"]) - 20
+    assert f"try again in {later.headers['retry-after']} seconds" in later.json()["detail"]
 
 
 async def test_rate_limit_window_passes(client, app, frozen_clock):
@@ -211,17 +266,34 @@ async def test_rate_limit_window_passes(client, app, frozen_clock):
 async def test_rate_limit_with_redis_counters(client, app, redis_url):
     import redis.asyncio as redis
 
-    limiter = RedisLimiter(redis_url, limit=3)
+    limiter = RedisLimiter(redis_url)
     app.state.login_limiter = limiter
+    app.state.settings = app.state.settings.model_copy(
+        update={"login_attempts_per_minute": 3, "login_attempts_per_ip_per_minute": 30}
+    )
     ip = f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
     email = f"redis-{uuid.uuid4().hex[:8]}@example.com"
+    colleague = f"redis-{uuid.uuid4().hex[:8]}@example.com"
     await make_user(app.state.db, email=email)
+    await make_user(app.state.db, email=colleague)
     raw = redis.from_url(redis_url)
     try:
         async with other_client(app, ip) as c:
             r = await _fail_until_limited(c, email, 3)
+            answered = time.monotonic()
             assert r.status_code == 429
-            assert 0 < int(r.headers["retry-after"]) <= 60
+            first = int(r.headers["retry-after"])
+            assert 0 < first <= 60
+            await sign_in(c, colleague)  # the same address, another account: fine
+            await asyncio.sleep(2.1)
+            asked = time.monotonic()
+            r = await c.post(LOGIN, json={"email": email, "password": DEFAULT_PASSWORD})
+            assert r.status_code == 429
+            waited = time.monotonic() - answered
+            # It counts down by the time that passed (whole seconds, rounded up on both answers).
+            assert (
+                first - math.ceil(waited) - 1 <= int(r.headers["retry-after"]) <= first - math.floor(asked - answered)
+            )
         assert await raw.get(f"{KEY_PREFIX}ip:{ip}") == b"3"
         assert await raw.get(f"{KEY_PREFIX}email:{email}") == b"3"
     finally:

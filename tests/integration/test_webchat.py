@@ -322,10 +322,14 @@ async def test_attachments(app, client):
     assert r.status_code == 413
     r = await client.post("/api/v1/widget/attachments", files={"file": ("shot.png", PNG, "image/png")})
     assert r.status_code == 401
-    mine = await client.get(f"/api/v1/widget/attachments/{att['id']}", params={"visitor_token": me["visitor_token"]})
+    mine = await client.get(att["url"])  # the signed link: no visitor token in the URL
     assert mine.status_code == 200
     assert mine.content == PNG
     assert mine.headers["x-content-type-options"] == "nosniff"
+    assert me["visitor_token"] not in att["url"]
+    # The deprecated ?visitor_token= form still works for widgets cached before the links.
+    old = await client.get(f"/api/v1/widget/attachments/{att['id']}", params={"visitor_token": me["visitor_token"]})
+    assert old.status_code == 200
     theirs = await client.get(
         f"/api/v1/widget/attachments/{att['id']}", params={"visitor_token": other["visitor_token"]}
     )

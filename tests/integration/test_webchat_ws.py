@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -29,7 +30,9 @@ async def server(settings: Settings, hub_backend: str | None) -> AsyncIterator[S
         async for key in client.scan_iter(match="fd:webchat:rl:*"):
             await client.delete(key)
         await client.aclose()
-    srv = Server(settings.model_copy(update={"widget_messages_per_minute": 5}), hub_backend)
+    srv = Server(
+        settings.model_copy(update={"widget_messages_per_minute": 5, "ws_auth_timeout_seconds": 1.0}), hub_backend
+    )
     await srv.start()
     try:
         yield srv
@@ -61,7 +64,7 @@ async def stored(server: Server, **where: object) -> list[Message]:
 async def test_send_ack_and_idempotent_resend(server: Server):
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         welcome = await recv(ws, of_type("welcome"))
         assert welcome["visitor_id"] == sess["visitor_id"]
         assert welcome["conversation_id"] is None
@@ -80,7 +83,7 @@ async def test_send_ack_and_idempotent_resend(server: Server):
         again = await recv(ws, of_type("ack"))
         assert (again["message_id"], again["duplicate"]) == (ack["message_id"], True)
     # And after a reconnect too.
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         assert (await recv(ws, of_type("welcome")))["conversation_id"] == moved["conversation_id"]
         await send(ws, {"type": "message", "client_id": client_id, "text": "Привет 👋"})
         assert (await recv(ws, of_type("ack")))["message_id"] == ack["message_id"]
@@ -93,7 +96,7 @@ async def test_agent_reply_reaches_widget_and_replays(server: Server):
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
     headers = await agent_headers(server)
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": "help"})
         welcome = await recv(ws, of_type("welcome"))
@@ -122,7 +125,7 @@ async def test_agent_reply_reaches_widget_and_replays(server: Server):
         if all(m.delivery_status == "delivered" for m in await stored(server, direction="out")):
             break
         await asyncio.sleep(0.05)
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         await send(ws, {"type": "hello", "last_seq": last_seq})
         got = [await recv(ws, of_type("message")) for _ in range(2)]
@@ -140,13 +143,13 @@ async def test_agent_reply_reaches_widget_and_replays(server: Server):
 async def test_restart_resumes_with_history(server: Server):
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": "before restart"})
         await recv(ws, of_type("ack"))
         welcome = await recv(ws, of_type("welcome"))
     await server.restart()
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         again = await recv(ws, of_type("welcome"))
         assert again["conversation_id"] == welcome["conversation_id"]
         await send(
@@ -169,7 +172,7 @@ async def test_typing_both_ways_and_read_receipts(server: Server):
     headers = await agent_headers(server)
     token = headers["Authorization"].split()[1]
     async with (
-        connect(server.ws_url(sess["visitor_token"])) as ws,
+        server.widget(sess["visitor_token"]) as ws,
         connect(f"ws://127.0.0.1:{server.port}/ws?token={token}") as desk,
     ):
         await recv(desk, of_type("hello"))
@@ -217,7 +220,7 @@ async def test_typing_both_ways_and_read_receipts(server: Server):
 async def test_track_offer_and_notice(server: Server):
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         await send(ws, {"type": "track", "event": "page.viewed", "properties": {"path": "/pricing"}})
         await send(ws, {"type": "track", "event": "Not An Event!", "properties": {}})
@@ -254,7 +257,7 @@ async def test_track_offer_and_notice(server: Server):
 async def test_rate_limit_keeps_acknowledged_messages(server: Server):
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         first = str(uuid.uuid4())
         acks = []
@@ -279,7 +282,7 @@ async def test_script_injection_is_escaped_and_bad_frames_answered(server: Serve
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
     payload = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": payload})
         echo = await recv(ws, of_type("message"))
@@ -309,7 +312,7 @@ async def test_an_over_long_message_is_refused_never_cut(server: Server):
     sess = await visitor_session(server, inbox)
     at_limit = ("Привет 🙂 " * 1250)[:10_000]  # 10,000 characters, emoji included
     assert len(at_limit) == 10_000
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         ok = str(uuid.uuid4())
         await send(ws, {"type": "message", "client_id": ok, "text": at_limit})
@@ -337,7 +340,7 @@ async def test_the_agents_read_receipt_survives_a_reload(server: Server):
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
     headers = await agent_headers(server)
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         ids = []
         for text in ("first", "second"):
@@ -348,7 +351,7 @@ async def test_the_agents_read_receipt_survives_a_reload(server: Server):
         assert r.status_code == 200, r.text
         read_at = r.json()["read_by_agent_at"]
     # A reload: a fresh socket asks for the history, which says what the agent has read.
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         await send(ws, {"type": "hello", "last_seq": None})
         snap = await recv(ws, of_type("snapshot"))
@@ -374,7 +377,7 @@ async def test_open_widgets_hear_when_agents_come_and_go(server: Server, monkeyp
         return lambda m: m.get("type") == "availability" and m["availability"]["reply_expectation"] == expectation
 
     async with (
-        connect(server.ws_url(sess["visitor_token"])) as ws,
+        server.widget(sess["visitor_token"]) as ws,
         connect(f"ws://127.0.0.1:{server.port}/ws?token={token}&desk=1") as desk,
     ):
         await recv(desk, of_type("hello"))
@@ -394,7 +397,68 @@ async def test_open_widgets_hear_when_agents_come_and_go(server: Server, monkeyp
         await recv(ws, availability("in a few minutes"))
     # Her desk closed: once the reload grace is over, the open widgets hear it without her doing anything.
     monkeypatch.setattr(webchat, "DESK_GRACE_SECONDS", 0.5)
-    async with connect(server.ws_url(sess["visitor_token"])) as ws:
+    async with server.widget(sess["visitor_token"]) as ws:
         welcome = await recv(ws, of_type("welcome"))
         if welcome["availability"]["agents_online"]:
             await recv(ws, availability("by email"))
+
+
+async def test_the_visitor_token_goes_in_the_first_frame(server: Server):
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    async with server.widget(sess["visitor_token"]) as ws:  # what widget.js does
+        assert (await recv(ws, of_type("welcome")))["visitor_id"] == sess["visitor_id"]
+    async with connect(server.ws_url(sess["visitor_token"])) as ws:  # deprecated, for cached widgets
+        assert (await recv(ws, of_type("welcome")))["visitor_id"] == sess["visitor_id"]
+    for first in ('{"type": "hello", "last_seq": null}', '{"type": "auth", "visitor_token": "v1.x.y"}', None):
+        async with connect(server.ws_url()) as ws:
+            if first is not None:
+                await ws.send(first)
+            with pytest.raises(ConnectionClosed) as info:  # nothing sent: after ws_auth_timeout_seconds (1 s)
+                await recv(ws, of_type("welcome"))
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 4401
+
+
+async def test_attachments_travel_as_short_lived_signed_links(server: Server):
+    from frontdesk.channels.webchat import links
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    inbox = await make_webchat_inbox(server.app.state.db)
+    sess = await visitor_session(server, inbox)
+    token = sess["visitor_token"]
+    async with httpx.AsyncClient(base_url=server.http) as c:
+        r = await c.post(
+            "/api/v1/widget/attachments",
+            files={"file": ("shot.png", png, "image/png")},
+            headers={"Authorization": f"Visitor {token}"},
+        )
+        assert r.status_code == 201, r.text
+        uploaded = r.json()
+        async with server.widget(token) as ws:
+            await recv(ws, of_type("welcome"))
+            await send(
+                ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": "", "attachment_ids": [uploaded["id"]]}
+            )
+            echo = await recv(ws, lambda m: m.get("type") == "message" and m["message"]["attachments"])
+        link = echo["message"]["attachments"][0]["url"]
+        for url in (link, uploaded["url"]):
+            assert url.startswith(f"/api/v1/widget/attachments/{uploaded['id']}?expires=")
+            assert "&sig=" in url
+            assert token not in url
+            assert "visitor_token" not in url
+            got = await c.get(url)  # no credential: the link is the permission
+            assert got.status_code == 200
+            assert got.content == png
+        tampered = link[:-2] + ("AA" if not link.endswith("AA") else "BB")
+        assert (await c.get(tampered)).status_code == 403
+        key = links.link_key(webchat.runtime(server.app).key)
+        stale = int(time.time()) - 1
+        expired = (
+            f"/api/v1/widget/attachments/{uploaded['id']}?expires={stale}&sig={links._sig(key, uploaded['id'], stale)}"
+        )
+        r = await c.get(expired)
+        assert r.status_code == 403
+        assert "expired" in r.json()["detail"]
+        other = str(uuid.uuid4())  # a link names one attachment: its signature opens no other
+        assert (await c.get(link.replace(uploaded["id"], other))).status_code == 403

@@ -6,11 +6,12 @@ import asyncio
 import json
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 
 from frontdesk.app import create_app
 from frontdesk.db import Database
@@ -69,8 +70,17 @@ class Server:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def ws_url(self, token: str) -> str:
-        return f"ws://127.0.0.1:{self.port}/widget/ws?visitor_token={token}"
+    def ws_url(self, token: str | None = None) -> str:
+        """The socket's URL; with ``token`` the deprecated form that carries it in the query."""
+        base = f"ws://127.0.0.1:{self.port}/widget/ws"
+        return base if token is None else f"{base}?visitor_token={token}"
+
+    @asynccontextmanager
+    async def widget(self, token: str) -> AsyncIterator[ClientConnection]:
+        """A widget socket authenticated the way widget.js does it: the token in the first frame."""
+        async with connect(self.ws_url()) as ws:
+            await ws.send(json.dumps({"type": "auth", "visitor_token": token}))
+            yield ws
 
 
 async def recv(ws: ClientConnection, pred: Callable[[dict], bool] = lambda m: True, timeout: float = 10) -> dict:

@@ -41,45 +41,47 @@ def test_tokens_are_random_and_stored_as_sha256():
 
 
 async def test_memory_limiter_blocks_after_limit_and_forgets_after_window(frozen_clock):
-    limiter = MemoryLimiter(limit=3)
+    limiter = MemoryLimiter()
     for _ in range(2):
         await limiter.fail("ip:1", "email:a")
-    assert await limiter.retry_after("ip:1") is None
+    assert await limiter.retry_after({"ip:1": 3}) is None
     await limiter.fail("ip:1", "email:a")
-    assert await limiter.retry_after("ip:1") == 60
-    assert await limiter.retry_after("ip:2", "email:a") == 60  # either key blocks
-    assert await limiter.retry_after("ip:2", "email:b") is None
+    assert await limiter.retry_after({"ip:1": 3}) == 60
+    assert await limiter.retry_after({"ip:1": 30}) is None  # each key has its own limit
+    assert await limiter.retry_after({"ip:2": 3, "email:a": 3}) == 60  # either key blocks
+    assert await limiter.retry_after({"ip:2": 3, "email:b": 3}) is None
     frozen_clock.advance(seconds=45)
-    assert await limiter.retry_after("ip:1") == 15
+    assert await limiter.retry_after({"ip:1": 3}) == 15
     await limiter.reset("email:a")
-    assert await limiter.retry_after("email:a") is None
+    assert await limiter.retry_after({"email:a": 3}) is None
     frozen_clock.advance(seconds=16)
-    assert await limiter.retry_after("ip:1") is None
+    assert await limiter.retry_after({"ip:1": 3}) is None
 
 
 async def test_redis_limiter_counts_in_redis(redis_url):
     import redis.asyncio as redis
 
-    limiter = make_limiter(redis_url, 2)
+    limiter = make_limiter(redis_url)
     assert isinstance(limiter, RedisLimiter)
     key = f"test:{uuid.uuid4().hex}"
     raw = redis.from_url(redis_url)
     try:
         await limiter.fail(key)
-        assert await limiter.retry_after(key) is None
+        assert await limiter.retry_after({key: 2}) is None
         ttl = await raw.ttl(KEY_PREFIX + key)
         assert 0 < ttl <= 60  # every counter expires
         await limiter.fail(key)
-        wait = await limiter.retry_after(key, "test:other")
+        wait = await limiter.retry_after({key: 2, "test:other": 2})
         assert wait is not None
         assert 0 < wait <= 60
         assert await raw.get(KEY_PREFIX + key) == b"2"
         # A second limiter (another node) sees the same counters.
-        other = RedisLimiter(redis_url, 2)
-        assert await other.retry_after(key) is not None
+        other = RedisLimiter(redis_url)
+        assert await other.retry_after({key: 2}) is not None
+        assert await other.retry_after({key: 3}) is None
         await other.close()
         await limiter.reset(key)
-        assert await limiter.retry_after(key) is None
+        assert await limiter.retry_after({key: 2}) is None
         assert await raw.exists(KEY_PREFIX + key) == 0
     finally:
         await raw.delete(KEY_PREFIX + key)
@@ -88,10 +90,10 @@ async def test_redis_limiter_counts_in_redis(redis_url):
 
 
 async def test_redis_limiter_fails_closed_when_redis_is_down():
-    limiter = RedisLimiter("redis://127.0.0.1:1/0", 3)
+    limiter = RedisLimiter("redis://127.0.0.1:1/0")
     try:
         with pytest.raises(ServiceUnavailable):
-            await limiter.retry_after("ip:x")
+            await limiter.retry_after({"ip:x": 3})
         with pytest.raises(ServiceUnavailable):
             await limiter.fail("ip:x")
         await limiter.reset("email:x")  # after a good password: logged, not fatal

@@ -2,8 +2,9 @@
 
 - ``GET /widget.js`` — the widget loader (``frontdesk/web/static/widget.js``), cached for a day;
 - ``POST /api/v1/widget/sessions`` — start or resume a visitor (public; CORS for any site);
-- ``GET /widget/ws?visitor_token=…`` — the widget's socket (docs/architecture/webchat-protocol.md);
-- ``POST /api/v1/widget/attachments`` / ``GET /api/v1/widget/attachments/{id}`` — visitor files;
+- ``GET /widget/ws`` — the widget's socket (docs/architecture/webchat-protocol.md);
+- ``POST /api/v1/widget/attachments`` / ``GET /api/v1/widget/attachments/{id}?expires=…&sig=…`` —
+  visitor files (downloads by short-lived signed link, ``links.py``);
 - ``POST /api/v1/widget/messages/{id}/read`` — an agent read a visitor's message (agent+);
 - ``POST /api/v1/widget/notices`` — send a proactive notice or offer to a customer's widget (agent+);
 - ``GET``/``POST /confirm-email/{token}`` — the page of the link e-mailed to prove an address (``confirm.py``).
@@ -23,13 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.responses import FileResponse, HTMLResponse
 
 from frontdesk.auth.deps import AgentDep
-from frontdesk.channels.webchat import confirm, service, visitor
+from frontdesk.channels.webchat import confirm, links, service, visitor
 from frontdesk.conversations.api import StoreDep, content_disposition
 from frontdesk.conversations.service import PayloadTooLarge, create_attachment, resolve_content_type, safe_filename
 from frontdesk.customers.schemas import SafeStr
+from frontdesk.db import get_or_404
 from frontdesk.deps import SessionDep
-from frontdesk.errors import NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
-from frontdesk.models import Inbox, WebchatUpload
+from frontdesk.errors import Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
+from frontdesk.models import Attachment, Inbox, WebchatUpload
 from frontdesk.models.enums import Channel
 from frontdesk.storage import ObjectMissing, StorageError
 
@@ -217,6 +219,7 @@ class WidgetAttachmentOut(BaseModel):
     filename: str
     content_type: str
     size: int
+    url: str = Field(description="A short-lived signed download link (relative to the server).")
 
 
 async def _visitor_of(session: Any, rt: service.Runtime, token: str | None) -> Any:
@@ -269,26 +272,47 @@ async def upload(
     session.add(WebchatUpload(attachment_id=attachment.id, visitor_id=who.id))
     await session.flush()
     return WidgetAttachmentOut(
-        id=attachment.id, filename=attachment.filename, content_type=attachment.content_type, size=attachment.size
+        id=attachment.id,
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        url=links.signed_url(links.link_key(rt.key), attachment.id),
     )
 
 
 @public.get(
     "/api/v1/widget/attachments/{attachment_id}",
-    summary="Download a file of your own conversation (?visitor_token=…)",
+    summary="Download a file of your conversation by the signed link the widget was given",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 401: _PROBLEM, 404: _PROBLEM, 503: _PROBLEM},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        401: _PROBLEM,
+        403: _PROBLEM,
+        404: _PROBLEM,
+        503: _PROBLEM,
+    },
 )
 async def download(
     attachment_id: uuid.UUID,
     request: Request,
     session: SessionDep,
     store: StoreDep,
-    visitor_token: Annotated[str | None, Query(max_length=200)] = None,
+    expires: Annotated[int | None, Query(ge=0, le=2**40, description="From the signed link.")] = None,
+    sig: Annotated[str | None, Query(max_length=64, description="From the signed link.")] = None,
+    visitor_token: Annotated[
+        str | None, Query(max_length=200, description="Deprecated: use the signed link (tokens in URLs get logged).")
+    ] = None,
 ) -> Response:
+    """Attachments in widget frames carry ``url`` = this path with ``expires`` and ``sig`` (good for an
+    hour or so). ``?visitor_token=`` still works for widgets cached before that change."""
     rt = service.runtime(request.app)
-    who = await _visitor_of(session, rt, visitor_token)
-    attachment = await service.visible_attachment(session, who.customer_id, who.id, attachment_id)
+    if sig is not None and expires is not None:
+        if (why := links.check(links.link_key(rt.key), attachment_id, expires, sig)) is not None:
+            raise Forbidden(why)
+        attachment = await get_or_404(session, Attachment, attachment_id, "attachment")
+    else:
+        who = await _visitor_of(session, rt, visitor_token)
+        attachment = await service.visible_attachment(session, who.customer_id, who.id, attachment_id)
     try:
         data = await store.get(attachment.storage_key)
     except ObjectMissing as exc:

@@ -1,5 +1,11 @@
 """``/widget/ws``: one visitor's socket (the frames are in docs/architecture/webchat-protocol.md).
 
+The visitor token comes in the first frame, ``{"type": "auth", "visitor_token": "…"}``, within
+``ws_auth_timeout_seconds`` (``?visitor_token=`` in the URL still works for widgets cached before
+that change; it is deprecated and redacted from our logs). Attachments in outgoing frames carry
+short-lived signed links (``links.py``), never the token. More than ``ws_max_connections_per_ip``
+sockets from one address are closed with 4429.
+
 Per connection: a hub subscription to ``widget:<conversation_id>`` (replayable frames: messages
 and agent read receipts, ``seq`` = the topic's event id) and ``conversation:<id>`` (agent typing
 and status changes, live only). Visitor messages go through the ingest writer (idempotent on
@@ -13,13 +19,15 @@ import contextlib
 import logging
 import time
 import uuid
+from functools import lru_cache
 from typing import Any
 
-from fastapi import WebSocket
+import orjson
+from fastapi import WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 
 from frontdesk import clock
-from frontdesk.channels.webchat import confirm, protocol, service, visitor
+from frontdesk.channels.webchat import confirm, links, protocol, service, visitor
 from frontdesk.conversations.ingest import InboundMessage
 from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
@@ -27,7 +35,7 @@ from frontdesk.db import Database
 from frontdesk.errors import ProblemError
 from frontdesk.models import Inbox, Message
 from frontdesk.models.enums import Channel, IdentityKind
-from frontdesk.realtime import Event, Hub, Subscription, run_socket_loops
+from frontdesk.realtime import CLOSE_TOO_MANY, Event, Hub, Subscription, connection_counter, run_socket_loops
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,11 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_TOO_SLOW = 4408
 TYPING_REPEAT_SECONDS = 3.0
+
+
+@lru_cache(maxsize=4)
+def _link_key(visitor_key: bytes) -> bytes:
+    return links.link_key(visitor_key)
 
 
 class WidgetConnection:
@@ -63,6 +76,11 @@ class WidgetConnection:
     # -- sending ---------------------------------------------------------------------------------
 
     async def send(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "message" and isinstance(frame.get("message"), dict) and frame["message"].get("attachments"):
+            frame = {**frame, "message": links.sign_views(_link_key(self.rt.key), [frame["message"]])[0]}
+        elif kind == "snapshot" and frame.get("messages"):
+            frame = {**frame, "messages": links.sign_views(_link_key(self.rt.key), frame["messages"])}
         await self.ws.send_text(protocol.dumps(frame))
 
     async def _frames(self, events: list[Event]) -> list[dict[str, Any]]:
@@ -412,13 +430,45 @@ class WidgetConnection:
             await self.sub.close()
 
 
+async def _first_frame_token(ws: WebSocket, timeout: float) -> str | None:
+    """The visitor token of the first frame, ``{"type": "auth", "visitor_token": …}``, or ``None``."""
+    try:
+        raw = await asyncio.wait_for(ws.receive_text(), timeout)
+    except (TimeoutError, WebSocketDisconnect, RuntimeError, KeyError):  # silent, gone, or a binary frame
+        return None
+    if len(raw) > 4096:
+        return None
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    token = frame.get("visitor_token") if isinstance(frame, dict) and frame.get("type") == "auth" else None
+    return token if isinstance(token, str) and token else None
+
+
 async def widget_socket(ws: WebSocket) -> None:
     """The widget's socket. Not in the OpenAPI document (WebSocket)."""
     app = ws.app
+    counter = connection_counter(app)
+    ip = service.client_ip(ws.client)
+    await ws.accept()
+    if not counter.acquire(ip, app.state.settings.ws_max_connections_per_ip):
+        await ws.close(code=CLOSE_TOO_MANY, reason="too many connections from your address")
+        return
+    try:
+        await _serve(ws)
+    finally:
+        counter.release(ip)
+
+
+async def _serve(ws: WebSocket) -> None:
+    app = ws.app
     rt = service.runtime(app)
     db: Database = app.state.db
-    visitor_id = visitor.verify_token(rt.key, ws.query_params.get("visitor_token"))
-    await ws.accept()
+    token = ws.query_params.get("visitor_token")  # deprecated: URLs are logged; the first frame carries it
+    if token is None:
+        token = await _first_frame_token(ws, app.state.settings.ws_auth_timeout_seconds)
+    visitor_id = visitor.verify_token(rt.key, token)
     if visitor_id is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, reason="a valid visitor_token is needed")
         return

@@ -853,7 +853,7 @@
       this.reconnectTimer = null;
       var ws;
       try {
-        ws = new WebSocket(WS_BASE + "widget/ws?visitor_token=" + encodeURIComponent(this.token));
+        ws = new WebSocket(WS_BASE + "widget/ws"); // the token goes in the first frame, never the URL
       } catch (e) {
         this.scheduleReconnect(false);
         return;
@@ -863,6 +863,7 @@
       this.gotFrameAt = Date.now();
       ws.onopen = function () {
         if (self.ws !== ws) return;
+        ws.send(JSON.stringify({ type: "auth", visitor_token: self.token }));
         // Nothing shown yet (a fresh page): ask for the snapshot. Otherwise resume after last_seq;
         // the server replays what was missed, or sends a snapshot when it cannot.
         var hello = { type: "hello", last_seq: self.synced ? self.lastSeq : null };
@@ -889,7 +890,10 @@
         clearInterval(self.pingTimer);
         self.setConnected(false);
         // 1008 / 4xxx: the server refused the visitor token -> ask for a new session first.
-        var refused = ev.code === 1008 || (ev.code >= 4000 && ev.code < 5000);
+        // 4429: too many sockets from this address -> the token is fine; wait longer.
+        var tooMany = ev.code === 4429;
+        if (tooMany) self.attempt = Math.max(self.attempt, 4);
+        var refused = !tooMany && (ev.code === 1008 || (ev.code >= 4000 && ev.code < 5000));
         self.scheduleReconnect(refused || self.attempt >= 3);
       };
       ws.onerror = function () {
@@ -1345,10 +1349,11 @@
       return card;
     }
 
-    // Downloads need the visitor token (the image tag cannot send a header).
+    // The server gives every attachment a short-lived signed link (no credential in it); paths are
+    // relative to the server the widget came from.
     attachmentUrl(a) {
-      if (!a.id) return a.url ? safeUrl(a.url) : null;
-      return BASE + "api/v1/widget/attachments/" + encodeURIComponent(a.id) + "?visitor_token=" + encodeURIComponent(this.token || "");
+      if (typeof a.url !== "string" || !a.url) return null;
+      return safeUrl(a.url.charAt(0) === "/" ? BASE + a.url.slice(1) : a.url);
     }
 
     renderAttachments(list) {
@@ -1655,7 +1660,7 @@
           data = null;
         }
         if (xhr.status >= 200 && xhr.status < 300 && data && data.id) {
-          self.staged.push({ id: data.id, filename: data.filename || file.name, content_type: data.content_type || file.type, size: data.size || file.size });
+          self.staged.push({ id: data.id, filename: data.filename || file.name, content_type: data.content_type || file.type, size: data.size || file.size, url: data.url });
           done(null);
         } else {
           done((data && (data.detail || data.title)) || "HTTP " + xhr.status);

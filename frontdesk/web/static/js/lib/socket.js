@@ -1,5 +1,7 @@
 // The tab's one WebSocket to /ws: resumes from the last event id per topic after a reconnect,
 // asks the page for a fresh snapshot when the gap is gone, answers pings, backs off on failure.
+// It rides on the session cookie (never a credential in the URL); the server closes it with 4401
+// the moment that session ends, and the page goes to sign-in.
 //
 //   const socket = new DeskSocket();
 //   socket.addEventListener("event", (e) => e.detail /* {id, topic, type, data, at} */);
@@ -28,10 +30,12 @@ export class DeskSocket extends EventTarget {
     ws.addEventListener("message", (message) => this.onMessage(message.data));
     ws.addEventListener("close", (event) => {
       this.emit("state", "closed");
+      // 4401: signed out, password changed, account disabled (here or in another tab): sign in again.
       if (event.code === 4401) {
         window.location.assign(`/?next=${encodeURIComponent(window.location.pathname + window.location.hash)}`);
         return;
       }
+      if (event.code === 4429) this.delay = 15000; // too many sockets from this address: wait longer
       if (!this.stopped) {
         setTimeout(() => this.connect(), this.delay);
         this.delay = Math.min(this.delay * 2, 15000);
