@@ -1,8 +1,8 @@
-"""sockets: credential_changes (sign-outs, password changes, disabled users, revoked tokens)
+"""credential_changes (sign-outs, password changes, disabled users, revoked tokens)
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-10 10:00:00.000000
+Create Date: 2026-12-07 10:00:00
 """
 
 from collections.abc import Sequence
