@@ -173,3 +173,45 @@ async def test_a_resend_after_a_crash_keeps_one_copy_and_one_mail_can_be_deleted
     assert r.status_code == 204
     assert [i["message_id"] for i in (await client.get(CATCHER, headers=admin)).json()["items"]] == [ids[0]]
     assert (await client.get(f"{CATCHER}/{uuid.uuid4()}", headers=admin)).status_code == 404
+
+
+async def test_system_mail_is_caught_too_and_the_catcher_keeps_only_the_newest(
+    app: Any, client: Any, monkeypatch: Any
+) -> None:
+    """A confirmation link (mail Frontdesk writes itself, no conversation) lands in the catcher as
+    well; past ``MAX_KEPT`` the oldest caught mails go, and their files with them (by due work)."""
+    from frontdesk.channels.email import catcher
+    from frontdesk.channels.email.outbound import send_system_mail
+    from frontdesk.storage import ObjectMissing, app_store
+
+    monkeypatch.setattr(catcher, "MAX_KEPT", 2)
+    admin = await auth_headers(app, "admin")
+    store = app_store(app.state)
+    first_key = None
+    for n in range(3):
+        async with app.state.db.transaction() as s:
+            answer = await send_system_mail(
+                s, app.state.settings, to=f"visitor{n}@example.org", subject=f"Confirm {n}", text=f"Link {n}"
+            )
+            if first_key is None:
+                first_key = await s.scalar(select(CaughtMail.storage_key))
+        assert answer == "kept in the local mail catcher"
+    assert first_key is not None
+    items = (await client.get(CATCHER, headers=admin)).json()["items"]
+    assert [(i["subject"], i["message_id"], i["conversation_id"]) for i in items] == [
+        ("Confirm 2", None, None),
+        ("Confirm 1", None, None),
+    ]
+    async with app.state.db.transaction() as s:
+        kept_keys = list((await s.scalars(select(CaughtMail.storage_key))).all())
+    for key in kept_keys:
+        assert await store.get(key)
+    # The dropped mail's file is deleted by the timer loop, not left behind.
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        try:
+            await store.get(first_key)
+        except ObjectMissing:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the dropped mail's file was never deleted"
+        await asyncio.sleep(0.1)

@@ -17,30 +17,31 @@ leaves an object no row names (harmless, like an attachment upload that was roll
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk import timers
 from frontdesk.audit.service import Actor, record
 from frontdesk.channels.base import OutboundMessage, TransientError
-from frontdesk.db import Database, after_commit, get_or_404
+from frontdesk.db import Database, get_or_404
 from frontdesk.errors import Invalid
 from frontdesk.ids import new_id
 from frontdesk.models import CaughtMail
 from frontdesk.pagination import decode_cursor, encode_cursor
-from frontdesk.storage import AttachmentStore, ObjectMissing, StorageError
+from frontdesk.storage import AttachmentStore, StorageError
 
 PREFIX = "mail-catcher"
 MAX_BODY_CHARS = 1_000_000  # text or HTML shown on the admin page; the .eml has everything
 MAX_HEADER_CHARS = 2000
+MAX_KEPT = 1000  # the newest caught mails kept; older ones go (a development outbox, not an archive)
 
 
 def storage_key(message_id: uuid.UUID) -> str:
@@ -76,6 +77,7 @@ async def keep(db: Database, store: AttachmentStore, message: OutboundMessage, m
             )
             .on_conflict_do_nothing(index_elements=["message_id"])
         )
+        await _trim(session, MAX_KEPT)
 
 
 async def keep_system(session: AsyncSession, store: AttachmentStore, msg: EmailMessage, data: bytes) -> None:
@@ -101,6 +103,23 @@ async def keep_system(session: AsyncSession, store: AttachmentStore, msg: EmailM
         )
     )
     await session.flush()
+    await _trim(session, MAX_KEPT)
+
+
+async def _trim(session: AsyncSession, max_kept: int) -> None:
+    """Keep the newest ``max_kept`` caught mails: a catcher left running does not fill the store."""
+    total = await session.scalar(select(func.count()).select_from(CaughtMail)) or 0
+    if total <= max_kept:
+        return
+    oldest = (
+        await session.execute(
+            select(CaughtMail.id, CaughtMail.storage_key)
+            .order_by(CaughtMail.created_at, CaughtMail.id)
+            .limit(total - max_kept)
+        )
+    ).all()
+    await session.execute(delete(CaughtMail).where(CaughtMail.id.in_([row[0] for row in oldest])))
+    await timers.delete_objects_later(session, [row[1] for row in oldest])
 
 
 # -- reading (admins) ------------------------------------------------------------------------------
@@ -170,28 +189,16 @@ def read(data: bytes) -> dict[str, Any]:
 # -- deleting (admins) -----------------------------------------------------------------------------
 
 
-def _delete_objects_after_commit(session: AsyncSession, store: AttachmentStore, keys: list[str]) -> None:
-    if not keys:
-        return
-
-    async def drop() -> None:
-        for key in keys:
-            with contextlib.suppress(ObjectMissing, StorageError):  # one left behind is named by no row
-                await store.delete(key)
-
-    after_commit(session, drop)
-
-
-async def delete_mail(session: AsyncSession, actor: Actor | None, store: AttachmentStore, mail_id: uuid.UUID) -> None:
+async def delete_mail(session: AsyncSession, actor: Actor | None, mail_id: uuid.UUID) -> None:
     mail = await get_mail(session, mail_id)
     key = mail.storage_key
     await session.delete(mail)
     await session.flush()
     await record(session, actor, "mail_catcher.deleted", "caught_mail", mail_id, {"to": mail.mail_to})
-    _delete_objects_after_commit(session, store, [key])
+    await timers.delete_objects_later(session, [key])  # the file goes by due work: a crash cannot leave it
 
 
-async def clear(session: AsyncSession, actor: Actor | None, store: AttachmentStore) -> int:
+async def clear(session: AsyncSession, actor: Actor | None) -> int:
     """Delete every caught mail; how many there were."""
     keys = list((await session.scalars(select(CaughtMail.storage_key))).all())
     if not keys:
@@ -199,5 +206,5 @@ async def clear(session: AsyncSession, actor: Actor | None, store: AttachmentSto
     await session.execute(delete(CaughtMail))
     await session.flush()
     await record(session, actor, "mail_catcher.cleared", "caught_mail", None, {"deleted": len(keys)})
-    _delete_objects_after_commit(session, store, keys)
+    await timers.delete_objects_later(session, keys)
     return len(keys)

@@ -36,8 +36,11 @@ class CaughtMailOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     id: uuid.UUID
-    message_id: uuid.UUID = Field(description="The outbound message (its delivery_status is `caught`).")
-    conversation_id: uuid.UUID
+    message_id: uuid.UUID | None = Field(
+        description="The outbound message (its delivery_status is `caught`); none for mail Frontdesk wrote "
+        "itself (a confirmation link)."
+    )
+    conversation_id: uuid.UUID | None
     from_: str = Field(alias="from", serialization_alias="from")
     to: str
     subject: str
@@ -134,7 +137,7 @@ async def get_caught_mail_raw(
         content=await _raw(store, mail),
         media_type="message/rfc822",
         headers={
-            "Content-Disposition": f'attachment; filename="mail-{mail.message_id}.eml"',
+            "Content-Disposition": f'attachment; filename="mail-{mail.message_id or mail.id}.eml"',
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "sandbox",
             "Cache-Control": "private, no-store",
@@ -148,8 +151,8 @@ async def get_caught_mail_raw(
     response_class=Response,
     summary="Delete one caught mail (audited; the message stays `caught`)",
 )
-async def delete_caught_mail(mail_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: AdminDep) -> Response:
-    await catcher.delete_mail(session, principal, store, mail_id)
+async def delete_caught_mail(mail_id: uuid.UUID, session: SessionDep, principal: AdminDep) -> Response:
+    await catcher.delete_mail(session, principal, mail_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -158,5 +161,5 @@ async def delete_caught_mail(mail_id: uuid.UUID, session: SessionDep, store: Sto
     response_model=ClearedOut,
     summary="Delete every caught mail (audited; the messages stay `caught`)",
 )
-async def clear_caught_mail(session: SessionDep, store: StoreDep, principal: AdminDep) -> ClearedOut:
-    return ClearedOut(deleted=await catcher.clear(session, principal, store))
+async def clear_caught_mail(session: SessionDep, principal: AdminDep) -> ClearedOut:
+    return ClearedOut(deleted=await catcher.clear(session, principal))

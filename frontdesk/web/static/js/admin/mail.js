@@ -111,12 +111,12 @@ class AdminMail extends AdminSection {
       el("caption", { class: "visually-hidden" }, t("Headers")),
       el("tbody", {}, ...detail.headers.map(([name, value]) => el("tr", {}, el("th", { scope: "row" }, name), el("td", {}, value)))),
     );
-    const download = el("a", { class: "button secondary", href: `/api/v1/caught-mail/${mail.id}/raw`, download: `mail-${mail.message_id}.eml` }, t("Download .eml"));
+    const download = el("a", { class: "button secondary", href: `/api/v1/caught-mail/${mail.id}/raw`, download: `mail-${mail.message_id || mail.id}.eml` }, t("Download .eml"));
     const remove = el("button", { type: "button", class: "secondary danger-text" }, t("Delete"));
     remove.addEventListener("click", () => this.remove(mail));
     const parts = [
       el("h3", { id: headingId, tabindex: "-1" }, detail.subject || t("(no subject)")),
-      el("div", { class: "actions" }, download, remove, el("a", { href: `/desk#/c/${mail.conversation_id}` }, t("Open the conversation"))),
+      el("div", { class: "actions" }, download, remove, mail.conversation_id ? el("a", { href: `/desk#/c/${mail.conversation_id}` }, t("Open the conversation")) : null),
       el("details", { open: true }, el("summary", {}, t("Headers")), headers),
     ];
     if (detail.text !== null) parts.push(el("h4", {}, t("Text version")), el("pre", { class: "mail-text" }, detail.text));
