@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): the suite spends much of its time waiting on servers and browsers.
+TEST_WORKERS ?= 3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -29,7 +31,7 @@ demo: $(VENV)/.runtime
 
 ## Lint, type-check and run the whole test suite (SQLite + PostgreSQL, memory hub + Redis)
 test: $(VENV)/.installed peers lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## Install the suite's real peers (Chromium, Dovecot) when running as root, else say how
 peers:

@@ -66,7 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     await prepare_database(settings)
     db = Database(settings.effective_database_url)
-    hub = make_hub(settings.redis_url)
+    hub = make_hub(settings.redis_url, prefix=settings.redis_prefix)
     await hub.start()
     db.attach_hub(hub)
     app.state.db = db

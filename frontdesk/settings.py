@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         "Use postgresql+asyncpg://… for the scaled mode.",
     )
     redis_url: str | None = Field(None, description="Redis URL for the realtime hub; unset = in-process hub.")
+    redis_prefix: str = Field(
+        "fd",
+        pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="First part of every Redis key and channel name: deployments (or test runs) sharing "
+        "one Redis database stay apart.",
+    )
     secret_key: SecretStr | None = Field(
         None, description="Signs cookies and visitor tokens. Default: generated once into data_dir/secret_key."
     )

@@ -508,7 +508,7 @@ async def run_worker(settings: Any) -> None:
 
     await prepare_database(settings)
     db = Database(settings.effective_database_url)
-    hub = make_hub(settings.redis_url)
+    hub = make_hub(settings.redis_url, prefix=settings.redis_prefix)
     await hub.start()
     db.attach_hub(hub)
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ import asyncio
 import os
 import shutil
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -126,6 +127,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         auto_migrate=False,
         timers_poll_seconds=0.05,
         tune_gc=False,  # the suite builds hundreds of apps in one process
+        # Apps of parallel tests (pytest-xdist workers) sharing the Redis test database stay apart.
+        redis_prefix=f"fdt{uuid.uuid4().hex[:10]}",
     )
 
 
@@ -203,6 +206,11 @@ def frozen_clock() -> Iterator[MovableClock]:
 
 
 # -- the end of the run ------------------------------------------------------------------------
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        peers.note_skip(str(report.longrepr[2]))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

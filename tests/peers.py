@@ -9,6 +9,7 @@ end of the run can say which peers were missing and the one command that install
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -38,17 +39,28 @@ REDIS = Peer(
     start_hint="start it (redis-server --daemonize yes) or point FRONTDESK_TEST_REDIS_URL at one",
 )
 
+PEERS = {p.name: p for p in (CHROMIUM, DOVECOT, PLAYWRIGHT, POSTGRESQL, REDIS)}
 missing: dict[str, tuple[Peer, str]] = {}  # peer name -> (peer, first reason)
+_MARK = re.compile(r"^(?P<reason>.*) \[missing peer: (?P<name>[^\]]+)\]$", re.S)
 
 
 def require(peer: Peer, present: bool, reason: str) -> None:
-    """Skip (or fail, when services are required) the calling test unless ``peer`` is ``present``."""
+    """Skip (or fail, when services are required) the calling test unless ``peer`` is ``present``.
+
+    The skip reason names the peer, so the run's summary can gather them wherever the test ran
+    (a pytest-xdist worker reports its skips to the controller: :func:`note_skip`)."""
     if present:
         return
-    missing.setdefault(peer.name, (peer, reason))
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (FRONTDESK_TEST_REQUIRE_SERVICES=1: this test must run)")
-    pytest.skip(reason)
+    pytest.skip(f"{reason} [missing peer: {peer.name}]")
+
+
+def note_skip(message: str) -> None:
+    """Remember the peer a skip reason names (``pytest_runtest_logreport`` in tests/conftest.py)."""
+    found = _MARK.match(message.removeprefix("Skipped: ").strip())
+    if found and found["name"] in PEERS:
+        missing.setdefault(found["name"], (PEERS[found["name"]], found["reason"]))
 
 
 def install_command(peers: list[Peer]) -> str | None:

@@ -59,7 +59,7 @@ def login_limiter(request: Request) -> FailureLimiter:
     limiter: FailureLimiter | None = getattr(state, "login_limiter", None)
     if limiter is None:
         settings = state.settings
-        limiter = make_limiter(settings.redis_url)
+        limiter = make_limiter(settings.redis_url, settings.redis_prefix)
         state.login_limiter = limiter
     return limiter
 

@@ -23,7 +23,7 @@ from frontdesk.errors import ServiceUnavailable
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
-KEY_PREFIX = "frontdesk:login-failures:"
+KEY_SUFFIX = ":login-failures:"  # after the deployment's Redis prefix (settings.redis_prefix)
 
 
 class FailureLimiter(Protocol):
@@ -86,10 +86,11 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
 class RedisLimiter:
     """Counters in Redis, shared by every node: ``INCR`` on a key that expires a window after the first failure."""
 
-    def __init__(self, url: str, window: int = WINDOW_SECONDS) -> None:
+    def __init__(self, url: str, window: int = WINDOW_SECONDS, prefix: str = "fd") -> None:
         import redis.asyncio as redis
 
         self.window = window
+        self.key_prefix = prefix + KEY_SUFFIX
         self._redis: Any = redis.from_url(url)
 
     async def retry_after(self, limits: Mapping[str, int]) -> int | None:
@@ -111,8 +112,8 @@ class RedisLimiter:
     async def _retry_after(self, limits: Mapping[str, int]) -> int | None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in limits:
-                pipe.get(KEY_PREFIX + key)
-                pipe.pttl(KEY_PREFIX + key)
+                pipe.get(self.key_prefix + key)
+                pipe.pttl(self.key_prefix + key)
             values = await pipe.execute()
         waits = []
         for limit, count, pttl in zip(limits.values(), values[::2], values[1::2], strict=True):
@@ -126,8 +127,8 @@ class RedisLimiter:
                 # The window starts with the first failure and is not extended by later ones:
                 # create the counter with its expiry only if missing (works on any Redis), then INCR,
                 # which keeps the expiry. Both in one MULTI so no counter is left without one.
-                pipe.set(KEY_PREFIX + key, 0, ex=self.window, nx=True)
-                pipe.incr(KEY_PREFIX + key)
+                pipe.set(self.key_prefix + key, 0, ex=self.window, nx=True)
+                pipe.incr(self.key_prefix + key)
             await pipe.execute()
 
     async def reset(self, *keys: str) -> None:
@@ -135,7 +136,7 @@ class RedisLimiter:
 
         try:
             if keys:
-                await self._redis.delete(*(KEY_PREFIX + k for k in keys))
+                await self._redis.delete(*(self.key_prefix + k for k in keys))
         except (RedisError, OSError):  # a counter left behind only expires later; the sign-in stands
             log.warning("could not reset sign-in counters in Redis", exc_info=True)
 
@@ -143,7 +144,7 @@ class RedisLimiter:
         await self._redis.aclose()
 
 
-def make_limiter(redis_url: str | None) -> FailureLimiter:
+def make_limiter(redis_url: str | None, prefix: str = "fd") -> FailureLimiter:
     if redis_url:
-        return RedisLimiter(redis_url)
+        return RedisLimiter(redis_url, prefix=prefix)
     return MemoryLimiter()

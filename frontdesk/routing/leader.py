@@ -1657,7 +1657,7 @@ async def standalone(settings: Settings) -> AsyncIterator[RoutingLeader]:
     from frontdesk.realtime import make_hub
 
     db = Database(settings.effective_database_url)
-    hub = make_hub(settings.redis_url)
+    hub = make_hub(settings.redis_url, prefix=settings.redis_prefix)
     await hub.start()
     db.attach_hub(hub)
     leader = RoutingLeader(db, settings)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from frontdesk import clock
 from frontdesk.auth import service
 from frontdesk.auth.deps import SESSION_COOKIE
-from frontdesk.auth.ratelimit import KEY_PREFIX, RedisLimiter
+from frontdesk.auth.ratelimit import RedisLimiter
 from frontdesk.auth.security import hash_token
 from frontdesk.models import AuditEntry, UserSession
 from tests.builders import DEFAULT_PASSWORD, auth_headers, make_token, make_user
@@ -266,8 +266,9 @@ async def test_rate_limit_window_passes(client, app, frozen_clock):
 async def test_rate_limit_with_redis_counters(client, app, redis_url):
     import redis.asyncio as redis
 
-    limiter = RedisLimiter(redis_url)
+    limiter = RedisLimiter(redis_url, prefix=app.state.settings.redis_prefix)
     app.state.login_limiter = limiter
+    KEY_PREFIX = limiter.key_prefix
     app.state.settings = app.state.settings.model_copy(
         update={"login_attempts_per_minute": 3, "login_attempts_per_ip_per_minute": 30}
     )

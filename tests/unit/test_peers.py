@@ -9,16 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests import peers
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_run_without_chromium_names_the_skips_and_the_install_command(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_run_without_chromium_names_the_skips_and_the_install_command(tmp_path: Path, workers: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if k != "FRONTDESK_TEST_REQUIRE_SERVICES"}
     env["FRONTDESK_CHROMIUM"] = str(tmp_path / "no-chromium-here")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "sqlite",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, "-k", "sqlite",
          "tests/e2e/test_demo_browser.py"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
     )  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from frontdesk.auth.ratelimit import KEY_PREFIX, MemoryLimiter, RedisLimiter, make_limiter
+from frontdesk.auth.ratelimit import MemoryLimiter, RedisLimiter, make_limiter
 from frontdesk.auth.security import (
     constant_time_equal,
     hash_password,
@@ -61,8 +61,10 @@ async def test_memory_limiter_blocks_after_limit_and_forgets_after_window(frozen
 async def test_redis_limiter_counts_in_redis(redis_url):
     import redis.asyncio as redis
 
-    limiter = make_limiter(redis_url)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    limiter = make_limiter(redis_url, prefix)
     assert isinstance(limiter, RedisLimiter)
+    KEY_PREFIX = f"{prefix}:login-failures:"
     key = f"test:{uuid.uuid4().hex}"
     raw = redis.from_url(redis_url)
     try:
@@ -76,7 +78,7 @@ async def test_redis_limiter_counts_in_redis(redis_url):
         assert 0 < wait <= 60
         assert await raw.get(KEY_PREFIX + key) == b"2"
         # A second limiter (another node) sees the same counters.
-        other = RedisLimiter(redis_url)
+        other = RedisLimiter(redis_url, prefix=prefix)
         assert await other.retry_after({key: 2}) is not None
         assert await other.retry_after({key: 3}) is None
         await other.close()

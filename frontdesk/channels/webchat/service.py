@@ -343,6 +343,7 @@ class Runtime:
     key: bytes
     limiter: WindowLimiter
     redis_url: str | None
+    redis_prefix: str = "fd"
     node: str = field(default_factory=lambda: uuid.uuid4().hex)
     desks_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _desks: dict[str, int] = field(default_factory=dict)
@@ -355,8 +356,11 @@ class Runtime:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _redis: Any = None
 
-    PRESENCE_PREFIX = "fd:webchat:agents:"
     PRESENCE_TTL = 30
+
+    @property
+    def presence_prefix(self) -> str:
+        return f"{self.redis_prefix}:webchat:agents:"
 
     def _client(self) -> Any:
         if self._redis is None and self.redis_url:
@@ -397,7 +401,7 @@ class Runtime:
             if time.monotonic() - self._remote_at >= AVAILABILITY_SECONDS:
                 try:
                     remote: set[str] = set()
-                    async for key in client.scan_iter(match=self.PRESENCE_PREFIX + "*", count=100):
+                    async for key in client.scan_iter(match=self.presence_prefix + "*", count=100):
                         k = key.decode() if isinstance(key, bytes) else str(key)
                         if k.endswith(self.node):
                             continue
@@ -418,7 +422,7 @@ class Runtime:
         client = self._client()
         if client is not None:
             await client.set(
-                self.PRESENCE_PREFIX + self.node, orjson.dumps(sorted(self.desks_here())), ex=self.PRESENCE_TTL
+                self.presence_prefix + self.node, orjson.dumps(sorted(self.desks_here())), ex=self.PRESENCE_TTL
             )
 
     # -- agents online -----------------------------------------------------------------------------
@@ -496,7 +500,10 @@ def runtime(app: Any) -> Runtime:
 
         settings = app.state.settings
         rt = Runtime(
-            key=token_key(settings.secret()), limiter=WindowLimiter(settings.redis_url), redis_url=settings.redis_url
+            key=token_key(settings.secret()),
+            limiter=WindowLimiter(settings.redis_url, prefix=f"{settings.redis_prefix}:webchat:rl:"),
+            redis_url=settings.redis_url,
+            redis_prefix=settings.redis_prefix,
         )
         app.state.webchat = rt
     return rt
