@@ -98,6 +98,22 @@ async def test_identity_verification(app, client):
     assert ("external_id", "7") in await identities(app, seven.id)
 
 
+async def test_the_widget_never_takes_a_customer_past_the_identity_cap(app, client):
+    """A signed-in user on ever more browsers, and claims typed into the widget, stop adding
+    identities at the cap; the user still chats from every browser."""
+    app.state.settings = app.state.settings.model_copy(update={"max_identities_per_customer": 3})
+    inbox = await make_webchat_inbox(app.state.db)
+    good = visitors.user_hash(IDENTITY_SECRET, "42")
+    browsers = [(await start(client, inbox, user_id="42", user_hash=good)).json() for _ in range(5)]
+    customer = await customer_of(app, browsers[0]["visitor_id"])
+    assert {(await customer_of(app, b["visitor_id"])).id for b in browsers} == {customer.id}
+    assert len(await identities(app, customer.id)) == 3  # the external id and two browsers
+    r = await start(client, inbox, visitor_token=browsers[4]["visitor_token"], email="new-claim@example.org")
+    assert r.status_code == 200, r.text
+    assert ("email", "new-claim@example.org") not in await identities(app, customer.id)
+    assert len(await identities(app, customer.id)) == 3
+
+
 async def test_a_proof_takes_a_user_id_from_a_customer_who_only_claimed_it(app, client):
     """The HMAC proves user 42; a customer holding external id 42 unverified (a claim) does not get
     the signed-in visitor: the id moves to the visitor's customer, the holder gets a suggestion."""

@@ -197,6 +197,7 @@ async def start_session(body: SessionIn, request: Request, session: SessionDep) 
         name=body.name,
         email=body.email,
         locale=body.locale,
+        max_identities=settings.max_identities_per_customer,
     )
     known = await visitor.email_known(session, result.customer.id)
     conversation = await service.open_conversation(session, result.customer.id, inbox.id)

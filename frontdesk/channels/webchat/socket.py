@@ -349,7 +349,9 @@ class WidgetConnection:
             me = await visitor.get_visitor(s, self.visitor_id)
             if me is None:
                 return
-            outcome = await visitor.apply_contact(s, me, name=frame.name, email=frame.email)
+            outcome = await visitor.apply_contact(
+                s, me, name=frame.name, email=frame.email, max_identities=self.settings.max_identities_per_customer
+            )
             if outcome.outcome == "confirm" and outcome.email:
                 # Someone else's address: the visitor stays who they are until the e-mailed link proves it.
                 link = await confirm.request_link(s, me, outcome.email, self.settings)

@@ -118,14 +118,27 @@ async def get_visitor(
     return visitor
 
 
-async def new_visitor(session: AsyncSession, inbox: Inbox, customer: Customer | None = None) -> WebchatVisitor:
-    """A new visitor (and, without ``customer``, a new anonymous customer) holding its identity."""
+async def new_visitor(
+    session: AsyncSession,
+    inbox: Inbox,
+    customer: Customer | None = None,
+    *,
+    max_identities: int = customers.MAX_IDENTITIES,
+) -> WebchatVisitor:
+    """A new visitor (and, without ``customer``, a new anonymous customer) holding its identity.
+
+    A customer who already holds ``max_identities`` (a signed-in user on very many browsers) gets
+    the visitor without the identity: the visitor row alone links the browser to them."""
     visitor_id = uuid.uuid4()  # random, not time-ordered: it is a bearer credential's subject
     if customer is None:
         customer = Customer(attributes={})
         session.add(customer)
         await session.flush()
-    session.add(Identity(customer_id=customer.id, kind=_VISITOR, value=str(visitor_id), verified=True))
+        keep_identity = True
+    else:
+        keep_identity = await customers.count_identities(session, customer.id) < max_identities
+    if keep_identity:
+        session.add(Identity(customer_id=customer.id, kind=_VISITOR, value=str(visitor_id), verified=True))
     visitor = WebchatVisitor(id=visitor_id, inbox_id=inbox.id, customer_id=customer.id)
     session.add(visitor)
     await session.flush()
@@ -213,7 +226,12 @@ async def _add_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str
 
 
 async def apply_contact(
-    session: AsyncSession, visitor: WebchatVisitor, *, name: str | None = None, email: str | None = None
+    session: AsyncSession,
+    visitor: WebchatVisitor,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+    max_identities: int = customers.MAX_IDENTITIES,
 ) -> ContactOutcome:
     """Record the pre-chat name/email of a visitor: claims only (the rules are in the module docstring).
 
@@ -235,6 +253,8 @@ async def apply_contact(
     for _ in range(2):
         held = await holder_of(session, _EMAIL, value)
         if held is None:
+            if await customers.count_identities(session, customer.id) >= max_identities:
+                return ContactOutcome("none", customer.id)  # full: the claim is not kept
             if await _add_identity(session, customer.id, _EMAIL, value, verified=False):
                 return ContactOutcome("added", customer.id, value)
             continue  # taken concurrently: treat it as known
@@ -288,6 +308,7 @@ async def start_session(
     name: str | None = None,
     email: str | None = None,
     locale: str | None = None,
+    max_identities: int = customers.MAX_IDENTITIES,
 ) -> SessionResult:
     """Resume the visitor of ``visitor_token`` (or make one), verify a user id, record contact details."""
     verified_value: str | None = None
@@ -299,13 +320,13 @@ async def start_session(
     visitor = await get_visitor(session, visitor_id, inbox.id) if visitor_id else None
     created = False
     if verified_value is not None:
-        visitor, created = await _join_verified(session, inbox, visitor, verified_value)
+        visitor, created = await _join_verified(session, inbox, visitor, verified_value, max_identities)
     if visitor is None:
         visitor, created = await new_visitor(session, inbox), True
     visitor.last_seen_at = clock.now()
     contact = None
     if name or email:
-        contact = await apply_contact(session, visitor, name=name, email=email)
+        contact = await apply_contact(session, visitor, name=name, email=email, max_identities=max_identities)
     customer = await customers.follow_merges(session, await customers.get_customer(session, visitor.customer_id))
     if locale and not customer.locale:
         customer.locale = locale[:20]
@@ -314,7 +335,7 @@ async def start_session(
 
 
 async def _join_verified(
-    session: AsyncSession, inbox: Inbox, visitor: WebchatVisitor | None, value: str
+    session: AsyncSession, inbox: Inbox, visitor: WebchatVisitor | None, value: str, max_identities: int
 ) -> tuple[WebchatVisitor, bool]:
     """The visitor to use for verified user ``value`` (an external id proven by the HMAC):
     this one when it is (or can become) theirs, else a fresh visitor on the user's customer."""
@@ -353,7 +374,7 @@ async def _join_verified(
             assert proof.holder_id is not None
             await move_visitor(session, fresh, await customers.get_customer(session, proof.holder_id))
         return fresh, True
-    return await new_visitor(session, inbox, owner), True
+    return await new_visitor(session, inbox, owner, max_identities=max_identities), True
 
 
 def visitor_summary(customer: Customer, email_known: bool) -> dict[str, Any]:
