@@ -263,25 +263,35 @@ class WorkLoop:
 
         async def one(c: Claimed) -> None:
             try:
-                async with sem:
-                    if c.attempts > c.max_attempts:
-                        # Claimed again after a lease expired on the last allowed attempt.
-                        await self.record_failure(c, f"gave up after {c.max_attempts} attempts", permanent=True)
-                    else:
-                        await self.process(c)
+                if c.attempts > c.max_attempts:
+                    # Claimed again after a lease expired on the last allowed attempt.
+                    await self.record_failure(c, f"gave up after {c.max_attempts} attempts", permanent=True)
+                else:
+                    await self.process(c)
             except Exception:
                 log.exception("%s: processing %s crashed", self.name, c.id)
             finally:
                 running.pop(c.id, None)
 
+        async def in_turn(group: list[Claimed]) -> None:
+            async with sem:
+                for c in group:
+                    await one(c)
+
         beat = asyncio.create_task(self._heartbeat(running), name=f"{self.name}-heartbeat")
         try:
-            await asyncio.gather(*(one(c) for c in claimed))
+            await asyncio.gather(*(in_turn(group) for group in await self.in_order(claimed)))
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
         return len(claimed)
+
+    async def in_order(self, claimed: list[Claimed]) -> list[list[Claimed]]:
+        """Groups of claimed rows: groups run side by side, the rows of one group one after the
+        other, in the group's order. Here each row alone; the outbox keeps a conversation's
+        messages in the order they were written."""
+        return [[c] for c in claimed]
 
     async def _heartbeat(self, running: dict[uuid.UUID, Claimed]) -> None:
         """Renew the lease of the rows still running (waiting ones too) every third of a lease.

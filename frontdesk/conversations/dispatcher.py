@@ -53,6 +53,27 @@ class Dispatcher(WorkLoop):
             adapters = build_adapters(ChannelContext(hub=hub, settings=settings, db=db))
         self.adapters = adapters
 
+    async def in_order(self, claimed: list[Claimed]) -> list[list[Claimed]]:
+        """One group per conversation, its messages in the order they were written: two replies
+        sent a moment apart reach the customer in that order (the adapters are called one after
+        the other for them). Other conversations go side by side."""
+        if len(claimed) < 2:
+            return [claimed]
+        by_id = {c.id: c for c in claimed}
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(OutboxItem.id, Message.conversation_id)
+                    .join(Message, Message.id == OutboxItem.message_id)
+                    .where(OutboxItem.id.in_(list(by_id)))
+                    .order_by(Message.created_at, Message.id)
+                )
+            ).all()
+        groups: dict[Any, list[Claimed]] = {}
+        for item_id, conversation_id in rows:
+            groups.setdefault(conversation_id, []).append(by_id.pop(item_id))
+        return [*groups.values(), *([c] for c in by_id.values())]  # by_id: rows gone meanwhile
+
     async def _load(self, claimed: Claimed) -> tuple[OutboxItem, OutboundMessage] | None:
         async with self.db.transaction() as session:
             item = await session.get(OutboxItem, claimed.id)

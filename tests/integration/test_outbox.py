@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from frontdesk.channels.webhook import verify
 from frontdesk.conversations import outbox
@@ -210,3 +211,50 @@ async def test_commit_wakes_the_dispatcher(db: Database, database_url: str, sink
         assert json.loads(sink.received[0].body)["message"]["id"] == str(msg_id)
     finally:
         await loops.stop()
+
+
+async def test_replies_of_one_conversation_are_delivered_in_the_order_they_were_written(db: Database):
+    """Two replies sent a moment apart were delivered concurrently and could swap (the customer read
+    the second first). Now one conversation's messages go one after the other, in order, while other
+    conversations still go side by side."""
+    from frontdesk.channels.base import SendResult
+
+    delivered: list[tuple[uuid.UUID, str]] = []
+    in_flight: dict[uuid.UUID, int] = {}
+    overlapping: list[uuid.UUID] = []
+
+    class SlowFirst:
+        name = "api"
+
+        async def send(self, message: Any) -> SendResult:
+            in_flight[message.conversation_id] = in_flight.get(message.conversation_id, 0) + 1
+            if in_flight[message.conversation_id] > 1:
+                overlapping.append(message.conversation_id)
+            # The earlier a message was written, the longer its provider takes: concurrent sends
+            # would finish in reverse order.
+            await asyncio.sleep(0.3 if message.text.endswith("1") else 0.01)
+            delivered.append((message.conversation_id, message.text))
+            in_flight[message.conversation_id] -= 1
+            return SendResult(status="sent", external_id=str(message.message_id))
+
+    conversations = []
+    for _ in range(2):
+        _, _, conversation_id = await queue_reply(db, text="reply 1")
+        conversations.append(conversation_id)
+        async with db.transaction() as s:
+            first = await s.scalar(select(Message).where(Message.conversation_id == conversation_id))
+            assert first is not None
+            for n in (2, 3):
+                msg = Message(
+                    conversation_id=conversation_id, customer_id=first.customer_id, direction="out", channel="api",
+                    author_type="agent", text=f"reply {n}", delivery_status="queued",
+                )  # fmt: skip
+                s.add(msg)
+                await s.flush()
+                await outbox.enqueue(s, msg)
+    started = time.monotonic()
+    assert await Dispatcher(db, LOCAL, adapters={"api": SlowFirst()}).run_due() == 6
+    for conversation_id in conversations:
+        assert [text for c, text in delivered if c == conversation_id] == ["reply 1", "reply 2", "reply 3"]
+    assert overlapping == []
+    assert time.monotonic() - started < 0.6 + 0.5  # the two conversations went side by side
