@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from frontdesk.routing.schemas import Selection
 from frontdesk.web import i18n
 
 WEB = Path(i18n.__file__).parent
+PACKAGE = WEB.parent
 # _("…") / _('…') in templates and t("…") / t('…') / t(`…`) in JavaScript (a literal, no expressions).
 TEMPLATE_CALL = re.compile(r"""\b_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""")
 JS_CALL = re.compile(r"""(?<![\w.$])t\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""")
@@ -31,6 +33,16 @@ def _used() -> dict[str, set[str]]:
     for path in sorted((WEB / "templates").glob("*.html")):
         for match in TEMPLATE_CALL.finditer(path.read_text("utf-8")):
             used.setdefault(match.group(1) or match.group(2), set()).add(path.name)
+    for path in sorted(PACKAGE.rglob("*.py")):  # server code marks what it translates later: N_("…")
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "N_"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                used.setdefault(node.args[0].value, set()).add(path.name)
     for path in sorted((WEB / "static" / "js").rglob("*.js")):
         for match in JS_CALL.finditer(path.read_text("utf-8")):
             text = (match.group(1) or match.group(2)).replace('\\"', '"').replace("\\'", "'")

@@ -114,8 +114,8 @@ async def request_link(session: AsyncSession, visitor: WebchatVisitor, email: st
 # -- sending it ----------------------------------------------------------------------------------
 
 # The mail's text (English msgids, Russian in frontdesk/web/locale/ru/identity.po).
-MAIL_SUBJECT = "Confirm your e-mail address"
-MAIL_TEXT = (
+MAIL_SUBJECT = i18n.N_("Confirm your e-mail address")
+MAIL_TEXT = i18n.N_(
     "Hello,\n\n"
     "someone chatting with {site} gave {email} as their address. If that was you, open this link "
     "and confirm it: the chat then shows your earlier conversations with us.\n\n{link}\n\n"
