@@ -387,6 +387,6 @@ async def start_with_origin(client, inbox: Inbox, origin: str):  # type: ignore[
     return await client.post("/api/v1/widget/sessions", json={"inbox": inbox.public_token}, headers={"Origin": origin})
 
 
-@pytest.mark.parametrize("token", ["", "v1.x.y", "v2." + str(uuid.uuid4()) + ".sig"])
+@pytest.mark.parametrize("token", ["", "v1.x.y", "v2.9b0c4a46-2c1f-4d2a-8f61-3a5e7c1d2b90.sig"])
 def test_verify_token_refuses_garbage(token: str):
     assert visitors.verify_token(visitors.token_key("k"), token) is None
