@@ -64,16 +64,20 @@ class AdminProfiles extends AdminSection {
   }
 
   async load(userId) {
+    // Only the newest load fills the editor: an older answer arriving late (the same person picked
+    // twice, or another person) would otherwise replace a form the admin is already editing.
+    const seq = (this.loadSeq = (this.loadSeq || 0) + 1);
+    const slot = this.editorSlot;
     const person = this.data.people.find((p) => p.id === userId);
     let profile;
     try {
       profile = await api("GET", `/agents/${userId}/routing-profile`);
     } catch (error) {
-      this.editorSlot.replaceChildren(el("p", { class: "error", role: "alert" }, t("Error: {detail}", { detail: error.message })));
+      if (seq === this.loadSeq) slot.replaceChildren(el("p", { class: "error", role: "alert" }, t("Error: {detail}", { detail: error.message })));
       return;
     }
-    if (userId !== this.userId) return; // another person was picked meanwhile
-    this.editorSlot.replaceChildren(this.editor(person, profile));
+    if (seq !== this.loadSeq || userId !== this.userId) return; // a newer load, or another person, meanwhile
+    slot.replaceChildren(this.editor(person, profile));
   }
 
   editor(person, profile) {
