@@ -139,6 +139,14 @@ class Server:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far (Linux ``/proc``).
+
+        Throughput on a shared 2-core machine moves with whatever else runs; the CPU a request
+        costs the server barely does, so it is the figure to compare two versions by."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

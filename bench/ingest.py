@@ -173,7 +173,9 @@ def bench_backend(backend: str, quick: bool, connections: int, use_wrk: bool) ->
 
             log(f"{backend}: inbound messages at full load ({connections} connections, {measure:.0f}s)")
             before = batch_stats(srv.base_url)
+            cpu = srv.cpu_seconds()
             ingest = load(srv, tmp, "ingest", token, measure, connections, use_wrk)
+            ingest_cpu = srv.cpu_seconds() - cpu
             after = batch_stats(srv.base_url)
             batches = after[1] - before[1]
             mean_batch = round((after[0] - before[0]) / batches, 1) if batches else 0.0
@@ -183,7 +185,9 @@ def bench_backend(backend: str, quick: bool, connections: int, use_wrk: bool) ->
             )
 
             log(f"{backend}: bare echo endpoint (the ceiling)")
+            cpu = srv.cpu_seconds()
             echo = load(srv, tmp, "echo", token, measure, connections, use_wrk)
+            echo_cpu = srv.cpu_seconds() - cpu
             log(f"{backend}:   {echo.requests_per_s:.0f} requests/s, p50 {echo.p50_ms} ms, p99 {echo.p99_ms} ms")
 
             rate = max(10.0, ingest.requests_per_s / 2)
@@ -212,6 +216,9 @@ def bench_backend(backend: str, quick: bool, connections: int, use_wrk: bool) ->
         "ceiling_p50_ms": echo.p50_ms,
         "ceiling_p99_ms": echo.p99_ms,
         "ratio_to_ceiling": round(ratio, 3),
+        # CPU the server spent per message / per bare request: steadier than the rates on a busy machine.
+        "server_cpu_ms_per_message": _per(ingest_cpu, ingest),
+        "ceiling_server_cpu_ms_per_request": _per(echo_cpu, echo),
         "half_load_messages_per_s": half.requests_per_s,
         "p50_ms_at_half_load": half.p50_ms,
         "p99_ms_at_half_load": half.p99_ms,
@@ -221,6 +228,10 @@ def bench_backend(backend: str, quick: bool, connections: int, use_wrk: bool) ->
         "connections": connections,
         "seconds_per_run": measure,
     }
+
+
+def _per(cpu_seconds: float, result: LoadResult) -> float:
+    return round(1000 * cpu_seconds / result.requests, 3) if result.requests else 0.0
 
 
 def batch_stats(base_url: str) -> tuple[float, float]:
