@@ -93,34 +93,16 @@ def make_token(database_url: str, role: str = "agent") -> str:
     """Create a user with ``role`` and an API token for it directly in the database."""
 
     async def _make() -> str:
-        from frontdesk.auth.security import hash_password, hash_token, new_secret_token
         from frontdesk.db import Database
-        from frontdesk.models import ApiToken, User
+        from tests.builders.users import make_token as token_of
+        from tests.builders.users import make_user
 
         db = Database(database_url)
-        token = new_secret_token()
         try:
-            async with db.transaction() as s:
-                user = User(
-                    email=f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                    name="Bench",
-                    role=role,
-                    password_hash=hash_password(uuid.uuid4().hex),
-                )
-                s.add(user)
-                await s.flush()
-                s.add(
-                    ApiToken(
-                        user_id=user.id,
-                        name="bench",
-                        token_hash=hash_token(token),
-                        prefix=token[:8],
-                        scopes=["read", "write"],
-                    )
-                )
+            user = await make_user(db, role=role, name="Bench", email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
+            return await token_of(db, user)
         finally:
             await db.dispose()
-        return token
 
     return asyncio.run(_make())
 

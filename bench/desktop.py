@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import secrets
 import statistics
@@ -50,25 +49,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from _common import emit, fresh_database, log, postgres_reachable, server, workdir
+
+from tests.e2e.chromium import chromium_missing, launch_chromium, playwright_missing
 
 CONVERSATIONS = 10_000
 MESSAGES = 5_000
 CUSTOMERS = 2_000
 BATCH = 1_000
 VIEWPORT = {"width": 1280, "height": 800}
-CHROMIUM = os.environ.get("FRONTDESK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # Runs before any of the page's scripts: records performance.now() the moment the desk sets a
 # readiness marker on <body> (the observer's callback runs in the microtask checkpoint right
@@ -453,19 +444,15 @@ async def first_render(
 
 
 def check_browser() -> None:
-    if not Path(CHROMIUM).exists():
-        raise BenchError(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (or set FRONTDESK_CHROMIUM)")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        raise BenchError("the playwright Python package is missing: pip install -e '.[dev]'") from None
+    if missing := chromium_missing():
+        raise BenchError(f"{missing}: apt-get install -y chromium")
+    if missing := playwright_missing():
+        raise BenchError(f"{missing}: pip install -e '.[dev]'")
 
 
 async def measure(
     base_url: str, cookie: str, seeded: Seeded, runs: int, timeout_s: float, srv: Any
 ) -> dict[str, list[float]]:
-    from playwright.async_api import async_playwright
-
     cid = str(seeded.big_conversation_id)
     targets = [
         Target("ceiling", "/", "the sign-in page's DOMContentLoaded"),
@@ -473,27 +460,23 @@ async def measure(
         Target("conversation", f"/desk#/c/{cid}", f'data-conversation-ready="{cid}"', conversation_id=cid),
     ]
     times: dict[str, list[float]] = {t.name: [] for t in targets}
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            log(f"browser: Chromium {browser.version}; warm-up round (not counted)")
+    async with launch_chromium() as browser:
+        log(f"browser: Chromium {browser.version}; warm-up round (not counted)")
+        for target in targets:
+            ms = await first_render(browser, base_url, cookie, target, timeout_s, srv)
+            log(f"  warm-up {target.name}: {ms:.1f} ms")
+        slowest: dict[str, list[str]] = {}
+        for n in range(1, runs + 1):
+            line = []
             for target in targets:
-                ms = await first_render(browser, base_url, cookie, target, timeout_s, srv)
-                log(f"  warm-up {target.name}: {ms:.1f} ms")
-            slowest: dict[str, list[str]] = {}
-            for n in range(1, runs + 1):
-                line = []
-                for target in targets:
-                    slowest[target.name] = []
-                    ms = await first_render(browser, base_url, cookie, target, timeout_s, srv, slowest[target.name])
-                    times[target.name].append(ms)
-                    line.append(f"{target.name} {ms:.1f} ms")
-                log(f"run {n}/{runs}: " + ", ".join(line))
-            for name, requests in slowest.items():
-                if name != "ceiling" and requests:
-                    log(f"  slowest requests before the {name} rendered (last run): " + "; ".join(requests))
-        finally:
-            await browser.close()
+                slowest[target.name] = []
+                ms = await first_render(browser, base_url, cookie, target, timeout_s, srv, slowest[target.name])
+                times[target.name].append(ms)
+                line.append(f"{target.name} {ms:.1f} ms")
+            log(f"run {n}/{runs}: " + ", ".join(line))
+        for name, requests in slowest.items():
+            if name != "ceiling" and requests:
+                log(f"  slowest requests before the {name} rendered (last run): " + "; ".join(requests))
     return times
 
 

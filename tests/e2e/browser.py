@@ -1,6 +1,6 @@
 """What the browser tests share: the real server as a subprocess, a one-page site on a second
-origin, where Chromium is and where screenshots go. The ``chromium`` and ``browser`` fixtures are
-in ``tests/e2e/conftest.py``."""
+origin and where screenshots go. Chromium is started by ``tests/e2e/chromium.py``; the
+``chromium`` and ``browser`` fixtures are in ``tests/e2e/conftest.py``."""
 
 from __future__ import annotations
 
@@ -21,15 +21,6 @@ from tests.integration.webhook_sink import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("FRONTDESK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1280, "height": 800}
 
 

@@ -5,36 +5,24 @@ install``). Without Chromium or the ``playwright`` package the tests skip — or
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import peers
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.chromium import CHROMIUM, chromium_missing, launch_chromium, playwright_missing
 
 
 @pytest.fixture
 def chromium() -> str:
-    peers.require(
-        peers.CHROMIUM,
-        Path(CHROMIUM).exists(),
-        f"Chromium not found at {CHROMIUM} (Debian package chromium, or set FRONTDESK_CHROMIUM)",
-    )
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        peers.require(peers.PLAYWRIGHT, False, "the playwright Python package is missing")
+    found = chromium_missing()
+    peers.require(peers.CHROMIUM, found is None, found or "")
+    missing = playwright_missing()
+    peers.require(peers.PLAYWRIGHT, missing is None, missing or "")
     return CHROMIUM
 
 
 @pytest.fixture
 async def browser(chromium: str) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with launch_chromium() as b:
+        yield b

@@ -21,10 +21,10 @@ from sqlalchemy import select
 from frontdesk.db import Database
 from frontdesk.models import Customer, Identity, Message
 from tests.builders import DEFAULT_PASSWORD, make_user
+from tests.builders.mail import DkimKey, as_bytes, deliver, dkim_key, dkim_sign, message
 from tests.conftest import truncate_all
 from tests.e2e.browser import VIEWPORT, ServerProcess, shot
 from tests.integration.dns_server import DnsServer
-from tests.integration.email_helpers import DkimKey, as_bytes, deliver, dkim_key, dkim_sign, message
 from tests.integration.webhook_sink import free_port
 
 SECRET_KEY = "email-auth-browser-secret-0123456789"

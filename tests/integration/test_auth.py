@@ -19,7 +19,7 @@ from frontdesk.auth.deps import SESSION_COOKIE
 from frontdesk.auth.ratelimit import RedisLimiter
 from frontdesk.auth.security import hash_token
 from frontdesk.models import AuditEntry, UserSession
-from tests.builders import DEFAULT_PASSWORD, auth_headers, make_token, make_user
+from tests.builders import DEFAULT_PASSWORD, auth_headers, make_user, token_headers
 
 LOGIN = "/api/v1/auth/login"
 
@@ -321,7 +321,7 @@ async def test_success_resets_the_email_counter(client, app):
 async def test_token_lifecycle_scopes_and_revocation(client, app):
     db = app.state.db
     user = await make_user(db, email="tok@example.com")
-    headers = {"Authorization": f"Bearer {await make_token(db, user)}"}
+    headers = await token_headers(db, user)
     r = await client.post("/api/v1/tokens", json={"name": "reporting", "scopes": ["read"]}, headers=headers)
     assert r.status_code == 201, r.text
     created = r.json()
@@ -358,9 +358,9 @@ async def test_tokens_are_private_to_their_owner_except_for_admins(client, app):
     alice = await make_user(db, email="alice@example.com")
     bob = await make_user(db, email="bob@example.com")
     admin = await make_user(db, role="admin", email="root@example.com")
-    alice_h = {"Authorization": f"Bearer {await make_token(db, alice)}"}
-    bob_h = {"Authorization": f"Bearer {await make_token(db, bob)}"}
-    admin_h = {"Authorization": f"Bearer {await make_token(db, admin)}"}
+    alice_h = await token_headers(db, alice)
+    bob_h = await token_headers(db, bob)
+    admin_h = await token_headers(db, admin)
     created = (await client.post("/api/v1/tokens", json={"name": "a"}, headers=alice_h)).json()
     assert all(t["user_id"] == str(bob.id) for t in (await client.get("/api/v1/tokens", headers=bob_h)).json())
     assert (await client.delete(f"/api/v1/tokens/{created['id']}", headers=bob_h)).status_code == 404
@@ -401,7 +401,7 @@ async def test_expired_token_is_401(client, app, frozen_clock):
 async def test_disabled_user_loses_tokens_and_sessions(client, app):
     db = app.state.db
     agent = await make_user(db, email="leaver@example.com")
-    token_h = {"Authorization": f"Bearer {await make_token(db, agent)}"}
+    token_h = await token_headers(db, agent)
     admin_h = await auth_headers(app, "admin")
     async with other_client(app, "10.0.0.9") as browser:
         await sign_in(browser, "leaver@example.com")

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.integration.conversation_builders import agent
+from tests.builders import agent
 
 API = "/api/v1"
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from frontdesk import clock, timers
 from frontdesk.conversations import service
 from frontdesk.models import AuditEntry, Message, OutboxItem, Timer
-from tests.integration.conversation_builders import (
+from tests.builders import (
     agent,
     make_conversation,
     make_customer,

@@ -18,16 +18,6 @@ from tests.builders import auth_headers
 API = "/api/v1/customers"
 
 
-@pytest.fixture
-async def agent(app):
-    return await auth_headers(app, "agent")
-
-
-@pytest.fixture
-async def supervisor(app):
-    return await auth_headers(app, "supervisor")
-
-
 async def _create(client, headers, **body):
     r = await client.post(API, json=body, headers=headers)
     assert r.status_code == 201, r.text

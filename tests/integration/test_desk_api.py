@@ -16,16 +16,18 @@ from websockets.asyncio.client import connect
 from frontdesk import clock
 from frontdesk.conversations.ingest import InboundMessage
 from frontdesk.settings import Settings
-from tests.builders import make_token, make_user
-from tests.conftest import truncate_all
-from tests.integration.conversation_builders import (
+from tests.builders import (
     agent,
     make_conversation,
     make_customer,
     make_queue,
     make_team,
+    make_token,
+    make_user,
+    token_headers,
 )
-from tests.integration.webchat_helpers import Server, make_webchat_inbox, nothing, of_type, recv, send
+from tests.builders.webchat import Server, make_webchat_inbox, nothing, of_type, recv, send
+from tests.conftest import truncate_all
 
 API = "/api/v1"
 
@@ -269,7 +271,7 @@ async def test_counts_for_the_desk_views(client, app):
 async def test_mentions_in_notes_are_stored_and_pushed(client, app):
     db = app.state.db
     author = await make_user(db, email="lead@example.com", name="Lena Lead")
-    headers = {"Authorization": f"Bearer {await make_token(db, author)}"}
+    headers = await token_headers(db, author)
     anna = await make_user(db, email="anna.petrova@example.com", name="Anna Petrova")
     bob = await make_user(db, email="bob@example.com", name="Bob")
     gone = await make_user(db, email="gone@example.com", name="Gone")

@@ -26,8 +26,7 @@ from frontdesk.channels.email.inbound import receive_raw
 from frontdesk.models import Customer, Identity, MergeSuggestion, Message
 from frontdesk.settings import Settings
 from tests.builders import auth_headers
-from tests.integration.dns_server import DnsServer
-from tests.integration.email_helpers import (
+from tests.builders.mail import (
     BlackHole,
     DkimKey,
     as_bytes,
@@ -36,6 +35,7 @@ from tests.integration.email_helpers import (
     dkim_sign,
     message,
 )
+from tests.integration.dns_server import DnsServer
 
 DOMAIN = "support.example.net"
 HELP = f"help@{DOMAIN}"

@@ -220,15 +220,8 @@ def mail(subject: str, body: str, *, sender: str = "olga@example.net", charset: 
     return msg.as_bytes()
 
 
-async def make_inbox(db: Database, imap: dict[str, Any]) -> uuid.UUID:
-    async with db.transaction() as s:
-        inbox = Inbox(
-            name=f"imap-{uuid.uuid4().hex[:6]}",
-            channel="email",
-            public_token=uuid.uuid4().hex,
-            config={"address": "support@shop.example.com", "imap": imap},
-        )
-        s.add(inbox)
+async def imap_inbox(db: Database, imap: dict[str, Any]) -> uuid.UUID:
+    inbox = await imap_inbox(db, "email", config={"address": "support@shop.example.com", "imap": imap})
     return inbox.id
 
 
@@ -266,7 +259,7 @@ async def polled_since(db: Database, inbox_id: uuid.UUID, since: Any) -> bool:
 async def test_messages_land_once_across_restarts(settings: Settings, db: Database, dovecot: Dovecot):
     dovecot.append(mail("Где мой заказ?", "Заказ №42 не пришёл."))
     dovecot.append(mail("Счёт", "Пришлите счёт, пожалуйста.", charset="koi8-r"))
-    inbox_id = await make_inbox(db, dovecot.imap_config())
+    inbox_id = await imap_inbox(db, dovecot.imap_config())
 
     async with running(settings):
 
@@ -313,7 +306,7 @@ async def test_changed_uidvalidity_reads_the_folder_again_without_duplicates(
     settings: Settings, db: Database, dovecot: Dovecot
 ):
     dovecot.append(mail("Первое", "Раз."))
-    inbox_id = await make_inbox(db, dovecot.imap_config())
+    inbox_id = await imap_inbox(db, dovecot.imap_config())
     async with running(settings):
 
         async def one() -> bool:
@@ -335,10 +328,10 @@ async def test_changed_uidvalidity_reads_the_folder_again_without_duplicates(
 
 async def test_failures_are_recorded_and_the_server_keeps_running(settings: Settings, db: Database, dovecot: Dovecot):
     dovecot.append(mail("Тест", "Текст."))
-    wrong_password = await make_inbox(db, dovecot.imap_config(password="nope"))
-    untrusted = await make_inbox(db, dovecot.imap_config(ca_file=None))
-    down = await make_inbox(db, dovecot.imap_config(port=free_port()))
-    broken = await make_inbox(db, {"host": "127.0.0.1"})
+    wrong_password = await imap_inbox(db, dovecot.imap_config(password="nope"))
+    untrusted = await imap_inbox(db, dovecot.imap_config(ca_file=None))
+    down = await imap_inbox(db, dovecot.imap_config(port=free_port()))
+    broken = await imap_inbox(db, {"host": "127.0.0.1"})
     async with running(settings) as app:
 
         async def all_failed() -> bool:
@@ -382,7 +375,7 @@ async def test_only_one_poller_holds_a_mailbox(settings: Settings, db: Database,
     """Two servers on one database (the scaled mode) take turns; each message is handed in once."""
     for i in range(5):
         dovecot.append(mail(f"Письмо {i}", f"Текст {i}."))
-    inbox_id = await make_inbox(db, dovecot.imap_config())
+    inbox_id = await imap_inbox(db, dovecot.imap_config())
     async with running(settings), running(settings):
 
         async def five() -> bool:
@@ -432,7 +425,7 @@ async def test_polled_mail_is_authenticated_only_by_the_trusted_server(
     forged = mail("Подделка", "Это не я.")
     dovecot.append(b"Authentication-Results: mx.shop.example.com; dmarc=pass header.from=example.net\n" + genuine)
     dovecot.append(b"Authentication-Results: mx.attacker.example; dmarc=pass header.from=example.net\n" + forged)
-    inbox_id = await make_inbox(db, {**dovecot.imap_config(), "trusted_authserv_ids": ["MX.shop.example.com"]})
+    inbox_id = await imap_inbox(db, {**dovecot.imap_config(), "trusted_authserv_ids": ["MX.shop.example.com"]})
 
     async with running(settings):
 

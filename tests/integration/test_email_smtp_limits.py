@@ -33,8 +33,8 @@ from sqlalchemy import func, select
 
 from frontdesk.models import Message
 from frontdesk.settings import Settings
+from tests.builders.mail import deliver, until
 from tests.integration.dns_server import DnsServer
-from tests.integration.email_helpers import deliver, until
 
 DOMAIN = "support.example.net"
 

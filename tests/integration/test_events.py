@@ -12,14 +12,8 @@ from frontdesk import clock
 from frontdesk.models import Customer, CustomerEvent, RejectedInput
 from frontdesk.proactive import service
 from frontdesk.proactive.schemas import EventIn
-from tests.builders import auth_headers
 
 EVENTS = "/api/v1/events"
-
-
-@pytest.fixture
-async def agent(app):
-    return await auth_headers(app, "agent")
 
 
 @pytest.fixture

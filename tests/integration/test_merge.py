@@ -15,7 +15,6 @@ from frontdesk.customers import merge, service
 from frontdesk.db import Base
 from frontdesk.errors import Conflict
 from frontdesk.models import AuditEntry, Conversation, Customer, CustomerEvent, Identity, Message
-from tests.builders import auth_headers
 
 API = "/api/v1"
 
@@ -23,16 +22,6 @@ API = "/api/v1"
 @pytest.fixture
 def settings(settings):
     return settings.model_copy(update={"run_loops": False})
-
-
-@pytest.fixture
-async def agent(app):
-    return await auth_headers(app, "agent")
-
-
-@pytest.fixture
-async def supervisor(app):
-    return await auth_headers(app, "supervisor")
 
 
 async def create(client, headers, **body) -> str:

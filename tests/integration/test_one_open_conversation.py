@@ -28,8 +28,7 @@ from frontdesk.conversations.ingest import InboundMessage, receive, write_batch
 from frontdesk.customers.merge import merge_customers
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Customer, Identity, Inbox, Message
-from tests.builders import auth_headers
-from tests.integration.conversation_builders import make_inbox
+from tests.builders import auth_headers, make_inbox
 
 
 @pytest.fixture

@@ -252,7 +252,7 @@ async def test_the_hosted_chat_page_embeds_the_inbox_widget_in_the_visitors_lang
     from sqlalchemy import update
 
     from frontdesk.models import Inbox
-    from tests.integration.webchat_helpers import make_webchat_inbox
+    from tests.builders.webchat import make_webchat_inbox
 
     inbox = await make_webchat_inbox(app.state.db, title="Поддержка <Acme>")
     r = await client.get(f"/chat/{inbox.public_token}", headers={"Accept-Language": "ru-RU,ru;q=0.9"})

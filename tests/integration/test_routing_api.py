@@ -10,12 +10,12 @@ import pytest
 
 from frontdesk import clock
 from frontdesk.models.routing import RoutingItem
-from tests.integration.routing_helpers import (
+from tests.builders import make_customer
+from tests.builders.routing import (
     API,
     Recorder,
+    create_queue_via_api,
     get,
-    make_customer,
-    make_queue,
     open_conversation,
     person,
     post,
@@ -41,7 +41,7 @@ async def test_queues_crud_with_skills_bullseye_and_overflow(client, app, people
     admin, agent = people["admin"], people["agent"]
     billing = await post(client, "/skills", {"name": "Billing", "description": "Invoices and refunds"}, admin)
     teams = await post(client, "/teams", {"name": "Tier 2"}, admin)
-    backup = await make_queue(client, admin, name="Backup", channels=["webchat", "email"], priority=10)
+    backup = await create_queue_via_api(client, admin, name="Backup", channels=["webchat", "email"], priority=10)
     body = {
         "name": "Billing chat",
         "channels": ["webchat", "webchat"],
@@ -114,7 +114,7 @@ async def test_queues_crud_with_skills_bullseye_and_overflow(client, app, people
 
 async def test_rule_tags_are_stored_as_conversation_tags_are(client, app, people):
     admin = people["admin"]
-    queue = await make_queue(client, admin, name="Refunds")
+    queue = await create_queue_via_api(client, admin, name="Refunds")
     body = {"name": "Refunds", "queue_id": queue["id"], "conditions": {"tags": ["  Refund Request "]}}
     rule = await post(client, "/routing/rules", body, admin)
     assert rule["conditions"]["tags"] == ["refund-request"]  # what tagging "Refund Request" stores
@@ -126,8 +126,8 @@ async def test_rule_tags_are_stored_as_conversation_tags_are(client, app, people
 
 async def test_a_queue_with_waiting_conversations_cannot_be_deleted(client, app, people):
     admin = people["admin"]
-    queue = await make_queue(client, admin, name="Busy")
-    cid = await open_conversation(client, admin, (await make_customer(app)).id, queue_id=queue["id"])
+    queue = await create_queue_via_api(client, admin, name="Busy")
+    cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id, queue_id=queue["id"])
     async with app.state.db.transaction() as s:  # what the routing leader would have written
         s.add(
             RoutingItem(
@@ -152,7 +152,7 @@ async def test_skills_are_unique_and_in_use_ones_cannot_be_deleted(client, app, 
     assert r.json()["name"] == "Русский"
     r = await client.post(f"{API}/skills", json={"name": "РУССКИЙ"}, headers=admin)  # Unicode case, on SQLite too
     assert r.status_code == 409
-    await make_queue(client, admin, name="RU", required_skills=[{"skill_id": skill["id"], "min_level": 2}])
+    await create_queue_via_api(client, admin, name="RU", required_skills=[{"skill_id": skill["id"], "min_level": 2}])
     r = await client.delete(f"{API}/skills/{skill['id']}", headers=admin)
     assert r.status_code == 409
     assert "RU" in r.json()["detail"]
@@ -244,7 +244,7 @@ async def test_presence_is_stored_published_and_after_call_work_has_a_timer(clie
 
 async def test_routing_rules_are_ordered(client, app, people):
     admin = people["admin"]
-    queue = await make_queue(client, admin, name="Any")
+    queue = await create_queue_via_api(client, admin, name="Any")
     a = await post(client, "/routing/rules", {"name": "A", "queue_id": queue["id"]}, admin)
     b = await post(client, "/routing/rules", {"name": "B", "queue_id": queue["id"]}, admin)
     c = await post(

@@ -15,16 +15,16 @@ from datetime import timedelta
 import pytest
 
 from frontdesk.models import AgentPresence
-from tests.integration.routing_helpers import (
+from tests.builders import make_customer
+from tests.builders.routing import (
     API,
     Recorder,
     conversation,
+    create_queue_via_api,
     decisions,
     get,
     item,
     kinds,
-    make_customer,
-    make_queue,
     open_conversation,
     pending_offers,
     person,
@@ -66,11 +66,11 @@ async def team(frozen_clock, client, app):
 async def test_offer_times_out_goes_to_the_next_agent_and_a_decline_is_logged(client, app, team):
     clock, admin = team["clock"], team["admin"]
     (alice, alice_h), (bob, bob_h) = team["alice"], team["bob"]
-    await make_queue(client, admin, name="Chat", offer_timeout_seconds=30)
+    await create_queue_via_api(client, admin, name="Chat", offer_timeout_seconds=30)
     await presence(client, alice_h, "available")
     clock.advance(seconds=5)
     await presence(client, bob_h, "available")  # Alice has been idle longer
-    customer = await make_customer(app, "Grace Hopper")
+    customer = await make_customer(app.state.db, "Grace Hopper")
     inbox = await Recorder.open(app, f"user:{alice}", f"user:{bob}")
     try:
         cid = await open_conversation(client, admin, customer.id)
@@ -123,9 +123,9 @@ async def test_offer_times_out_goes_to_the_next_agent_and_a_decline_is_logged(cl
 async def test_accept_assigns_the_conversation_and_a_closed_offer_cannot_be_taken(client, app, team):
     clock, admin = team["clock"], team["admin"]
     (alice, alice_h), (_bob, bob_h) = team["alice"], team["bob"]
-    await make_queue(client, admin, name="Chat", offer_timeout_seconds=20)
+    await create_queue_via_api(client, admin, name="Chat", offer_timeout_seconds=20)
     await presence(client, alice_h, "available")
-    customer = await make_customer(app)
+    customer = await make_customer(app.state.db)
     desk = await Recorder.open(app, "desk")
     try:
         cid = await open_conversation(client, admin, customer.id)
@@ -170,11 +170,13 @@ async def test_accept_assigns_the_conversation_and_a_closed_offer_cannot_be_take
 async def test_agents_who_keep_missing_offers_are_set_away(client, app, team):
     clock, admin = team["clock"], team["admin"]
     (alice, alice_h), _ = team["alice"], team["bob"]
-    await make_queue(client, admin, name="Chat", offer_timeout_seconds=10)
+    await create_queue_via_api(client, admin, name="Chat", offer_timeout_seconds=10)
     await presence(client, alice_h, "available")
     desk = await Recorder.open(app, "desk")
     try:
-        convs = [await open_conversation(client, admin, (await make_customer(app, f"C{i}")).id) for i in range(3)]
+        convs = [
+            await open_conversation(client, admin, (await make_customer(app.state.db, f"C{i}")).id) for i in range(3)
+        ]
         await settle(app)
         assert len(await pending_offers(app)) == 3  # three chats fit her capacity
         clock.advance(seconds=11)
@@ -202,11 +204,11 @@ async def test_agents_who_keep_missing_offers_are_set_away(client, app, team):
 async def test_auto_accept_queue_assigns_at_once(client, app, team):
     admin = team["admin"]
     (alice, alice_h) = team["alice"]
-    await make_queue(client, admin, name="Email", channels=["email"], auto_accept=True)
+    await create_queue_via_api(client, admin, name="Email", channels=["email"], auto_accept=True)
     await presence(client, alice_h, "available")
     inbox = await Recorder.open(app, f"user:{alice}")
     try:
-        cid = await open_conversation(client, admin, (await make_customer(app)).id, channel="email")
+        cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id, channel="email")
         await settle(app)
         conv = await conversation(app, cid)
         assert conv.assignee_id == alice
@@ -226,18 +228,20 @@ async def test_auto_accept_queue_assigns_at_once(client, app, team):
 async def test_going_offline_returns_unanswered_offers_first_in_line(client, app, team):
     clock, admin = team["clock"], team["admin"]
     (alice, alice_h), (bob, bob_h) = team["alice"], team["bob"]
-    await make_queue(client, admin, name="Chat")
+    await create_queue_via_api(client, admin, name="Chat")
     for uid in (alice, bob):
         await profile(client, admin, uid, max_per_channel={"webchat": 1})
     await presence(client, alice_h, "available")
     inbox = await Recorder.open(app, f"user:{alice}")
     try:
-        first = await open_conversation(client, admin, (await make_customer(app, "First")).id)
+        first = await open_conversation(client, admin, (await make_customer(app.state.db, "First")).id)
         await settle(app)
         [offer] = await pending_offers(app, first)
         assert offer.agent_id == alice
         clock.advance(seconds=5)
-        urgent = await open_conversation(client, admin, (await make_customer(app, "Urgent")).id, priority="urgent")
+        urgent = await open_conversation(
+            client, admin, (await make_customer(app.state.db, "Urgent")).id, priority="urgent"
+        )
         await settle(app)
         assert (await item(app, urgent)).state == "waiting"  # Alice is full
 
@@ -266,11 +270,11 @@ async def test_going_offline_returns_unanswered_offers_first_in_line(client, app
 async def test_capacity_moves_to_a_spiking_queue_and_back(client, app, team):
     clock, admin, supervisor = team["clock"], team["admin"], team["supervisor"]
     (alice, alice_h) = team["alice"]
-    voice = await make_queue(
+    voice = await create_queue_via_api(
         client, admin, name="Calls", channels=["voice"], priority=80, auto_accept=True,
         service_level_percent=80, service_level_seconds=20,
     )  # fmt: skip
-    await make_queue(client, admin, name="Mail", channels=["email"], priority=20, service_level_seconds=14400)
+    await create_queue_via_api(client, admin, name="Mail", channels=["email"], priority=20, service_level_seconds=14400)
     await profile(
         client, admin, alice, max_per_channel={"voice": 1, "email": 5}, cost={"voice": 60, "email": 10}, blocks={}
     )
@@ -278,7 +282,9 @@ async def test_capacity_moves_to_a_spiking_queue_and_back(client, app, team):
     desk = await Recorder.open(app, "desk")
     try:
         calls = [
-            await open_conversation(client, admin, (await make_customer(app, f"Caller {i}")).id, channel="voice")
+            await open_conversation(
+                client, admin, (await make_customer(app.state.db, f"Caller {i}")).id, channel="voice"
+            )
             for i in range(3)
         ]
         await settle(app)
@@ -293,7 +299,7 @@ async def test_capacity_moves_to_a_spiking_queue_and_back(client, app, team):
         assert calls_state["waiting"] == 2
         assert next(a for a in state["agents"] if a["user_id"] == str(alice))["paused_channels"] == ["email"]
         # While the shift holds, email is not offered to her even though she has room.
-        mail = await open_conversation(client, admin, (await make_customer(app, "Writer")).id, channel="email")
+        mail = await open_conversation(client, admin, (await make_customer(app.state.db, "Writer")).id, channel="email")
         await settle(app)
         assert (await item(app, mail)).state == "waiting"
 
@@ -318,10 +324,10 @@ async def test_capacity_moves_to_a_spiking_queue_and_back(client, app, team):
 
 async def test_rules_pick_the_queue_from_the_customer_and_boost_vips(client, app, team):
     admin = team["admin"]
-    general = await make_queue(client, admin, name="Support", priority=40)
-    premium = await make_queue(client, admin, name="Premium", priority=70)
-    credit = await make_queue(client, admin, name="Credit control", priority=50)
-    russian = await make_queue(client, admin, name="Russian desk", priority=50)
+    general = await create_queue_via_api(client, admin, name="Support", priority=40)
+    premium = await create_queue_via_api(client, admin, name="Premium", priority=70)
+    credit = await create_queue_via_api(client, admin, name="Credit control", priority=50)
+    russian = await create_queue_via_api(client, admin, name="Russian desk", priority=50)
     rules = [
         {"name": "Debtors", "queue_id": credit["id"], "conditions": {"segments": ["debtor"]}},
         {"name": "VIPs", "queue_id": premium["id"], "conditions": {"segments": ["vip"]}, "priority": 75},
@@ -329,10 +335,10 @@ async def test_rules_pick_the_queue_from_the_customer_and_boost_vips(client, app
     ]
     for rule in rules:
         await post(client, "/routing/rules", rule, admin)
-    vip = await make_customer(app, "Vera", attributes={"vip": True})
-    debtor = await make_customer(app, "Dan", attributes={"balance_due": "120.50", "vip": True})
-    ivan = await make_customer(app, "Иван", locale="ru-RU")
-    plain = await make_customer(app, "Pat")
+    vip = await make_customer(app.state.db, "Vera", attributes={"vip": True})
+    debtor = await make_customer(app.state.db, "Dan", attributes={"balance_due": "120.50", "vip": True})
+    ivan = await make_customer(app.state.db, "Иван", locale="ru-RU")
+    plain = await make_customer(app.state.db, "Pat")
     cids = {}
     for key, customer in (("vip", vip), ("debtor", debtor), ("ivan", ivan), ("plain", plain)):
         cids[key] = await open_conversation(client, admin, customer.id)
@@ -360,8 +366,8 @@ async def test_rules_pick_the_queue_from_the_customer_and_boost_vips(client, app
 async def test_sticky_goes_to_the_customers_last_agent(client, app, team):
     clock, admin = team["clock"], team["admin"]
     (alice, alice_h), (bob, bob_h) = team["alice"], team["bob"]
-    queue = await make_queue(client, admin, name="Chat", sticky_wait_seconds=60)
-    margaret = await make_customer(app, "Margaret")
+    queue = await create_queue_via_api(client, admin, name="Chat", sticky_wait_seconds=60)
+    margaret = await make_customer(app.state.db, "Margaret")
     before = await open_conversation(client, admin, margaret.id, assignee_id=str(alice), queue_id=queue["id"])
     r = await client.patch(f"{API}/conversations/{before}", json={"status": "resolved"}, headers=admin)
     assert r.status_code == 200
@@ -378,7 +384,7 @@ async def test_sticky_goes_to_the_customers_last_agent(client, app, team):
     assert log[-1]["kind"] == "offered"
     assert log[-1]["rule"] == "sticky"
     # Someone else's customer goes by the usual rule: Bob, idle longest.
-    other = await open_conversation(client, admin, (await make_customer(app, "New")).id)
+    other = await open_conversation(client, admin, (await make_customer(app.state.db, "New")).id)
     await settle(app)
     assert [o.agent_id for o in await pending_offers(app, other)] == [bob]
 
@@ -387,13 +393,13 @@ async def test_bullseye_widens_the_pool_after_a_wait(client, app, team):
     clock, admin = team["clock"], team["admin"]
     (bob, bob_h) = team["bob"]
     skill = await post(client, "/skills", {"name": "Billing"}, admin)
-    queue = await make_queue(
+    queue = await create_queue_via_api(
         client, admin, name="Billing", required_skills=[{"skill_id": skill["id"], "min_level": 4}],
         bullseye=[{"after_seconds": 30, "level_drop": 2}],
     )  # fmt: skip
     await profile(client, admin, bob, skills=[{"skill_id": skill["id"], "level": 2}])
     await presence(client, bob_h, "available")
-    cid = await open_conversation(client, admin, (await make_customer(app)).id, queue_id=queue["id"])
+    cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id, queue_id=queue["id"])
     await settle(app)
     assert await pending_offers(app, cid) == []  # Bob's level 2 is below 4
     clock.advance(seconds=31)
@@ -408,11 +414,11 @@ async def test_bullseye_widens_the_pool_after_a_wait(client, app, team):
 
 async def test_overflow_moves_a_long_wait_to_the_next_queue(client, app, team):
     clock, admin = team["clock"], team["admin"]
-    backup = await make_queue(client, admin, name="Backup", priority=30)
-    first = await make_queue(
+    backup = await create_queue_via_api(client, admin, name="Backup", priority=30)
+    first = await create_queue_via_api(
         client, admin, name="First line", overflow_queue_id=backup["id"], overflow_after_seconds=300
     )
-    cid = await open_conversation(client, admin, (await make_customer(app)).id, queue_id=first["id"])
+    cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id, queue_id=first["id"])
     await settle(app)
     clock.advance(seconds=301)
     await settle(app)
@@ -431,9 +437,9 @@ async def test_overflow_moves_a_long_wait_to_the_next_queue(client, app, team):
 async def test_a_person_assigning_an_offered_conversation_withdraws_the_offer(client, app, team):
     admin = team["admin"]
     (alice, alice_h), (bob, _bob_h) = team["alice"], team["bob"]
-    await make_queue(client, admin, name="Chat")
+    await create_queue_via_api(client, admin, name="Chat")
     await presence(client, alice_h, "available")
-    cid = await open_conversation(client, admin, (await make_customer(app)).id)
+    cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id)
     await settle(app)
     [offer] = await pending_offers(app, cid)
     assert offer.agent_id == alice
@@ -455,9 +461,9 @@ async def test_a_person_assigning_an_offered_conversation_withdraws_the_offer(cl
 async def test_replying_to_an_offered_conversation_takes_it_and_withdraws_the_offer(client, app, team):
     admin = team["admin"]
     (alice, alice_h), (bob, bob_h) = team["alice"], team["bob"]
-    await make_queue(client, admin, name="Chat")
+    await create_queue_via_api(client, admin, name="Chat")
     await presence(client, alice_h, "available")
-    cid = await open_conversation(client, admin, (await make_customer(app)).id)
+    cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id)
     await settle(app)
     [offer] = await pending_offers(app, cid)
     assert offer.agent_id == alice
@@ -479,7 +485,7 @@ async def test_replying_to_an_offered_conversation_takes_it_and_withdraws_the_of
 async def test_inbound_messages_are_routed_without_touching_the_ingest_path(client, app, team):
     admin = team["admin"]
     (alice, alice_h) = team["alice"]
-    await make_queue(client, admin, name="Chat")
+    await create_queue_via_api(client, admin, name="Chat")
     await presence(client, alice_h, "available")
     r = await client.post(
         f"{API}/messages/inbound",
@@ -511,8 +517,8 @@ async def test_inbound_messages_are_routed_without_touching_the_ingest_path(clie
 
 async def test_resolving_a_waiting_conversation_takes_it_out_of_the_queue(client, app, team):
     admin, supervisor = team["admin"], team["supervisor"]
-    queue = await make_queue(client, admin, name="Chat")
-    cid = await open_conversation(client, admin, (await make_customer(app)).id)
+    queue = await create_queue_via_api(client, admin, name="Chat")
+    cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id)
     await settle(app)
     state = await get(client, "/routing/state", supervisor)
     chat = next(q for q in state["queues"] if q["id"] == queue["id"])
@@ -542,12 +548,12 @@ async def test_a_desk_that_stays_disconnected_returns_its_offers(client, app, te
 
     clock, admin = team["clock"], team["admin"]
     (alice, alice_h), (bob, bob_h) = team["alice"], team["bob"]
-    await make_queue(client, admin, name="Chat", offer_timeout_seconds=300)
+    await create_queue_via_api(client, admin, name="Chat", offer_timeout_seconds=300)
     await presence(client, alice_h, "available")
     db = app.state.db
     await service.desk_connected(db, alice)  # two tabs
     await service.desk_connected(db, alice)
-    cid = await open_conversation(client, admin, (await make_customer(app)).id)
+    cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id)
     await settle(app)
     [offer] = await pending_offers(app, cid)
     assert offer.agent_id == alice
@@ -580,13 +586,19 @@ async def test_a_desk_that_stays_disconnected_returns_its_offers(client, app, te
 async def test_after_a_call_the_agent_wraps_up_then_gets_the_next_call(client, app, team):
     clock, admin = team["clock"], team["admin"]
     (alice, alice_h) = team["alice"]
-    await make_queue(client, admin, name="Calls", channels=["voice"], auto_accept=True, service_level_seconds=600)
+    await create_queue_via_api(
+        client, admin, name="Calls", channels=["voice"], auto_accept=True, service_level_seconds=600
+    )
     await profile(client, admin, alice, after_call_work_seconds=45)
     await presence(client, alice_h, "available")
     desk = await Recorder.open(app, "desk")
     try:
-        first = await open_conversation(client, admin, (await make_customer(app, "Caller 1")).id, channel="voice")
-        second = await open_conversation(client, admin, (await make_customer(app, "Caller 2")).id, channel="voice")
+        first = await open_conversation(
+            client, admin, (await make_customer(app.state.db, "Caller 1")).id, channel="voice"
+        )
+        second = await open_conversation(
+            client, admin, (await make_customer(app.state.db, "Caller 2")).id, channel="voice"
+        )
         await settle(app)
         assert (await conversation(app, first)).assignee_id == alice
         assert (await item(app, second)).state == "waiting"  # one call at a time

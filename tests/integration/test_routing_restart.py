@@ -11,14 +11,14 @@ from sqlalchemy import func, select
 
 from frontdesk.models.routing import RoutingLeadership, RoutingOffer
 from frontdesk.routing.leader import LeadershipLost, RoutingLeader
-from tests.integration.routing_helpers import (
+from tests.builders import make_customer
+from tests.builders.routing import (
     API,
     conversation,
+    create_queue_via_api,
     decisions,
     item,
     kinds,
-    make_customer,
-    make_queue,
     open_conversation,
     pending_offers,
     person,
@@ -38,19 +38,19 @@ async def test_a_new_leader_rebuilds_everything_from_the_database(frozen_clock, 
     _, admin = await person(app, "admin", "Admin")
     alice, alice_h = await person(app, "agent", "Alice")
     bob, bob_h = await person(app, "agent", "Bob")
-    await make_queue(client, admin, name="Chat", offer_timeout_seconds=30)
+    await create_queue_via_api(client, admin, name="Chat", offer_timeout_seconds=30)
     await profile(client, admin, alice, max_per_channel={"webchat": 2})
     await profile(client, admin, bob, max_per_channel={"webchat": 1})
     await presence(client, alice_h, "available")
-    kept = await open_conversation(client, admin, (await make_customer(app, "Kept")).id)
-    offered = await open_conversation(client, admin, (await make_customer(app, "Offered")).id)
+    kept = await open_conversation(client, admin, (await make_customer(app.state.db, "Kept")).id)
+    offered = await open_conversation(client, admin, (await make_customer(app.state.db, "Offered")).id)
     await settle(app)
     by_conv = {str(o.conversation_id): o for o in await pending_offers(app)}
     assert {o.agent_id for o in by_conv.values()} == {alice}
     r = await client.post(f"{API}/routing/offers/{by_conv[kept].id}/accept", headers=alice_h)
     assert r.status_code == 200
     await presence(client, bob_h, "available")
-    waiting = await open_conversation(client, admin, (await make_customer(app, "Waiting")).id)
+    waiting = await open_conversation(client, admin, (await make_customer(app.state.db, "Waiting")).id)
     await settle(app)
     [bobs] = await pending_offers(app, waiting)
     assert bobs.agent_id == bob
@@ -125,7 +125,7 @@ async def test_a_leader_whose_epoch_was_taken_cannot_commit(frozen_clock, client
     """Fencing: if another process took over (a newer epoch), the old leader's step is rolled back."""
     _, admin = await person(app, "admin", "Admin")
     _, alice_h = await person(app, "agent", "Alice")
-    await make_queue(client, admin, name="Chat")
+    await create_queue_via_api(client, admin, name="Chat")
     await presence(client, alice_h, "available")
     await app.state.routing.stop()  # driven by hand below, without its loop
     leader = RoutingLeader(app.state.db, settings, name="old")
@@ -137,7 +137,7 @@ async def test_a_leader_whose_epoch_was_taken_cannot_commit(frozen_clock, client
             row = await s.get(RoutingLeadership, 1)
             row.epoch += 1  # what a new leader does when it takes over
             row.holder = "somebody else"
-        cid = await open_conversation(client, admin, (await make_customer(app)).id)
+        cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id)
         with pytest.raises(LeadershipLost, match="epoch"):
             await leader.step()
         assert not leader.is_leader

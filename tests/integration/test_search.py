@@ -12,7 +12,7 @@ from frontdesk.models import Conversation, Customer, Identity, Message
 from frontdesk.search import ddl
 from frontdesk.search import service as search_service
 from frontdesk.search.service import parse_query
-from tests.integration.conversation_builders import agent
+from tests.builders import agent
 
 API = "/api/v1"
 

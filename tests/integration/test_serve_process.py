@@ -13,9 +13,9 @@ from websockets.asyncio.client import connect
 
 from frontdesk.db import Database
 from tests.builders import make_token, make_user
+from tests.builders.webchat import make_webchat_inbox
+from tests.builders.ws import hello, process_env, recv, serve_process, still_open, token_socket
 from tests.conftest import truncate_all
-from tests.integration.webchat_helpers import make_webchat_inbox
-from tests.integration.ws_helpers import hello, process_env, recv, serve_process, still_open, token_socket
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from frontdesk.storage import ObjectMissing, S3Store, StorageError, new_key
-from tests.integration.conversation_builders import agent, make_conversation, make_customer
+from tests.builders import agent, make_conversation, make_customer
 
 ACCESS_KEY, SECRET_KEY = "test-access", "test-secret"
 

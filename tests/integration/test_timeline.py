@@ -9,7 +9,7 @@ import pytest
 
 from frontdesk import clock
 from frontdesk.models import CustomerEvent, Message
-from tests.integration.conversation_builders import agent, make_conversation, make_customer
+from tests.builders import agent, make_conversation, make_customer
 
 API = "/api/v1"
 

@@ -11,13 +11,9 @@ from sqlalchemy import select
 from frontdesk.auth import service
 from frontdesk.errors import Conflict, Invalid, NotFound
 from frontdesk.models import AuditEntry
-from tests.builders import DEFAULT_PASSWORD, auth_headers, make_token, make_user
+from tests.builders import DEFAULT_PASSWORD, auth_headers, make_user, token_headers
 
 USERS = "/api/v1/users"
-
-
-async def headers_for(app, user) -> dict[str, str]:
-    return {"Authorization": f"Bearer {await make_token(app.state.db, user)}"}
 
 
 async def audit(app, action: str) -> list[AuditEntry]:
@@ -152,18 +148,18 @@ async def test_admin_updates_a_user(client, app):
     entry = (await audit(app, "user.updated"))[0]
     assert entry.data["role"] == {"from": "agent", "to": "supervisor"}
     # The new role counts at once.
-    assert (await client.get(USERS, headers=await headers_for(app, agent))).status_code == 200
+    assert (await client.get(USERS, headers=await token_headers(app.state.db, agent))).status_code == 200
     r = await client.patch(f"{USERS}/{agent.id}", json={"is_active": False}, headers=admin_h)
     assert r.status_code == 200
     assert r.json()["is_active"] is False
-    assert (await client.get(USERS, headers=await headers_for(app, agent))).status_code == 401
+    assert (await client.get(USERS, headers=await token_headers(app.state.db, agent))).status_code == 401
 
 
 async def test_users_change_their_own_profile_and_password(client, app):
     db = app.state.db
     me = await make_user(db, email="self@example.com")
     other = await make_user(db, email="other@example.com")
-    h = await headers_for(app, me)
+    h = await token_headers(app.state.db, me)
     r = await client.patch(f"{USERS}/{me.id}", json={"name": "New Name", "time_zone": "Asia/Yekaterinburg"}, headers=h)
     assert r.status_code == 200
     assert r.json()["name"] == "New Name"
@@ -189,7 +185,7 @@ async def test_users_change_their_own_profile_and_password(client, app):
 async def test_admins_cannot_lock_themselves_out(client, app):
     db = app.state.db
     admin = await make_user(db, role="admin", email="boss@example.com")
-    h = await headers_for(app, admin)
+    h = await token_headers(app.state.db, admin)
     r = await client.post(f"{USERS}/{admin.id}/disable", headers=h)
     assert r.status_code == 422
     assert "own account" in r.json()["detail"]
@@ -305,7 +301,7 @@ async def test_a_race_past_the_duplicate_check_is_a_409(db):
 
 
 async def test_deleting_a_team_keeps_its_conversations_without_a_team(client, app):
-    from tests.integration.conversation_builders import make_conversation, make_customer, make_queue
+    from tests.builders import make_conversation, make_customer, make_queue
 
     db = app.state.db
     sup_h = await auth_headers(app, "supervisor")

@@ -8,10 +8,8 @@ import pytest
 
 from frontdesk import clock
 from frontdesk.conversations.ingest import InboundMessage
-from frontdesk.db import Database
-from frontdesk.models import AgentPresence, Queue
-from tests.builders import make_user
-from tests.integration.conversation_builders import agent, make_conversation, make_customer
+from frontdesk.models import AgentPresence
+from tests.builders import agent, make_conversation, make_customer, make_queue, make_user
 
 API = "/api/v1"
 
@@ -21,13 +19,6 @@ def settings(settings):
     return settings.model_copy(update={"run_loops": False})
 
 
-async def make_queue(db: Database, name: str, seconds: int, percent: int) -> Queue:
-    async with db.transaction() as s:
-        queue = Queue(name=name, service_level_seconds=seconds, service_level_percent=percent)
-        s.add(queue)
-    return queue
-
-
 async def test_wallboard_figures(client, app, frozen_clock):
     # 2026-11-23 09:00 UTC = 12:00 in Moscow; Moscow's day began at 2026-11-22 21:00 UTC.
     now = clock.now()
@@ -35,8 +26,8 @@ async def test_wallboard_figures(client, app, frozen_clock):
     db = app.state.db
     _, supervisor = await agent(app, "supervisor")
     _, agent_headers = await agent(app)
-    billing = await make_queue(db, "Billing", seconds=30, percent=90)
-    support = await make_queue(db, "Support", seconds=120, percent=80)
+    billing = await make_queue(db, "Billing", service_level_seconds=30, service_level_percent=90)
+    support = await make_queue(db, "Support", service_level_seconds=120, service_level_percent=80)
     ann = await make_user(db, name="Ann", role="agent")
     bob = await make_user(db, name="Bob", role="supervisor")
     await make_user(db, name="Zed Admin", role="admin")  # not on the board

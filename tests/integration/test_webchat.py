@@ -13,8 +13,8 @@ from frontdesk.channels.webchat import visitor as visitors
 from frontdesk.models import Conversation, Customer, Identity, Inbox, WebchatVisitor
 from frontdesk.models.merge import MergeSuggestion
 from tests.builders import auth_headers
-from tests.integration.routing_helpers import make_queue, person, post, presence, profile, put
-from tests.integration.webchat_helpers import IDENTITY_SECRET, make_webchat_inbox
+from tests.builders.routing import create_queue_via_api, person, post, presence, profile, put
+from tests.builders.webchat import IDENTITY_SECRET, make_webchat_inbox
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -251,7 +251,7 @@ async def test_agents_online_are_at_their_desk_available_and_take_this_inboxs_we
 
         # Routing decides who takes this inbox's web chat: a rule sends it to a queue of one team.
         team = await post(client, "/teams", {"name": "Site chat"}, admin)
-        queue = await make_queue(client, admin, team_ids=[team["id"]])
+        queue = await create_queue_via_api(client, admin, team_ids=[team["id"]])
         await post(
             client,
             "/routing/rules",
@@ -266,7 +266,7 @@ async def test_agents_online_are_at_their_desk_available_and_take_this_inboxs_we
         assert await online(other) == 1
         # A general queue serves the other inbox's chat; it needs a skill Anna lacks.
         skill = await post(client, "/skills", {"name": "Russian"}, admin)
-        await make_queue(client, admin, required_skills=[{"skill_id": skill["id"], "min_level": 5}])
+        await create_queue_via_api(client, admin, required_skills=[{"skill_id": skill["id"], "min_level": 5}])
         assert await online(other) == 0
         assert await online() == 1
         # An agent whose profile takes no web chat is not online for it.

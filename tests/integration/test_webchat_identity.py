@@ -35,10 +35,10 @@ from frontdesk.errors import Invalid
 from frontdesk.models import AuditEntry, EmailConfirmation, Identity, Inbox, Message, WebchatVisitor
 from frontdesk.models.merge import MergeSuggestion
 from frontdesk.settings import Settings
-from tests.builders import auth_headers, make_token, make_user
+from tests.builders import auth_headers
+from tests.builders.webchat import IDENTITY_SECRET, Server, make_webchat_inbox, nothing, of_type, recv, send
 from tests.conftest import truncate_all
 from tests.integration.test_email_outbound import SmtpSink
-from tests.integration.webchat_helpers import IDENTITY_SECRET, Server, make_webchat_inbox, nothing, of_type, recv, send
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 VICTIM_EMAIL = "victoria@example.com"
@@ -74,11 +74,6 @@ async def session(server: Server, inbox: Inbox, **body: object) -> dict:
     r = await http(server, "POST", "/api/v1/widget/sessions", json={"inbox": inbox.public_token, **body})
     assert r.status_code == 200, r.text
     return r.json()
-
-
-async def agent(server: Server) -> dict[str, str]:
-    user = await make_user(server.app.state.db, name="Agent Smith")
-    return {"Authorization": f"Bearer {await make_token(server.app.state.db, user)}"}
 
 
 async def reply_with_file(server: Server, headers: dict[str, str], conversation_id: uuid.UUID) -> str:
@@ -166,7 +161,7 @@ async def snapshot(ws: ClientConnection) -> list[dict]:
 @pytest.mark.parametrize("path", ["session", "prechat"])
 async def test_a_claimed_email_never_joins_its_owner(server: Server, victim_kind: str, path: str):
     inbox = await make_webchat_inbox(server.app.state.db)
-    headers = await agent(server)
+    headers = await auth_headers(server.app, name="Agent Smith")
     victim = await VICTIMS[victim_kind](server, inbox, headers)
 
     # The attacker: an anonymous visitor who types the victim's address.
@@ -253,7 +248,7 @@ async def test_a_claimed_email_never_joins_its_owner(server: Server, victim_kind
 async def test_the_victims_own_widget_still_works(server: Server):
     """The fix does not cost the signed-in victim their chat (the verified path still joins)."""
     inbox = await make_webchat_inbox(server.app.state.db)
-    headers = await agent(server)
+    headers = await auth_headers(server.app, name="Agent Smith")
     victim = await signed_in_chatter(server, inbox, headers)
     assert victim.visitor_token is not None
     again = await session(server, inbox, visitor_token=victim.visitor_token, user_id="1001",
@@ -318,7 +313,7 @@ def link_of(mail: EmailMessage) -> str:
 async def test_the_emailed_link_proves_the_address_and_shows_the_history(mail_server: Server, sink: SmtpSink):
     server = mail_server
     inbox = await make_webchat_inbox(server.app.state.db, title="Acme help")
-    headers = await agent(server)
+    headers = await auth_headers(server.app, name="Agent Smith")
     victoria = await signed_in_chatter(server, inbox, headers)
     # Victoria on a new phone, not signed in: she gives her address in the pre-chat form.
     phone = await session(server, inbox)

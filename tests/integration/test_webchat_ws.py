@@ -16,9 +16,9 @@ from websockets.exceptions import ConnectionClosed
 from frontdesk.channels.webchat import service as webchat
 from frontdesk.models import CustomerEvent, Inbox, Message
 from frontdesk.settings import Settings
-from tests.builders import make_token, make_user
+from tests.builders import auth_headers, make_token, make_user
+from tests.builders.webchat import Server, make_webchat_inbox, nothing, of_type, recv, send
 from tests.conftest import truncate_all
-from tests.integration.webchat_helpers import Server, make_webchat_inbox, nothing, of_type, recv, send
 
 
 @pytest.fixture
@@ -46,11 +46,6 @@ async def visitor_session(server: Server, inbox: Inbox, **body: object) -> dict:
         r = await c.post("/api/v1/widget/sessions", json={"inbox": inbox.public_token, **body})
     assert r.status_code == 200, r.text
     return r.json()
-
-
-async def agent_headers(server: Server) -> dict[str, str]:
-    user = await make_user(server.app.state.db, name="Agent Smith")
-    return {"Authorization": f"Bearer {await make_token(server.app.state.db, user)}"}
 
 
 async def stored(server: Server, **where: object) -> list[Message]:
@@ -95,7 +90,7 @@ async def test_send_ack_and_idempotent_resend(server: Server):
 async def test_agent_reply_reaches_widget_and_replays(server: Server):
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
-    headers = await agent_headers(server)
+    headers = await auth_headers(server.app, name="Agent Smith")
     async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         await send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": "help"})
@@ -169,7 +164,7 @@ async def test_restart_resumes_with_history(server: Server):
 async def test_typing_both_ways_and_read_receipts(server: Server):
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
-    headers = await agent_headers(server)
+    headers = await auth_headers(server.app, name="Agent Smith")
     token = headers["Authorization"].split()[1]
     async with (
         server.widget(sess["visitor_token"]) as ws,
@@ -339,7 +334,7 @@ async def test_an_over_long_message_is_refused_never_cut(server: Server):
 async def test_the_agents_read_receipt_survives_a_reload(server: Server):
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
-    headers = await agent_headers(server)
+    headers = await auth_headers(server.app, name="Agent Smith")
     async with server.widget(sess["visitor_token"]) as ws:
         await recv(ws, of_type("welcome"))
         ids = []

@@ -17,10 +17,9 @@ from frontdesk.auth.security import hash_token, new_secret_token
 from frontdesk.models import User, UserSession
 from frontdesk.realtime import publish_after_commit
 from frontdesk.settings import Settings
-from tests.builders import make_token, make_user
+from tests.builders import make_conversation, make_customer, make_token, make_user
+from tests.builders.ws import Server, closed_with, marked, none_marked, recv, running, token_socket
 from tests.conftest import truncate_all
-from tests.integration.conversation_builders import make_conversation, make_customer
-from tests.integration.ws_helpers import Server, closed_with, marked, none_marked, recv, running, token_socket
 
 
 @pytest.fixture
@@ -240,7 +239,7 @@ async def test_heartbeat_both_ways(server: Server):
 async def test_sockets_per_address_are_capped(settings: Settings, hub_backend: str | None):
     import httpx
 
-    from tests.integration.webchat_helpers import make_webchat_inbox
+    from tests.builders.webchat import make_webchat_inbox
 
     async with running(settings, hub_backend, ws_max_connections_per_ip=3) as srv:
         db = srv.app.state.db

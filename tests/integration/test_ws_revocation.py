@@ -17,10 +17,8 @@ import pytest
 
 from frontdesk.db import Database
 from frontdesk.settings import Settings
-from tests.builders import DEFAULT_PASSWORD, make_token, make_user
-from tests.conftest import truncate_all
-from tests.integration.conversation_builders import make_conversation, make_customer
-from tests.integration.ws_helpers import (
+from tests.builders import DEFAULT_PASSWORD, make_conversation, make_customer, make_token, make_user
+from tests.builders.ws import (
     REPO,
     Server,
     browser_headers,
@@ -37,6 +35,7 @@ from tests.integration.ws_helpers import (
     still_open,
     token_socket,
 )
+from tests.conftest import truncate_all
 
 REVOKED = 4401
 

@@ -30,7 +30,7 @@ from frontdesk.channels.email.auth import (
     parse_authentication_results,
     parse_dmarc,
 )
-from tests.integration.email_helpers import DkimKey, as_bytes, dkim_key, dkim_sign, message
+from tests.builders.mail import DkimKey, as_bytes, dkim_key, dkim_sign, message
 
 
 @pytest.fixture(scope="module")

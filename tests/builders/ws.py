@@ -25,14 +25,15 @@ from frontdesk.app import create_app
 from frontdesk.auth.deps import CSRF_HEADER, SESSION_COOKIE
 from frontdesk.realtime import Hub
 from frontdesk.settings import Settings
-from tests.builders import DEFAULT_PASSWORD
+from tests.builders.users import DEFAULT_PASSWORD
 from tests.integration.webhook_sink import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 class Server:
-    """uvicorn serving a fresh app in this process (``start``/``stop``)."""
+    """uvicorn serving a fresh app in this process (``start``/``stop``; ``restart()`` is a new app on
+    the same database)."""
 
     def __init__(self, settings: Settings, redis_url: str | None, **overrides: Any) -> None:
         self.settings = settings
@@ -61,6 +62,10 @@ class Server:
             self._srv.should_exit = True
             await asyncio.wait_for(self._task, 30)
             self._srv = self._task = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
 
     @property
     def hub(self) -> Hub:

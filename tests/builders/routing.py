@@ -1,5 +1,5 @@
-"""Test data and helpers for the routing tests: admins and agents with tokens, queues, skills,
-profiles, presence, conversations, and driving the routing leader step by step."""
+"""Routing test data and helpers: queues (in the database or through the API), routing profiles,
+presence, conversations opened through the API, and driving the routing leader step by step."""
 
 from __future__ import annotations
 
@@ -9,18 +9,20 @@ from typing import Any
 
 from sqlalchemy import select
 
-from frontdesk.models import Conversation, Customer
+from frontdesk.db import Database
+from frontdesk.models import Conversation, Queue
 from frontdesk.models.routing import RoutingItem, RoutingOffer
 from frontdesk.realtime import Event, Subscription
 from frontdesk.routing.leader import RoutingLeader
-from tests.builders import make_token, make_user
+from tests.builders.users import agent
 
 API = "/api/v1"
 
 
 async def person(app: Any, role: str = "agent", name: str = "Test User") -> tuple[uuid.UUID, dict[str, str]]:
-    user = await make_user(app.state.db, role=role, name=name)
-    return user.id, {"Authorization": f"Bearer {await make_token(app.state.db, user)}"}
+    """A user's id (what the routing API speaks) and the headers that act as them."""
+    user, headers = await agent(app, role, name)
+    return user.id, headers
 
 
 async def leader(app: Any) -> RoutingLeader:
@@ -55,7 +57,14 @@ async def get(client: Any, path: str, headers: dict[str, str], expect: int = 200
     return r.json()
 
 
-async def make_queue(client: Any, admin: dict[str, str], **fields: Any) -> dict[str, Any]:
+async def make_queue(db: Database, name: str | None = None, **fields: Any) -> Queue:
+    async with db.transaction() as s:
+        queue = Queue(name=name or f"queue-{uuid.uuid4().hex[:6]}", **fields)
+        s.add(queue)
+    return queue
+
+
+async def create_queue_via_api(client: Any, admin: dict[str, str], **fields: Any) -> dict[str, Any]:
     body = {"name": f"q-{uuid.uuid4().hex[:6]}", "channels": ["webchat"], **fields}
     return await post(client, "/queues", body, admin)  # type: ignore[no-any-return]
 
@@ -72,13 +81,6 @@ async def profile(client: Any, admin: dict[str, str], user_id: uuid.UUID, **fiel
 
 async def presence(client: Any, headers: dict[str, str], status: str, **extra: Any) -> dict[str, Any]:
     return await put(client, "/agents/me/presence", {"status": status, **extra}, headers)  # type: ignore[no-any-return]
-
-
-async def make_customer(app: Any, name: str = "Ada Lovelace", **fields: Any) -> Customer:
-    async with app.state.db.transaction() as s:
-        customer = Customer(name=name, **fields)
-        s.add(customer)
-    return customer
 
 
 async def open_conversation(

@@ -1,4 +1,4 @@
-"""Small builders for test data. They go through the real services where one exists."""
+"""Users, API tokens and the headers that act as them; teams; signing in over HTTP."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from frontdesk.auth.security import hash_password, hash_token, new_secret_token
 from frontdesk.db import Database
-from frontdesk.models import ApiToken, User
+from frontdesk.models import ApiToken, Team, User
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 
@@ -46,8 +46,31 @@ async def make_token(db: Database, user: User, scopes: list[str] | None = None) 
     return token
 
 
-async def auth_headers(app: Any, role: str = "agent", scopes: list[str] | None = None) -> dict[str, str]:
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def token_headers(db: Database, user: User, scopes: list[str] | None = None) -> dict[str, str]:
+    """Headers carrying a fresh API token of ``user``."""
+    return bearer(await make_token(db, user, scopes))
+
+
+async def agent(app: Any, role: str = "agent", name: str = "Test User") -> tuple[User, dict[str, str]]:
+    """A user with ``role`` and the headers that act as them."""
+    user = await make_user(app.state.db, role=role, name=name)
+    return user, await token_headers(app.state.db, user)
+
+
+async def auth_headers(
+    app: Any, role: str = "agent", scopes: list[str] | None = None, name: str = "Test User"
+) -> dict[str, str]:
     """Create a user with ``role`` and return headers carrying a fresh API token for them."""
-    db: Database = app.state.db
-    user = await make_user(db, role=role)
-    return {"Authorization": f"Bearer {await make_token(db, user, scopes)}"}
+    user = await make_user(app.state.db, role=role, name=name)
+    return await token_headers(app.state.db, user, scopes)
+
+
+async def make_team(db: Database, name: str | None = None) -> Team:
+    async with db.transaction() as s:
+        team = Team(name=name or f"team-{uuid.uuid4().hex[:6]}")
+        s.add(team)
+    return team
