@@ -11,7 +11,7 @@ Placeholders are ``{name}`` in both languages and are filled after translation.
 **Labels** — the words for the codes the server sends (channels, conversation statuses,
 priorities, presence states, roles, delivery states, identity kinds, satisfaction tiers, how a
 queue picks an agent) — have one source: :data:`LABELS` names the msgid of every code, and
-``labels.po`` translates them with a ``msgctxt`` of their kind (so the channel "Email" and the
+``labels.po`` translates them with a ``msgctxt`` of their kind (so the channel "E-mail" and the
 form field "Email" may read differently). Every page gets them translated in its boot data
 (:func:`page_labels`); ``/static/js/lib/labels.js`` is the one module that hands them to the
 desk, the wallboard and the admin pages. Templates use :func:`label`.
@@ -47,7 +47,7 @@ CONTEXT_SEPARATOR = "\x04"  # GNU gettext's key for a message with a context: "c
 LABELS: dict[str, dict[str, str]] = {
     "channel": {
         Channel.webchat: "Web chat",
-        Channel.email: "Email",
+        Channel.email: "E-mail",
         Channel.sms: "SMS",
         Channel.voice: "Voice",
         Channel.whatsapp: "WhatsApp",
@@ -84,7 +84,7 @@ LABELS: dict[str, dict[str, str]] = {
         DeliveryStatus.caught: "Not sent",
     },
     "identity": {
-        IdentityKind.email: "Email",
+        IdentityKind.email: "E-mail",
         IdentityKind.phone: "Phone",
         IdentityKind.webchat_visitor: "Web chat visitor",
         IdentityKind.external_id: "External id",

@@ -221,7 +221,7 @@ async def test_agent_desktop_chat_and_email_customer(browser: Any, world: World)
         await desk.locator("button.view[data-view='all']").click()
         listbox = desk.get_by_role("listbox", name="All")
         await expect(listbox.locator(f"#row-{chat_id} .ch-badge")).to_have_text("Web chat", timeout=WAIT_MS)
-        await expect(listbox.locator(f"#row-{email_id} .ch-badge")).to_have_text("Email")
+        await expect(listbox.locator(f"#row-{email_id} .ch-badge")).to_have_text("E-mail")
         await expect(listbox.locator(f"#row-{email_id}")).to_contain_text("Invoice for order #42")
 
         # A new email arrives while the desk is open: its row appears without a reload.
@@ -421,7 +421,7 @@ async def test_presence_and_a_routing_offer_accepted_from_the_desk(browser: Any,
     offer = desk.get_by_role("alertdialog", name="New conversation for you")
     await expect(offer).to_be_visible(timeout=WAIT_MS)
     await expect(offer).to_contain_text("Grace Hopper")
-    await expect(offer.locator(".ch-badge")).to_have_text("Email")
+    await expect(offer.locator(".ch-badge")).to_have_text("E-mail")
     await expect(offer.locator(".countdown")).to_have_text(re.compile(r"^\d+ s left$"))
     await desk.screenshot(path=shot("desk-offer.png"))
     stored = await world.eventually(lambda: world.message("Route me, please."), "the email is stored")

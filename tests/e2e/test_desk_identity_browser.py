@@ -119,7 +119,7 @@ async def test_sidebar_conversations_and_unproven_identities(browser: Any, world
     await expect(conversations.locator(".side-conv").first).to_be_visible()
     assert "null" not in await conversations.inner_text()
     assert "null" not in await sidebar.inner_text()
-    contact = sidebar.locator(".identities li", has=page.locator(".identity-kind", has_text="Email"))
+    contact = sidebar.locator(".identities li", has=page.locator(".identity-kind", has_text="E-mail"))
     await expect(contact.first.locator(".ok")).to_have_text("verified")
     await expect(sidebar.locator(".claimed-only")).to_have_count(0)
 

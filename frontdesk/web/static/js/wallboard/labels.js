@@ -2,13 +2,14 @@
 // the one list every page shares (lib/labels.js) — and the service-level verdict (always text
 // and a symbol, colour only as a second cue).
 import { t } from "../lib/boot.js";
-import { channelLabel, presenceLabel } from "../lib/labels.js";
+import { channelLabel, codes, presenceLabel } from "../lib/labels.js";
 
 export function channelName(channel) {
   return channel ? channelLabel(channel) : t("All channels");
 }
 
-export const PRESENCE_ORDER = ["available", "busy", "after_call_work", "away", "offline"];
+// Presence states in the order every page lists them (i18n.LABELS).
+export const PRESENCE_ORDER = codes("presence");
 
 export function presenceName(status) {
   return status ? presenceLabel(status) : t("Unknown");
