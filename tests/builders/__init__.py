@@ -4,7 +4,7 @@
 web chat, ``/ws`` sockets, e-mail); the builders most tests need are importable from here."""
 
 from tests.builders.conversations import make_conversation, make_inbox
-from tests.builders.customers import make_customer
+from tests.builders.customers import create_customer_via_api, make_customer
 from tests.builders.routing import create_queue_via_api, make_queue
 from tests.builders.users import (
     DEFAULT_PASSWORD,
@@ -22,6 +22,7 @@ __all__ = [
     "agent",
     "auth_headers",
     "bearer",
+    "create_customer_via_api",
     "create_queue_via_api",
     "make_conversation",
     "make_customer",

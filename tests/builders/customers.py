@@ -1,4 +1,4 @@
-"""Customers, written straight to the database."""
+"""Customers: written straight to the database, or created through the API."""
 
 from __future__ import annotations
 
@@ -13,3 +13,10 @@ async def make_customer(db: Database, name: str = "Ada Lovelace", **fields: Any)
         customer = Customer(name=name, **fields)
         s.add(customer)
     return customer
+
+
+async def create_customer_via_api(client: Any, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    """``POST /api/v1/customers`` as ``headers``; the created customer."""
+    r = await client.post("/api/v1/customers", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]

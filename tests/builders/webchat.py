@@ -13,8 +13,10 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from frontdesk.db import Database
 from frontdesk.models import Inbox
+from frontdesk.settings import Settings
 from tests.builders import ws as _ws
 from tests.builders.conversations import make_inbox
+from tests.conftest import truncate_all
 
 IDENTITY_SECRET = "site-identity-secret"
 
@@ -43,6 +45,18 @@ class Server(_ws.Server):
         async with connect(self.ws_url()) as sock:
             await sock.send(json.dumps({"type": "auth", "visitor_token": token}))
             yield sock
+
+
+@asynccontextmanager
+async def serving(settings: Settings, redis_url: str | None = None) -> AsyncIterator[Server]:
+    """A started :class:`Server`; when the block ends its database is emptied and it stops."""
+    srv = Server(settings, redis_url)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await truncate_all(srv.app.state.db)
+        await srv.stop()
 
 
 async def recv(ws: ClientConnection, pred: Callable[[dict], bool] = lambda m: True, timeout: float = 10) -> dict:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from tests.builders import DEFAULT_PASSWORD
 from tests.integration.webhook_sink import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +29,28 @@ def shot(name: str) -> str:
     """Where the screenshot ``name`` goes (``test-artifacts/``, created on first use)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return str(ARTIFACTS / name)
+
+
+async def sign_in(
+    page: Any,
+    base: str,
+    email: str,
+    labels: tuple[str, str, str],
+    password: str = DEFAULT_PASSWORD,
+    timeout_ms: int = 20_000,
+) -> None:
+    """Sign in to the desk through the sign-in page, as a person would: open ``/desk``, be sent to
+    sign in, fill the fields named by ``labels`` (the e-mail, password and button texts in the
+    page's language) and wait for the inbox."""
+    from playwright.async_api import expect
+
+    await page.goto(f"{base}/desk")
+    await expect(page).to_have_url(f"{base}/?next=/desk")
+    await page.get_by_label(labels[0], exact=True).fill(email)
+    await page.get_by_label(labels[1], exact=True).fill(password)
+    await page.get_by_role("button", name=labels[2], exact=True).click()
+    await page.wait_for_url(f"{base}/desk*")
+    await page.locator('body[data-inbox-ready="1"]').wait_for(state="attached", timeout=timeout_ms)
 
 
 class ServerProcess:

@@ -35,9 +35,9 @@ from sqlalchemy import select
 
 from frontdesk.db import Database
 from frontdesk.models import Message, User
-from tests.builders import DEFAULT_PASSWORD, make_token, make_user
+from tests.builders import make_token, make_user
 from tests.conftest import truncate_all
-from tests.e2e.browser import VIEWPORT, ServerProcess, serve_page, shot
+from tests.e2e.browser import VIEWPORT, ServerProcess, serve_page, shot, sign_in
 from tests.integration.webhook_sink import free_port
 
 pytestmark = pytest.mark.slow
@@ -147,19 +147,6 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         await server.stop()
         await truncate_all(db)
         await db.dispose()
-
-
-async def sign_in(page: Any, base: str, email: str, label: tuple[str, str, str]) -> None:
-    """Through the sign-in page, as a person would: ``label`` = (email, password, button) texts."""
-    from playwright.async_api import expect
-
-    await page.goto(f"{base}/desk")
-    await expect(page).to_have_url(f"{base}/?next=/desk")
-    await page.get_by_label(label[0], exact=True).fill(email)
-    await page.get_by_label(label[1], exact=True).fill(DEFAULT_PASSWORD)
-    await page.get_by_role("button", name=label[2], exact=True).click()
-    await page.wait_for_url(f"{base}/desk*")
-    await page.locator('body[data-inbox-ready="1"]').wait_for(state="attached", timeout=WAIT_MS)
 
 
 # -- the scenario --------------------------------------------------------------------------------------

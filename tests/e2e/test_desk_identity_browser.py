@@ -26,7 +26,7 @@ from frontdesk.conversations.ingest import InboundMessage, receive
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Identity, Inbox
 from tests.conftest import truncate_all
-from tests.e2e.browser import VIEWPORT, ServerProcess, shot
+from tests.e2e.browser import VIEWPORT, ServerProcess, shot, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +48,6 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Databa
         await process.stop()
         await truncate_all(db)
         await db.dispose()
-
-
-async def sign_in(page: Any, base: str, email: str, labels: tuple[str, str, str]) -> None:
-    await page.goto(f"{base}/desk")
-    await page.get_by_label(labels[0], exact=True).fill(email)
-    await page.get_by_label(labels[1], exact=True).fill(demo.AGENT_PASSWORD)
-    await page.get_by_role("button", name=labels[2], exact=True).click()
-    await page.locator('body[data-inbox-ready="1"]').wait_for(state="attached", timeout=WAIT_MS)
 
 
 async def open_conversation(page: Any, base: str, conversation_id: uuid.UUID) -> Any:
@@ -112,7 +104,7 @@ async def test_sidebar_conversations_and_unproven_identities(browser: Any, world
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    await sign_in(page, base, EN_AGENT, ("Email", "Password", "Sign in"))
+    await sign_in(page, base, EN_AGENT, ("Email", "Password", "Sign in"), demo.AGENT_PASSWORD)
 
     sidebar = await open_conversation(page, base, demo_conversation)
     conversations = sidebar.locator(".side-conversations")
@@ -138,7 +130,7 @@ async def test_sidebar_conversations_and_unproven_identities(browser: Any, world
     # The same in Russian.
     ru = await browser.new_context(locale="ru-RU", viewport=VIEWPORT)
     page_ru = await ru.new_page()
-    await sign_in(page_ru, base, RU_AGENT, ("Электронная почта", "Пароль", "Войти"))
+    await sign_in(page_ru, base, RU_AGENT, ("Электронная почта", "Пароль", "Войти"), demo.AGENT_PASSWORD)
     sidebar_ru = await open_conversation(page_ru, base, claimed.conversation_id)
     await expect(sidebar_ru.locator(".identities li", has_text=CLAIMED).locator(".unproven")).to_have_text(
         "не подтверждён"

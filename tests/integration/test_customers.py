@@ -13,15 +13,9 @@ from frontdesk.customers import service
 from frontdesk.errors import NotFound
 from frontdesk.models import Attachment, AuditEntry, Conversation, Customer, CustomerEvent, Identity, Message
 from frontdesk.storage import ObjectMissing
-from tests.builders import auth_headers
+from tests.builders import auth_headers, create_customer_via_api
 
 API = "/api/v1/customers"
-
-
-async def _create(client, headers, **body):
-    r = await client.post(API, json=body, headers=headers)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 async def _add_conversation(app, customer_id: str, text: str, html: str | None = None) -> uuid.UUID:
@@ -57,7 +51,7 @@ async def _audit_actions(app, customer_id: str) -> list[str]:
 
 
 async def test_create_normalises_identities_and_returns_them(client, agent, app):
-    body = await _create(
+    body = await create_customer_via_api(
         client,
         agent,
         name="Ann Smith",
@@ -105,7 +99,9 @@ async def test_create_rejects_bad_input_naming_the_field(client, agent, body, fi
 
 
 async def test_identity_owned_by_another_customer_is_409_naming_it(client, agent):
-    first = await _create(client, agent, name="First", identities=[{"kind": "email", "value": "dup@example.com"}])
+    first = await create_customer_via_api(
+        client, agent, name="First", identities=[{"kind": "email", "value": "dup@example.com"}]
+    )
     r = await client.post(
         API, json={"name": "Second", "identities": [{"kind": "email", "value": "DUP@example.com"}]}, headers=agent
     )
@@ -116,7 +112,7 @@ async def test_identity_owned_by_another_customer_is_409_naming_it(client, agent
     r = await client.get(API, params={"q": "Second"}, headers=agent)
     assert r.json()["items"] == []
 
-    second = await _create(client, agent, name="Second")
+    second = await create_customer_via_api(client, agent, name="Second")
     r = await client.post(
         f"{API}/{second['id']}/identities", json={"kind": "email", "value": "dup@example.com"}, headers=agent
     )
@@ -133,7 +129,7 @@ async def test_requires_sign_in(client):
 
 
 async def test_search_by_name_identity_attribute_and_tier(client, agent):
-    ivan = await _create(
+    ivan = await create_customer_via_api(
         client,
         agent,
         name="Иван Петров",
@@ -141,7 +137,7 @@ async def test_search_by_name_identity_attribute_and_tier(client, agent):
         satisfaction_tier="promoter",
         identities=[{"kind": "phone", "value": "+7 912 345-67-89"}],
     )
-    ann = await _create(
+    ann = await create_customer_via_api(
         client,
         agent,
         name="Ann Smith",
@@ -185,9 +181,9 @@ async def test_search_by_name_identity_attribute_and_tier(client, agent):
 
 
 async def test_the_name_filter_ignores_case_and_accents_on_both_databases(client, agent):
-    jose = await _create(client, agent, name="José Muñoz")
-    muller = await _create(client, agent, name="Hans Muller")
-    lukasz = await _create(client, agent, name="Łukasz 100%_sure")
+    jose = await create_customer_via_api(client, agent, name="José Muñoz")
+    muller = await create_customer_via_api(client, agent, name="Hans Muller")
+    lukasz = await create_customer_via_api(client, agent, name="Łukasz 100%_sure")
 
     async def ids(q: str) -> list[str]:
         r = await client.get(API, params={"q": q}, headers=agent)
@@ -206,7 +202,7 @@ async def test_the_name_filter_ignores_case_and_accents_on_both_databases(client
 async def test_pagination_walks_every_customer_once_newest_first(client, agent, frozen_clock):
     created = []
     for i in range(11):
-        created.append((await _create(client, agent, name=f"Page {i:02d}"))["id"])
+        created.append((await create_customer_via_api(client, agent, name=f"Page {i:02d}"))["id"])
         if i % 3 == 0:  # several customers share a timestamp: the id breaks the tie
             frozen_clock.advance(seconds=1)
     seen: list[str] = []
@@ -233,7 +229,7 @@ async def test_pagination_walks_every_customer_once_newest_first(client, agent, 
 
 
 async def test_patch_merges_attributes_and_null_deletes(client, agent, app):
-    c = await _create(client, agent, name="Merge Me", attributes={"a": 1, "b": 2, "keep": "yes"})
+    c = await create_customer_via_api(client, agent, name="Merge Me", attributes={"a": 1, "b": 2, "keep": "yes"})
     r = await client.patch(
         f"{API}/{c['id']}", json={"attributes": {"a": 10, "b": None, "c": [1, 2]}, "locale": "ru"}, headers=agent
     )
@@ -249,8 +245,10 @@ async def test_patch_merges_attributes_and_null_deletes(client, agent, app):
 
 
 async def test_delete_needs_supervisor_and_no_conversations(client, agent, supervisor, app):
-    quiet = await _create(client, agent, name="Quiet", identities=[{"kind": "email", "value": "q@example.com"}])
-    talker = await _create(client, agent, name="Talker")
+    quiet = await create_customer_via_api(
+        client, agent, name="Quiet", identities=[{"kind": "email", "value": "q@example.com"}]
+    )
+    talker = await create_customer_via_api(client, agent, name="Talker")
     await _add_conversation(app, talker["id"], "hello")
 
     r = await client.delete(f"{API}/{quiet['id']}", headers=agent)
@@ -263,7 +261,9 @@ async def test_delete_needs_supervisor_and_no_conversations(client, agent, super
     r = await client.get(f"{API}/{quiet['id']}", headers=agent)
     assert r.status_code == 404
     # Its identity is free again.
-    await _create(client, agent, name="New owner", identities=[{"kind": "email", "value": "q@example.com"}])
+    await create_customer_via_api(
+        client, agent, name="New owner", identities=[{"kind": "email", "value": "q@example.com"}]
+    )
     assert "customer.deleted" in await _audit_actions(app, quiet["id"])
 
 
@@ -271,7 +271,7 @@ async def test_delete_needs_supervisor_and_no_conversations(client, agent, super
 
 
 async def test_add_and_remove_identities(client, agent):
-    c = await _create(client, agent, name="Ids")
+    c = await create_customer_via_api(client, agent, name="Ids")
     url = f"{API}/{c['id']}/identities"
     r = await client.post(url, json={"kind": "phone", "value": "+1 (202) 555-0143"}, headers=agent)
     assert r.status_code == 201, r.text
@@ -293,7 +293,7 @@ async def test_add_and_remove_identities(client, agent):
 
 
 async def test_consents_upsert(client, agent, frozen_clock, app):
-    c = await _create(client, agent, name="Consenting")
+    c = await create_customer_via_api(client, agent, name="Consenting")
     url = f"{API}/{c['id']}/consents/sms/marketing"
     r = await client.put(url, json={"status": "granted", "source": "signup form"}, headers=agent)
     assert r.status_code == 200, r.text
@@ -323,7 +323,7 @@ async def test_consents_upsert(client, agent, frozen_clock, app):
 
 async def test_export_then_erase_removes_personal_data(client, agent, supervisor, app):
     email = "erase.me@example.com"
-    c = await _create(
+    c = await create_customer_via_api(
         client,
         agent,
         name="Erik Eraseme",
@@ -486,8 +486,10 @@ async def test_erase_removes_rejected_inputs_and_deletes_files_even_after_a_cras
 
 
 async def test_merged_customer_reads_as_survivor(client, agent, supervisor, app):
-    survivor = await _create(client, agent, name="Survivor", identities=[{"kind": "email", "value": "s@example.com"}])
-    ghost = await _create(client, agent, name="Ghost")
+    survivor = await create_customer_via_api(
+        client, agent, name="Survivor", identities=[{"kind": "email", "value": "s@example.com"}]
+    )
+    ghost = await create_customer_via_api(client, agent, name="Ghost")
     async with app.state.db.transaction() as s:
         await s.execute(
             update(Customer)
@@ -562,7 +564,9 @@ async def _give_identities(app, customer_id: str, count: int) -> None:
 
 async def test_identities_are_capped_and_listed_page_by_page(client, agent, app):
     app.state.settings.max_identities_per_customer = 60
-    customer = await _create(client, agent, name="Many Ids", identities=[{"kind": "email", "value": "m@example.com"}])
+    customer = await create_customer_via_api(
+        client, agent, name="Many Ids", identities=[{"kind": "email", "value": "m@example.com"}]
+    )
     cid = customer["id"]
     await _give_identities(app, cid, 58)
 
@@ -600,15 +604,17 @@ async def test_identities_are_capped_and_listed_page_by_page(client, agent, app)
     listed = (await client.get(API, params={"q": "Many Ids"}, headers=agent)).json()["items"]
     assert len(listed[0]["identities"]) == 50
     assert listed[0]["identities_next_cursor"] == shown["identities_next_cursor"]
-    small = (await client.get(f"{API}/{(await _create(client, agent, name='Few'))['id']}", headers=agent)).json()
+    small = (
+        await client.get(f"{API}/{(await create_customer_via_api(client, agent, name='Few'))['id']}", headers=agent)
+    ).json()
     assert small["identities_next_cursor"] is None
 
 
 async def test_a_merge_over_the_identity_cap_is_refused_and_changes_nothing(client, agent, app):
     supervisor = await auth_headers(app, "supervisor")
     app.state.settings.max_identities_per_customer = 30
-    a = (await _create(client, agent, name="A"))["id"]
-    b = (await _create(client, agent, name="B"))["id"]
+    a = (await create_customer_via_api(client, agent, name="A"))["id"]
+    b = (await create_customer_via_api(client, agent, name="B"))["id"]
     await _give_identities(app, a, 20)
     await _give_identities(app, b, 11)
     r = await client.post(f"{API}/{a}/merge", json={"other_id": b}, headers=supervisor)

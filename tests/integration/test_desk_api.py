@@ -26,8 +26,7 @@ from tests.builders import (
     make_user,
     token_headers,
 )
-from tests.builders.webchat import Server, make_webchat_inbox, nothing, of_type, recv, send
-from tests.conftest import truncate_all
+from tests.builders.webchat import Server, make_webchat_inbox, nothing, of_type, recv, send, serving
 
 API = "/api/v1"
 
@@ -381,13 +380,8 @@ async def test_update_my_settings(client, app):
 
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[Server]:
-    srv = Server(settings, None)
-    await srv.start()
-    try:
+    async with serving(settings) as srv:
         yield srv
-    finally:
-        await truncate_all(srv.app.state.db)
-        await srv.stop()
 
 
 async def test_agent_typing_reaches_the_widget(server: Server):

@@ -15,6 +15,7 @@ from frontdesk.customers import merge, service
 from frontdesk.db import Base
 from frontdesk.errors import Conflict
 from frontdesk.models import AuditEntry, Conversation, Customer, CustomerEvent, Identity, Message
+from tests.builders import create_customer_via_api
 
 API = "/api/v1"
 
@@ -25,9 +26,7 @@ def settings(settings):
 
 
 async def create(client, headers, **body) -> str:
-    r = await client.post(f"{API}/customers", json=body, headers=headers)
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return str((await create_customer_via_api(client, headers, **body))["id"])
 
 
 async def detail(client, headers, customer_id) -> dict:

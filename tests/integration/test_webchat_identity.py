@@ -36,7 +36,7 @@ from frontdesk.models import AuditEntry, EmailConfirmation, Identity, Inbox, Mes
 from frontdesk.models.merge import MergeSuggestion
 from frontdesk.settings import Settings
 from tests.builders import auth_headers
-from tests.builders.webchat import IDENTITY_SECRET, Server, make_webchat_inbox, nothing, of_type, recv, send
+from tests.builders.webchat import IDENTITY_SECRET, Server, make_webchat_inbox, nothing, of_type, recv, send, serving
 from tests.conftest import truncate_all
 from tests.integration.test_email_outbound import SmtpSink
 
@@ -48,13 +48,8 @@ REPLY_TO_VICTIM = "Refund for order 77 is on its way, Victoria"
 
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[Server]:
-    srv = Server(settings, None)
-    await srv.start()
-    try:
+    async with serving(settings) as srv:
         yield srv
-    finally:
-        await truncate_all(srv.app.state.db)
-        await srv.stop()
 
 
 @dataclass

@@ -17,8 +17,7 @@ from frontdesk.channels.webchat import service as webchat
 from frontdesk.models import CustomerEvent, Inbox, Message
 from frontdesk.settings import Settings
 from tests.builders import auth_headers, make_token, make_user
-from tests.builders.webchat import Server, make_webchat_inbox, nothing, of_type, recv, send
-from tests.conftest import truncate_all
+from tests.builders.webchat import Server, make_webchat_inbox, nothing, of_type, recv, send, serving
 
 
 @pytest.fixture
@@ -30,15 +29,9 @@ async def server(settings: Settings, hub_backend: str | None) -> AsyncIterator[S
         async for key in client.scan_iter(match="fd:webchat:rl:*"):
             await client.delete(key)
         await client.aclose()
-    srv = Server(
-        settings.model_copy(update={"widget_messages_per_minute": 5, "ws_auth_timeout_seconds": 1.0}), hub_backend
-    )
-    await srv.start()
-    try:
+    limits = {"widget_messages_per_minute": 5, "ws_auth_timeout_seconds": 1.0}
+    async with serving(settings.model_copy(update=limits), hub_backend) as srv:
         yield srv
-    finally:
-        await truncate_all(srv.app.state.db)
-        await srv.stop()
 
 
 async def visitor_session(server: Server, inbox: Inbox, **body: object) -> dict:
