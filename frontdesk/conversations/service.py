@@ -30,6 +30,7 @@ from sqlalchemy.orm import aliased
 from frontdesk import clock, timers
 from frontdesk.audit import service as audit
 from frontdesk.conversations import outbox
+from frontdesk.conversations.assignment import assign
 from frontdesk.conversations.ingest import PREVIEW_CHARS
 from frontdesk.conversations.sanitize import html_to_text, sanitize_html
 from frontdesk.conversations.schemas import (
@@ -556,7 +557,10 @@ async def update_conversation(
     for field in assign_fields:
         old, new = getattr(conversation, field), getattr(data, field)
         if old != new:
-            setattr(conversation, field, new)
+            if field == "assignee_id":
+                assign(conversation, new)  # the one writer of the assignee
+            else:
+                setattr(conversation, field, new)
             assignment[field] = {"from": _s(old), "to": _s(new)}
             changes.append(field)
     if assignment or (data.note and assign_fields):
