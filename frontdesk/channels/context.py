@@ -9,8 +9,8 @@ listener leaves what its routes use (the web-chat runtime, the SMTP receiver, th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from starlette.applications import Starlette
 from starlette.datastructures import State
 
 from frontdesk.conversations.ingest import IngestWriter
@@ -34,7 +34,7 @@ class ListenerContext:
         return app_store(self.state)
 
 
-def context_of(app: Any) -> ListenerContext:
+def context_of(app: Starlette) -> ListenerContext:
     """The context of a running app (``request.app``), made by its lifespan."""
     ctx: ListenerContext = app.state.context
     return ctx

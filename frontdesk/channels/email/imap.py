@@ -21,7 +21,7 @@ blocking imapclient calls run in a thread) polls every active email inbox that h
    the folder: it is read again from UID 1 (nothing duplicates: the store is idempotent by
    Message-ID);
 3. fetch the messages with a UID above ``last_uid`` (``BODY.PEEK[]``: reading does not mark them
-   read), oldest first; hand each to ``inbound.receive_raw(app, raw, inbox_id=…,
+   read), oldest first; hand each to ``inbound.receive_raw(ctx, raw, inbox_id=…,
    source="email.imap")``; only once that has returned (committed) record its UID, then flag it
    ``\\Seen``.
 
