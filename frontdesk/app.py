@@ -1,4 +1,9 @@
-"""The FastAPI application: routers, middleware and the lifespan that starts loops and listeners."""
+"""The FastAPI application: routers, middleware and the lifespan that starts loops and listeners.
+
+What the lifespan starts — channel listeners, the timer loop with its handlers, the outbox
+dispatcher with its channel adapters — is named in ``frontdesk/wiring.py``, shared with
+``frontdesk/worker.py``.
+"""
 
 from __future__ import annotations
 
@@ -56,12 +61,13 @@ def tune_garbage_collector() -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from frontdesk import wiring
     from frontdesk.auth.api import close_login_limiter
     from frontdesk.auth.revocation import LiveSockets, Watcher
     from frontdesk.channels import listeners
+    from frontdesk.channels.context import ListenerContext
     from frontdesk.conversations.ingest import IngestWriter
     from frontdesk.routing.leader import RoutingLeader
-    from frontdesk.timers import start_loops
 
     settings: Settings = app.state.settings
     await prepare_database(settings)
@@ -73,7 +79,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.hub = hub
     app.state.ingest = IngestWriter(db, settings)
     await app.state.ingest.start()
-    loops = await start_loops(db, settings) if settings.run_loops else None
+    app.state.context = ListenerContext(db=db, hub=hub, settings=settings, ingest=app.state.ingest, state=app.state)
+    loops = await wiring.start_loops(db, settings) if settings.run_loops else None
     app.state.loops = loops
     routing = RoutingLeader(db, settings) if settings.run_loops else None  # one leads per deployment
     if routing is not None:
@@ -82,7 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.live_sockets = LiveSockets()
     credential_watcher = Watcher(db, hub, app.state.live_sockets, interval=settings.auth_watch_seconds)
     await credential_watcher.start()
-    channel_listeners = await listeners.start_all(app)
+    channel_listeners = await listeners.start_all(app.state.context, wiring.listeners())
     if settings.tune_gc:
         tune_garbage_collector()
     try:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
 
 from frontdesk import clock
 from frontdesk.db import after_commit, record_event
@@ -306,7 +307,7 @@ class ConnectionCounter:
         return self._open.get(ip, 0)
 
 
-def connection_counter(app: Any) -> ConnectionCounter:
+def connection_counter(app: Starlette) -> ConnectionCounter:
     counter: ConnectionCounter | None = getattr(app.state, "ws_connections", None)
     if counter is None:
         counter = app.state.ws_connections = ConnectionCounter()

@@ -5,25 +5,18 @@ An adapter has a ``name`` (the ``Message.channel`` it serves) and ``async send(O
 rejected by the provider, channel not configured) and anything else — :class:`TransientError`
 or any exception — when a later attempt may succeed; the dispatcher retries those with backoff.
 
-Adapters are registered by name with :func:`register_adapter` and built once per dispatcher
-with a :class:`ChannelContext` (hub, settings). A channel's module is listed in
-``ADAPTER_MODULES`` so :func:`load_adapters` imports it.
+Adapters are added by name to an :class:`AdapterRegistry` by the wiring
+(``frontdesk/wiring.py: adapter_registry``) and built once per dispatcher with a
+:class:`ChannelContext` (hub, settings, db).
 """
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
-
-ADAPTER_MODULES: list[str] = [
-    "frontdesk.channels.webhook",
-    "frontdesk.channels.webchat.adapter",
-    "frontdesk.channels.email.outbound",
-]
 
 
 class ChannelError(Exception):
@@ -101,30 +94,23 @@ class ChannelContext:
 
 
 AdapterFactory = Callable[[ChannelContext], ChannelAdapter]
-_registry: dict[str, AdapterFactory] = {}
 
 
-def register_adapter(name: str) -> Callable[[AdapterFactory], AdapterFactory]:
-    """Decorator: ``@register_adapter("sms")`` on a class or factory taking a ChannelContext."""
+class AdapterRegistry:
+    """The channels this process can send on: ``name`` (a ``Message.channel``) → adapter factory."""
 
-    def deco(factory: AdapterFactory) -> AdapterFactory:
-        _registry[name] = factory
-        return factory
+    def __init__(self) -> None:
+        self._factories: dict[str, AdapterFactory] = {}
 
-    return deco
+    def add_adapter(self, name: str, factory: AdapterFactory) -> None:
+        """``registry.add_adapter("sms", SmsAdapter)``: a class or factory taking a ChannelContext."""
+        if self._factories.get(name, factory) is not factory:
+            raise ValueError(f"channel {name!r} already has an adapter")
+        self._factories[name] = factory
 
+    def build(self, ctx: ChannelContext) -> dict[str, ChannelAdapter]:
+        """One instance of every adapter."""
+        return {name: factory(ctx) for name, factory in self._factories.items()}
 
-def load_adapters() -> None:
-    for module in ADAPTER_MODULES:
-        importlib.import_module(module)
-
-
-def build_adapters(ctx: ChannelContext) -> dict[str, ChannelAdapter]:
-    """One instance of every registered adapter."""
-    load_adapters()
-    return {name: factory(ctx) for name, factory in _registry.items()}
-
-
-def registered_channels() -> list[str]:
-    load_adapters()
-    return sorted(_registry)
+    def channels(self) -> list[str]:
+        return sorted(self._factories)

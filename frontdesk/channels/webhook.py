@@ -36,7 +36,6 @@ from frontdesk.channels.base import (
     PermanentError,
     SendResult,
     TransientError,
-    register_adapter,
 )
 
 SIGNATURE_HEADER = "X-Frontdesk-Signature"
@@ -137,7 +136,6 @@ def _external_id(response: httpx.Response) -> str | None:
     return None
 
 
-@register_adapter("api")
 class WebhookAdapter:
     name = "api"
 

@@ -1071,7 +1071,6 @@ async def get_attachment(session: AsyncSession, attachment_id: uuid.UUID) -> Att
     return attachment
 
 
-@timers.handler(SNOOZE_TIMER)
 async def reopen_snoozed(session: AsyncSession, timer: Timer) -> None:
     """Timer handler: reopen a snoozed conversation whose ``snoozed_until`` has passed."""
     raw = timer.payload.get("conversation_id")

@@ -8,7 +8,7 @@ How an event reaches a subscriber (docs/channels/api.md has the integrator's sid
    :class:`WebhookDelivery` row per matching active subscription — in the SAME transaction
    (transactional outbox): a rolled-back change produces no delivery, a committed one always
    does. The group-commit ingest writer calls the same hook on its Core connection per batch.
-2. :class:`WebhookLoop` (started with the other loops by ``timers.start_loops``) claims due rows
+2. :class:`WebhookLoop` (started with the other loops by ``wiring.start_loops``) claims due rows
    with the shared lease machinery, POSTs ``{id, type, created_at, data}`` signed like every
    Frontdesk webhook (``channels.webhook.post_signed``) and deletes the row on a 2xx.
 3. Failures retry with exponential backoff and jitter (``timers.backoff``); after
@@ -504,7 +504,7 @@ async def discard_dead_letter(session: AsyncSession, actor: Actor | None, item_i
 
 
 class WebhookLoop(WorkLoop):
-    """Delivers due :class:`WebhookDelivery` rows; one per process, started by ``timers.start_loops``."""
+    """Delivers due :class:`WebhookDelivery` rows; one per process, started by ``wiring.start_loops``."""
 
     model = WebhookDelivery
     name = "webhooks"

@@ -10,10 +10,9 @@ dedupes by message id.
 
 from __future__ import annotations
 
-from frontdesk.channels.base import ChannelContext, OutboundMessage, SendResult, TransientError, register_adapter
+from frontdesk.channels.base import ChannelContext, OutboundMessage, SendResult, TransientError
 
 
-@register_adapter("webchat")
 class WebchatAdapter:
     name = "webchat"
 

@@ -127,7 +127,6 @@ def _language(locale: str | None) -> str:
     return "ru" if (locale or "").lower().startswith("ru") else "en"
 
 
-@timers.handler(SEND_TIMER)
 async def send_confirmation(session: AsyncSession, timer: Timer) -> None:
     """Timer handler: make the token, keep its hash, mail the link (then the row is committed)."""
     settings: Settings = session.info.get("settings") or get_settings()

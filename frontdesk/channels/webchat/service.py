@@ -32,9 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
 
 from frontdesk import clock
-from frontdesk.channels.listeners import listener
+from frontdesk.channels.context import ListenerContext
+from frontdesk.channels.listeners import Stop
 from frontdesk.channels.webchat import config as widget_texts
 from frontdesk.conversations import outbox
 from frontdesk.conversations.sanitize import sanitize_html
@@ -492,7 +494,7 @@ class Runtime:
             self._redis = None
 
 
-def runtime(app: Any) -> Runtime:
+def runtime(app: Starlette | ListenerContext) -> Runtime:
     """This process's web-chat state (``app.state.webchat``), made on first use."""
     rt: Runtime | None = getattr(app.state, "webchat", None)
     if rt is None:
@@ -509,12 +511,12 @@ def runtime(app: Any) -> Runtime:
     return rt
 
 
-def desk_opened(app: Any, user_id: uuid.UUID) -> None:
+def desk_opened(app: Starlette, user_id: uuid.UUID) -> None:
     """For the desk page's socket (``/ws?desk=1``): the agent is at their desk on this process."""
     runtime(app).desk_opened(user_id)
 
 
-def desk_closed(app: Any, user_id: uuid.UUID) -> None:
+def desk_closed(app: Starlette, user_id: uuid.UUID) -> None:
     """For the desk page's socket, when it closes (after a grace the agent no longer counts)."""
     rt: Runtime | None = getattr(app.state, "webchat", None)
     if rt is not None:
@@ -890,17 +892,16 @@ async def visible_attachment(
 PRESENCE_EVERY_SECONDS = 10.0
 
 
-@listener
-async def start_webchat(app: Any) -> Any:
+async def start_webchat(ctx: ListenerContext) -> Stop:
     """Make the runtime; tell open widgets when their inbox's availability changes; with Redis,
     publish this node's agents at their desk (at once when it changes, else every few seconds)."""
-    rt = runtime(app)
+    rt = runtime(ctx)
 
     async def watch() -> None:
         while True:
             await asyncio.sleep(max(AVAILABILITY_SECONDS, 0.1))
             try:
-                await rt.tell_widgets(app.state.db)
+                await rt.tell_widgets(ctx.db)
             except Exception:
                 log.warning("webchat: could not tell open widgets about availability", exc_info=True)
 
@@ -926,8 +927,8 @@ async def start_webchat(app: Any) -> Any:
             with contextlib.suppress(BaseException):
                 await task
         await rt.close()
-        if getattr(app.state, "webchat", None) is rt:
-            app.state.webchat = None
+        if getattr(ctx.state, "webchat", None) is rt:
+            ctx.state.webchat = None
 
     return stop
 

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from sqlalchemy import select
+from starlette.applications import Starlette
 
 from frontdesk import clock
 from frontdesk.channels.webchat import confirm, links, protocol, service, visitor
@@ -51,7 +52,9 @@ def _link_key(visitor_key: bytes) -> bytes:
 
 
 class WidgetConnection:
-    def __init__(self, ws: WebSocket, app: Any, visitor_id: uuid.UUID, customer_id: uuid.UUID, inbox: Inbox) -> None:
+    def __init__(
+        self, ws: WebSocket, app: Starlette, visitor_id: uuid.UUID, customer_id: uuid.UUID, inbox: Inbox
+    ) -> None:
         self.ws = ws
         self.app = app
         self.db: Database = app.state.db

@@ -1,0 +1,90 @@
+"""Where the app is wired: the one place that names the channel adapters, the channel listeners,
+the due-work (timer) handlers and the background loops of a process.
+
+``frontdesk/app.py`` (``frontdesk serve``) and ``frontdesk/worker.py`` (``frontdesk worker``) call
+these functions; nothing else registers anything, and the foundation modules (``timers``,
+``channels.base``, ``channels.listeners``, ``db``…) import no domain module. A new channel adds
+its adapter to :func:`adapter_registry` and, if it listens for inbound traffic, its starter to
+:func:`listeners`; a new kind of due work adds its handler to :func:`timer_handlers`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from frontdesk import timers
+from frontdesk.channels.base import AdapterRegistry, ChannelAdapter, ChannelContext
+from frontdesk.channels.context import ListenerContext
+from frontdesk.channels.email import imap, smtp_server
+from frontdesk.channels.email.outbound import EmailAdapter
+from frontdesk.channels.listeners import Starter
+from frontdesk.channels.webchat import confirm as webchat_confirm
+from frontdesk.channels.webchat.adapter import WebchatAdapter
+from frontdesk.channels.webchat.service import start_webchat
+from frontdesk.channels.webhook import WebhookAdapter
+from frontdesk.conversations import service as conversations
+from frontdesk.conversations.dispatcher import Dispatcher
+from frontdesk.db import Database
+from frontdesk.webhooks.service import WebhookLoop
+
+log = logging.getLogger(__name__)
+
+
+# -- channel adapters (outbound: what the outbox dispatcher sends through) --------------------
+
+
+def adapter_registry() -> AdapterRegistry:
+    registry = AdapterRegistry()
+    registry.add_adapter("api", WebhookAdapter)
+    registry.add_adapter("webchat", WebchatAdapter)
+    registry.add_adapter("email", EmailAdapter)
+    return registry
+
+
+def channel_adapters(ctx: ChannelContext) -> dict[str, ChannelAdapter]:
+    """One instance of every channel adapter, for one dispatcher."""
+    return adapter_registry().build(ctx)
+
+
+# -- due work (timers) -------------------------------------------------------------------------
+
+
+def timer_handlers() -> timers.Registry:
+    registry = timers.Registry()
+    registry.add(timers.DELETE_OBJECTS, timers.delete_objects)
+    registry.add(conversations.SNOOZE_TIMER, conversations.reopen_snoozed)
+    registry.add(webchat_confirm.SEND_TIMER, webchat_confirm.send_confirmation)
+    return registry
+
+
+# -- channel listeners (inbound: started and stopped with the server) --------------------------
+
+
+def listeners() -> list[Starter[ListenerContext]]:
+    """In start order (stopped in reverse)."""
+    return [imap.start_imap_poller, smtp_server.start, start_webchat]
+
+
+# -- domain-event subscribers ------------------------------------------------------------------
+
+# register_subscribers(bus) goes here: the typed domain-event subscribers (routing's inbox,
+# webhooks, the realtime push…), registered explicitly like the adapters and handlers above.
+
+
+# -- the background loops of a process ---------------------------------------------------------
+
+
+async def start_loops(db: Database, settings: Any) -> timers.Loops:
+    """Start the timer loop, the outbox dispatcher and the webhook deliveries (``serve`` and ``worker``)."""
+    worker = timers.worker_name()
+    adapters = channel_adapters(ChannelContext(hub=db.hub, settings=settings, db=db))
+    dispatcher = Dispatcher(db, settings, adapters=adapters, worker=worker)
+    loop = timers.TimerLoop(db, settings, handlers=timer_handlers(), worker=worker)
+    webhooks = WebhookLoop(db, settings, worker=worker)
+    db.attach_hub(db.hub, outbox_wakeup=dispatcher.wake)
+    loop.start()
+    dispatcher.start()
+    webhooks.start()
+    log.info("loops started as %s", worker)
+    return timers.Loops(loop, dispatcher, webhooks)
