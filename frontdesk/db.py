@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, String, event, func, literal
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, Uuid
@@ -254,8 +255,38 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    ping = kwargs.pop("pool_pre_ping", True)
+    engine = create_async_engine(url, **kwargs)
+    if ping:
+        _ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """``pool_pre_ping``, for a connection that sat in the pool for a second or more only.
+
+    asyncpg's ping is three round trips (BEGIN, an empty query, ROLLBACK); pinging at every
+    checkout cost 5-7% of the server's CPU under load, where a connection goes back out within
+    milliseconds of coming back. A connection that broke while in use is invalidated by its
+    error anyway (and, a disconnect, the pool's older connections with it)."""
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "checkin")
+    def _idle_since(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(sync, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return  # new, or back in use within the second
+        try:
+            sync.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("connection failed its ping; the pool reconnects") from exc
 
 
 Effect = Callable[[], Awaitable[None]]
