@@ -14,13 +14,13 @@ import logging
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, String, event, func, literal
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, String, any_, bindparam, event, func, literal
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -233,6 +233,20 @@ class SQLiteWriteGate:
         # pins a snapshot, and if another connection commits before its first write, that write
         # fails at once with "database is locked". A savepoint here always guards a write.
         self._enter(conn, lambda: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+
+def among(dialect: str, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN (values)`` that PostgreSQL prepares once, whatever the number of values.
+
+    SQLAlchemy renders ``IN`` with one parameter per value, so every new list length is a new
+    statement for asyncpg to prepare (and evict from its cache): on a loop that runs every
+    quarter second with lists of 1 to 500 ids that cost a few per cent of the process. On
+    PostgreSQL this is ``column = ANY(:array)`` instead, one statement for every length.
+    """
+    values = list(values)
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return cast(ColumnElement[bool], column.in_(values))
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

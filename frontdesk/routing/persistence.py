@@ -23,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.conversations import assignment
+from frontdesk.db import among
 from frontdesk.models import AgentPresence, Conversation
 from frontdesk.models.routing import (
     CapacityShift,
@@ -219,7 +220,9 @@ class Persistence(LeaderState):
             )
         await self._write_conversations(session, w, now)
         if w.inbox_done:
-            await session.execute(delete(RoutingInboxEvent).where(RoutingInboxEvent.id.in_(w.inbox_done)))
+            await session.execute(
+                delete(RoutingInboxEvent).where(among(self.db.dialect, RoutingInboxEvent.id, w.inbox_done))
+            )
         if w.heartbeat:
             await session.execute(
                 update(RoutingLeadership)
@@ -264,7 +267,9 @@ class Persistence(LeaderState):
             return
         found = (
             await session.scalars(
-                select(Conversation).where(Conversation.id.in_(list(changed))).execution_options(populate_existing=True)
+                select(Conversation)
+                .where(among(self.db.dialect, Conversation.id, changed))
+                .execution_options(populate_existing=True)
             )
         ).all()
         for view in await conversations.conversation_views(session, found):

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk.db import among
 from frontdesk.models import Conversation, ConversationTag, Customer
 from frontdesk.models.routing import RoutingItem, RoutingOffer
 from frontdesk.routing import core, names, profiles, rules
@@ -153,8 +154,7 @@ class Reconcile(Queueing):
                         Customer.satisfaction_tier,
                     )
                     .join(Customer, Customer.id == Conversation.customer_id)
-                    .where(Conversation.id.in_(ids))
-                    .execution_options(populate_existing=True)
+                    .where(among(self.db.dialect, Conversation.id, ids))
                 )
             ).all()
         }
@@ -163,7 +163,7 @@ class Reconcile(Queueing):
             for i in (
                 await session.scalars(
                     select(RoutingItem)
-                    .where(RoutingItem.conversation_id.in_(ids))
+                    .where(among(self.db.dialect, RoutingItem.conversation_id, ids))
                     .execution_options(populate_existing=True)
                 )
             ).all()
@@ -173,7 +173,9 @@ class Reconcile(Queueing):
             dict(
                 (
                     await session.execute(
-                        select(RoutingOffer.id, RoutingOffer.status).where(RoutingOffer.id.in_(offer_ids))
+                        select(RoutingOffer.id, RoutingOffer.status).where(
+                            among(self.db.dialect, RoutingOffer.id, offer_ids)
+                        )
                     )
                 ).all()
             )
@@ -193,7 +195,7 @@ class Reconcile(Queueing):
             fresh_ids = [uuid.UUID(c) for c in fresh]
             for tag_conv, tag in await session.execute(
                 select(ConversationTag.conversation_id, ConversationTag.tag).where(
-                    ConversationTag.conversation_id.in_(fresh_ids)
+                    among(self.db.dialect, ConversationTag.conversation_id, fresh_ids)
                 )
             ):
                 tags[str(tag_conv)].add(tag)
@@ -201,7 +203,7 @@ class Reconcile(Queueing):
             for customer_id, assignee in await session.execute(
                 select(Conversation.customer_id, Conversation.assignee_id)
                 .where(
-                    Conversation.customer_id.in_(customers),
+                    among(self.db.dialect, Conversation.customer_id, customers),
                     Conversation.assignee_id.is_not(None),
                     Conversation.id.not_in(fresh_ids),
                 )

@@ -92,9 +92,19 @@ class Step(Reconcile):
         assert self.router is not None
         now = clock.now()
         t = now.timestamp()
-        async with self.db.sessionmaker() as session:
+        async with self.db.engine.connect() as conn:  # plain rows: no ORM objects for a read-and-delete queue
             events = (
-                await session.scalars(select(RoutingInboxEvent).order_by(RoutingInboxEvent.id).limit(INBOX_BATCH))
+                await conn.execute(
+                    select(
+                        RoutingInboxEvent.id,
+                        RoutingInboxEvent.kind,
+                        RoutingInboxEvent.conversation_id,
+                        RoutingInboxEvent.user_id,
+                        RoutingInboxEvent.created_at,
+                    )
+                    .order_by(RoutingInboxEvent.id)
+                    .limit(INBOX_BATCH)
+                )
             ).all()
         kinds = {e.kind for e in events}
         if "config" in kinds:
