@@ -11,11 +11,13 @@ from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
+from frontdesk.bus import emit
 from frontdesk.conversations import outbox
 from frontdesk.conversations.queries import _one_line, get_conversation, message_views
 from frontdesk.conversations.sanitize import html_to_text, sanitize_html
 from frontdesk.db import UTCDateTime
 from frontdesk.errors import Invalid
+from frontdesk.events import Actor, MessageCreated, MessageSent, NoteAdded, UserMentioned
 from frontdesk.ids import new_id
 from frontdesk.models import (
     Attachment,
@@ -24,10 +26,6 @@ from frontdesk.models import (
     User,
 )
 from frontdesk.models.enums import AuthorType, Channel, DeliveryStatus, Direction
-from frontdesk.realtime import conversation_topics, publish_after_commit
-
-EVENT_MESSAGE_CREATED = "conversation.message_created"
-EVENT_MENTIONED = "conversation.mentioned"
 
 
 class Author(Protocol):
@@ -73,7 +71,7 @@ async def _claim_attachments(session: AsyncSession, message_id: uuid.UUID, attac
 async def _add_message(
     session: AsyncSession,
     conversation: Conversation,
-    author: Author | None,
+    author: Author | Actor | None,
     *,
     direction: Direction,
     text: str | None,
@@ -134,9 +132,8 @@ async def _add_message(
         conversation.updated_at = now
         await session.flush()
     view = (await message_views(session, [message]))[0]
-    data = {"conversation_id": str(conversation.id), "message": view.model_dump(mode="json")}
-    for topic in conversation_topics(conversation.id, conversation.assignee_id):
-        publish_after_commit(session, topic, EVENT_MESSAGE_CREATED, data)
+    kind = MessageSent if outbound else NoteAdded if direction is Direction.note else MessageCreated
+    emit(session, kind(conversation_id=conversation.id, assignee_id=conversation.assignee_id, message=view))
     return message
 
 
@@ -152,7 +149,8 @@ async def add_note(
 
     ``@handle`` tokens naming an active user (the part of their email before ``@``, e.g.
     ``@anna.petrova``) are kept in ``meta["mentions"]``; each mentioned user but the author gets
-    ``conversation.mentioned`` on ``user:<id>`` after the commit. Unknown handles are ignored.
+    ``UserMentioned`` (pushed as ``conversation.mentioned`` on ``user:<id>`` after the commit).
+    Unknown handles are ignored.
     """
     conversation = await get_conversation(session, conversation_id)
     body_text, _ = _body(text, html)
@@ -172,15 +170,20 @@ async def add_note(
         by_name = getattr(author, "name", None)
         if by_name is None:
             by_name = await session.scalar(select(User.name).where(User.id == author.user_id))
-        data = {
-            "conversation_id": str(conversation.id),
-            "message_id": str(message.id),
-            "by": {"id": str(author.user_id), "name": by_name},
-            "excerpt": _one_line(message.text, EXCERPT_CHARS),
-        }
+        excerpt = _one_line(message.text, EXCERPT_CHARS)
         for user in mentioned:
             if user.id != author.user_id:
-                publish_after_commit(session, f"user:{user.id}", EVENT_MENTIONED, data)
+                emit(
+                    session,
+                    UserMentioned(
+                        user_id=user.id,
+                        conversation_id=conversation.id,
+                        message_id=message.id,
+                        by_id=author.user_id,
+                        by_name=by_name,
+                        excerpt=excerpt,
+                    ),
+                )
     return message
 
 

@@ -3,10 +3,11 @@
 The rest of the package sits beside it: ``queries`` (views, lists, counts), ``messages`` (the
 message writer, notes, @mentions), ``attachments`` and ``tags``.
 
-Every function takes the request's session first, flushes and never commits; pushes to agent
-desktops (``conversation.updated``, ``conversation.message_created`` on topics ``desk`` and
-``conversation:{id}``) are queued with :func:`frontdesk.realtime.publish_after_commit`, so nothing
-is pushed for work that rolled back. An agent reply and its delivery job (the outbox row) are
+Every function takes the request's session first, flushes and never commits; changes are emitted
+as domain events (``frontdesk.events``: ``ConversationCreated``, ``ConversationUpdated``,
+``MessageSent``, ``NoteAdded``…) that routing and webhooks hear in the transaction and the desks
+after the commit (``frontdesk.realtime_payloads`` builds the frames), so nothing is pushed for work
+that rolled back. An agent reply and its delivery job (the outbox row) are
 written in the same unit of work.
 """
 
@@ -16,13 +17,14 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock, timers
 from frontdesk.audit import service as audit
+from frontdesk.bus import emit
 
 # Moved to modules of their own; named here too for the callers of ``conversations.service``.
 from frontdesk.conversations.attachments import ALLOWED_CONTENT_TYPES as ALLOWED_CONTENT_TYPES
@@ -34,8 +36,6 @@ from frontdesk.conversations.attachments import create_attachment as create_atta
 from frontdesk.conversations.attachments import get_attachment as get_attachment
 from frontdesk.conversations.attachments import resolve_content_type as resolve_content_type
 from frontdesk.conversations.attachments import safe_filename as safe_filename
-from frontdesk.conversations.messages import EVENT_MENTIONED as EVENT_MENTIONED
-from frontdesk.conversations.messages import EVENT_MESSAGE_CREATED as EVENT_MESSAGE_CREATED
 from frontdesk.conversations.messages import Author as Author
 from frontdesk.conversations.messages import _add_message
 from frontdesk.conversations.messages import add_note as add_note
@@ -62,6 +62,8 @@ from frontdesk.conversations.schemas import (
 from frontdesk.conversations.tags import _insert_tags
 from frontdesk.conversations.tags import normalise_tag as normalise_tag
 from frontdesk.errors import Invalid
+from frontdesk.events import Actor as Actor
+from frontdesk.events import ConversationCreated, ConversationUpdated
 from frontdesk.ids import new_id
 from frontdesk.models import (
     Conversation,
@@ -75,16 +77,8 @@ from frontdesk.models import (
     User,
 )
 from frontdesk.models.enums import Channel, ConversationStatus, Direction
-from frontdesk.realtime import conversation_topics, publish_after_commit
 
-DESK_TOPIC = "desk"
-EVENT_UPDATED = "conversation.updated"
 SNOOZE_TIMER = "conversation.snooze_ended"  # handled by reopen_snoozed below
-
-
-class Actor(Author, Protocol):
-    @property
-    def actor_kind(self) -> str: ...
 
 
 @dataclass
@@ -122,18 +116,18 @@ async def _check_refs(session: AsyncSession, **refs: uuid.UUID | None) -> None:
 def _publish_updated(
     session: AsyncSession, view: ConversationOut, changes: Sequence[str], also_users: Iterable[uuid.UUID | None] = ()
 ) -> None:
-    """``conversation.updated`` to every desktop, the conversation's view and its (old and new) assignee."""
-    data = {"conversation": view.model_dump(mode="json"), "changes": list(changes)}
-    topics = conversation_topics(view.id, view.assignee_id)
-    topics += [f"user:{u}" for u in also_users if u is not None and f"user:{u}" not in topics]
-    for topic in topics:
-        publish_after_commit(session, topic, EVENT_UPDATED, data)
+    """Emit the change (``ConversationCreated`` / ``ConversationUpdated``); the desks hear it after commit."""
+    notify = tuple(u for u in also_users if u is not None)
+    if list(changes) == ["created"]:
+        emit(session, ConversationCreated(conversation=view, notify=notify))
+    else:
+        emit(session, ConversationUpdated(conversation=view, changes=tuple(changes), notify=notify))
 
 
 async def publish_conversation_updated(
     session: AsyncSession, conversation: Conversation, changes: Sequence[str], also_users: Iterable[uuid.UUID] = ()
 ) -> None:
-    """Push ``conversation.updated`` (after commit) in the shape every desktop expects; for other packages."""
+    """Emit ``ConversationUpdated`` with the conversation's view; for other packages."""
     _publish_updated(session, await conversation_view(session, conversation), changes, also_users)
 
 
@@ -201,7 +195,7 @@ async def update_conversation(
     """Apply the fields sent in ``data``; audit assignment and status changes; push ``conversation.updated``.
 
     The one place a conversation is assigned or transferred by a person: the push it makes is
-    what routing hears (``routing.service.forward_conversation_events``). ``via`` says in the
+    what routing hears (``routing.service.forward_conversation_events``, a bus subscriber). ``via`` says in the
     audit what led to it (``"reply"``) when it is not a direct edit.
     """
     conversation = await get_conversation(session, conversation_id)

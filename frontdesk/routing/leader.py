@@ -47,7 +47,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
+from frontdesk.bus import emit
 from frontdesk.db import Database
+from frontdesk.events import ConversationUpdated
 from frontdesk.ids import new_id
 from frontdesk.models import AgentPresence, Conversation, ConversationTag, Customer, Queue
 from frontdesk.models.routing import (
@@ -60,7 +62,7 @@ from frontdesk.models.routing import (
     RoutingQueueStatus,
     RoutingRule,
 )
-from frontdesk.realtime import conversation_topics, publish_after_commit
+from frontdesk.realtime import publish_after_commit
 from frontdesk.routing import core, rules, service
 from frontdesk.settings import Settings
 from frontdesk.timers import worker_name
@@ -1646,9 +1648,7 @@ class RoutingLeader:
             )
         ).all()
         for view in await conversations.conversation_views(session, found):
-            data = {"conversation": view.model_dump(mode="json"), "changes": changed[view.id], "by": "routing"}
-            for topic in conversation_topics(view.id, view.assignee_id):
-                w.publishes.append((topic, "conversation.updated", data))
+            emit(session, ConversationUpdated(conversation=view, changes=tuple(changed[view.id]), by="routing"))
 
 
 @contextlib.asynccontextmanager

@@ -5,9 +5,9 @@ Nothing here decides who gets a conversation: only the routing leader does
 ``routing_inbox`` row written in the SAME transaction as the change (a transactional inbox),
 followed on PostgreSQL by ``NOTIFY frontdesk_routing`` (delivered at commit) and, in this
 process, by a direct wake-up. Conversations enter routing through :func:`forward_conversation_events`,
-an event hook (``frontdesk.db.event_hook``) that sees every ``conversation.updated`` /
-``conversation.message_created`` of a unit of work before it commits — including the ingest
-writer's batches — so no other package has to call routing.
+an in-transaction subscriber of the bus (``frontdesk.bus``, registered in ``frontdesk.subscribers``)
+that sees every ``ConversationUpdated`` / ``MessageReceived`` of a unit of work before it commits —
+including the ingest writer's batches — so no other package has to call routing.
 
 Offers are answered here, by whichever process serves the request: the answer is a conditional
 ``UPDATE routing_offers … WHERE status = 'pending'``, so an agent's accept and the leader's expiry
@@ -29,9 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from frontdesk import clock
 from frontdesk.audit import service as audit
+from frontdesk.bus import emit
 from frontdesk.conversations import service as conversations
-from frontdesk.db import after_commit, before_commit, event_hook, flush_or_conflict, folded, get_or_404
+from frontdesk.db import after_commit, before_commit, flush_or_conflict, folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
+from frontdesk.events import DESK, PRESENCE, Actor, ConversationUpdated, MessageReceived, PresenceChanged
 from frontdesk.ids import new_id
 from frontdesk.models import AgentPresence, Conversation, Queue, Team, TeamMember, User
 from frontdesk.models.enums import Channel, PresenceStatus
@@ -55,8 +57,8 @@ from frontdesk.routing import schemas as s
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "frontdesk_routing"
-DESK_TOPIC = "desk"
-EVENT_PRESENCE = "agent.presence"
+DESK_TOPIC = DESK
+EVENT_PRESENCE = PRESENCE
 EVENT_OFFER = "routing.offer"
 EVENT_OFFER_WITHDRAWN = "routing.offer_withdrawn"
 EVENT_CAPACITY_SHIFT = "routing.capacity_shift"
@@ -73,8 +75,6 @@ DEFAULT_PROFILE: dict[str, Any] = {
     "blocks": {"voice": [c.value for c in Channel if c.value != "voice"]},
     "after_call_work_seconds": 60,
 }
-
-Actor = Any  # a Principal (user_id, actor_kind) or None for the system
 
 
 # -- forwarding to the leader ---------------------------------------------------------------
@@ -169,26 +169,21 @@ async def forget_team(session: AsyncSession, team_id: uuid.UUID) -> None:
 ROUTED_CHANGES = frozenset({"created", "status", "assignee_id", "queue_id", "priority"})
 
 
-@event_hook
-async def forward_conversation_events(conn: AsyncConnection, events: list[tuple[str, str, dict[str, Any]]]):  # type: ignore[no-untyped-def]
-    """Before a unit of work commits: new, reopened, re-assigned, transferred or closed
+async def forward_conversation_events(
+    conn: AsyncConnection, events: list[ConversationUpdated | MessageReceived]
+) -> list[Callable[[], None]]:
+    """Bus subscriber, in the transaction: new, reopened, re-assigned, transferred or closed
     conversations become routing inbox rows of the same transaction (and one NOTIFY)."""
     ids: list[str] = []
-    for topic, type_, data in events:
-        if topic != DESK_TOPIC or data.get("by") == "routing":
-            continue
-        if type_ == "conversation.message_created":
-            if not (data.get("new_conversation") or data.get("reopened")):
+    for event in events:
+        if isinstance(event, MessageReceived):
+            if not (event.new_conversation or event.reopened):
                 continue
-            cid = data.get("conversation_id")
-        elif type_ == "conversation.updated":
-            if not ROUTED_CHANGES.intersection(data.get("changes") or ()):
-                continue
-            cid = (data.get("conversation") or {}).get("id")
-        else:
+        elif event.by == "routing" or ROUTED_CHANGES.isdisjoint(event.changes):
             continue
-        if cid and cid not in ids:
-            ids.append(str(cid))
+        cid = str(event.conversation_id)
+        if cid not in ids:
+            ids.append(cid)
     if not ids:
         return []
     now = clock.now()
@@ -616,9 +611,7 @@ def presence_view(row: AgentPresence | None, fallback_since: datetime) -> s.Pres
 
 def publish_presence(session: AsyncSession, user_id: uuid.UUID, status: str, since: datetime, **extra: Any) -> None:
     """``agent.presence`` to every desktop (the wallboard, supervisors) and the agent's own tabs."""
-    data = {"user_id": str(user_id), "status": status, "since": since.isoformat(), **extra}
-    publish_after_commit(session, DESK_TOPIC, EVENT_PRESENCE, data)
-    publish_after_commit(session, f"user:{user_id}", EVENT_PRESENCE, data)
+    emit(session, PresenceChanged(user_id=user_id, status=status, since=since, extra=extra))
 
 
 async def get_presence(session: AsyncSession, user_id: uuid.UUID) -> s.PresenceOut:
