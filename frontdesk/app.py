@@ -123,6 +123,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    from frontdesk.wiring import register_subscribers
+
+    register_subscribers()  # who hears which domain event (routing's inbox, webhooks, the push)
     if os.environ.get("FRONTDESK_CONFIGURE_LOGGING") == "1":
         logs.configure(settings)
     logs.install_redaction()  # however uvicorn was started, its access log never shows a token

@@ -167,6 +167,9 @@ def main(
     Configuration comes from FRONTDESK_* environment variables and an optional frontdesk.toml;
     `frontdesk config` shows the effective values.
     """
+    from frontdesk.wiring import register_subscribers
+
+    register_subscribers()  # every command (worker, demo, import) runs units of work that emit events
     if config is not None:
         if not config.is_file():
             fail(f"configuration file {config} does not exist")

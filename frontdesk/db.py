@@ -9,7 +9,6 @@ by the boundary after a successful commit.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 import unicodedata
@@ -22,12 +21,12 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, String, any_, bindparam, event, func, literal
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DisconnectionError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, Uuid
 from sqlalchemy.util.concurrency import await_
 
-from frontdesk import clock
+from frontdesk import bus, clock
 from frontdesk.errors import Conflict, NotFound
 from frontdesk.ids import new_id
 
@@ -311,32 +310,12 @@ def after_commit(session: AsyncSession, effect: Effect) -> None:
     session.info.setdefault("after_commit", []).append(effect)
 
 
-# -- before-commit hooks: work that must land in the SAME transaction as the change ---------
+# -- before commit: work that must land in the SAME transaction as the change ---------------
 #
-# ``realtime.publish_after_commit`` also records each event it queues (``record_event``). Just
-# before the boundary commits, the registered event hooks turn them into rows of the same
-# transaction (webhook deliveries: a transactional outbox). The ingest writer, which commits with
-# Core, calls :func:`run_event_hooks` on its connection the same way.
-
-EventRecord = tuple[str, str, dict[str, Any]]  # (topic, type, data)
-# An event hook writes on ``conn`` (inside the caller's transaction) and returns plain callables
-# to run once the transaction committed (e.g. waking a delivery loop).
-EventHook = Callable[[AsyncConnection, list[EventRecord]], Awaitable[list[Callable[[], None]]]]
-EVENT_HOOK_MODULES: list[str] = ["frontdesk.webhooks.service", "frontdesk.routing.service"]
-_event_hooks: list[EventHook] = []
-_event_hook_modules_loaded = False
-
-
-def event_hook(fn: EventHook) -> EventHook:
-    """Register ``fn`` to see every unit of work's recorded events before it commits."""
-    if fn not in _event_hooks:
-        _event_hooks.append(fn)
-    return fn
-
-
-def record_event(session: AsyncSession, topic: str, type: str, data: dict[str, Any]) -> None:
-    """Remember an event of this unit of work for the event hooks (dropped on rollback)."""
-    session.info.setdefault("events", []).append((topic, type, data))
+# Domain events (``frontdesk.bus.emit``) are kept on the session; just before the boundary commits,
+# the bus's in-transaction subscribers turn them into rows of the same transaction (routing's
+# inbox, webhook deliveries: a transactional outbox). The ingest writer, which commits with Core,
+# calls ``bus.run_in_transaction`` on its connection the same way.
 
 
 def before_commit(session: AsyncSession, fn: Effect) -> None:
@@ -344,29 +323,15 @@ def before_commit(session: AsyncSession, fn: Effect) -> None:
     session.info.setdefault("before_commit", []).append(fn)
 
 
-async def run_event_hooks(conn: AsyncConnection, events: list[EventRecord]) -> list[Callable[[], None]]:
-    """Call every event hook with ``events`` on ``conn``; the callbacks to run after the commit."""
-    global _event_hook_modules_loaded
-    if not events:
-        return []
-    if not _event_hook_modules_loaded:
-        for module in EVENT_HOOK_MODULES:
-            importlib.import_module(module)
-        _event_hook_modules_loaded = True
-    callbacks: list[Callable[[], None]] = []
-    for hook in list(_event_hooks):
-        callbacks.extend(await hook(conn, events))
-    return callbacks
-
-
 async def run_before_commit(session: AsyncSession) -> None:
-    """The boundary calls this right before ``commit()``: per-session hooks, then event hooks."""
+    """The boundary calls this right before ``commit()``: per-session hooks, then the in-transaction
+    subscribers of the unit of work's domain events (``frontdesk.bus``)."""
     for fn in session.info.pop("before_commit", []):
         await fn()
-    events: list[EventRecord] = session.info.pop("events", [])
+    events = session.info.pop(bus.EVENTS_KEY, None)
     if not events:
         return
-    callbacks = await run_event_hooks(await session.connection(), events)
+    callbacks = await bus.bus.run_in_transaction(await session.connection(), events)
     for callback in callbacks:
 
         async def _run(cb: Callable[[], None] = callback) -> None:
@@ -377,7 +342,7 @@ async def run_before_commit(session: AsyncSession) -> None:
 
 def discard_pending(session: AsyncSession) -> None:
     """Forget what a rolled-back unit of work queued (effects, recorded events, hooks)."""
-    for key in ("after_commit", "before_commit", "events"):
+    for key in ("after_commit", "before_commit", bus.EVENTS_KEY):
         session.info.pop(key, None)
 
 

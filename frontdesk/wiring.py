@@ -5,7 +5,8 @@ the due-work (timer) handlers and the background loops of a process.
 these functions; nothing else registers anything, and the foundation modules (``timers``,
 ``channels.base``, ``channels.listeners``, ``db``…) import no domain module. A new channel adds
 its adapter to :func:`adapter_registry` and, if it listens for inbound traffic, its starter to
-:func:`listeners`; a new kind of due work adds its handler to :func:`timer_handlers`.
+:func:`listeners`; a new kind of due work adds its handler to :func:`timer_handlers`; a new
+reaction to a domain event subscribes in :func:`register_subscribers`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from frontdesk import timers
+from frontdesk import events as ev
+from frontdesk import realtime_payloads, timers
+from frontdesk.bus import Bus
+from frontdesk.bus import bus as process_bus
 from frontdesk.channels.base import AdapterRegistry, ChannelAdapter, ChannelContext
 from frontdesk.channels.context import ListenerContext
 from frontdesk.channels.email import imap, smtp_server
@@ -26,6 +30,9 @@ from frontdesk.channels.webhook import WebhookAdapter
 from frontdesk.conversations import service as conversations
 from frontdesk.conversations.dispatcher import Dispatcher
 from frontdesk.db import Database
+from frontdesk.routing import inbox as routing_inbox
+from frontdesk.routing import subscribers as routing_subscribers
+from frontdesk.webhooks import service as webhooks
 from frontdesk.webhooks.service import WebhookLoop
 
 log = logging.getLogger(__name__)
@@ -68,8 +75,29 @@ def listeners() -> list[Starter[ListenerContext]]:
 
 # -- domain-event subscribers ------------------------------------------------------------------
 
-# register_subscribers(bus) goes here: the typed domain-event subscribers (routing's inbox,
-# webhooks, the realtime push…), registered explicitly like the adapters and handlers above.
+
+def register_subscribers(bus: Bus = process_bus) -> Bus:
+    """Who hears which domain event (docs/architecture/realtime.md, "Domain events and the bus").
+
+    In the transaction, in this order, writing rows of the change's own commit: webhook deliveries,
+    routing's inbox. After the commit: the browser push of every event a page shows. Called by
+    ``create_app``, the CLI (worker, demo, import) and the tests; registering twice is harmless.
+    """
+    delivered: tuple[type[ev.DomainEvent], ...] = (
+        ev.ConversationUpdated,
+        ev.MessageReceived,
+        ev.MessageCreated,
+        ev.MessageStatusChanged,
+    )
+    for event_type in delivered:
+        bus.subscribe(event_type, webhooks.enqueue_deliveries)
+    bus.subscribe(ev.ConversationUpdated, routing_inbox.forward_conversation_events)
+    bus.subscribe(ev.MessageReceived, routing_inbox.forward_conversation_events)
+    bus.subscribe(ev.UserChanged, routing_subscribers.forward_user_events)
+    bus.subscribe(ev.TeamChanged, routing_subscribers.forward_user_events)
+    for pushed in realtime_payloads.PUSHED:
+        bus.subscribe(pushed, realtime_payloads.push, phase="after_commit")
+    return bus
 
 
 # -- the background loops of a process ---------------------------------------------------------

@@ -26,11 +26,13 @@ from sqlalchemy.types import Text
 
 from frontdesk import clock, timers
 from frontdesk.audit.service import Actor, record
+from frontdesk.bus import emit
 from frontdesk.customers import personal
 from frontdesk.customers.identity import check_text, guess_kind, normalise, parse_identity
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
 from frontdesk.db import after_commit, contains_folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
+from frontdesk.events import CustomerChanged, CustomerCreated
 from frontdesk.models import Consent, Conversation, Customer, Identity
 from frontdesk.pagination import cut_page, keyset_condition
 from frontdesk.storage import AttachmentStore, StorageError
@@ -143,6 +145,7 @@ async def resolve_by_identity(
         if found is None:
             raise
         return await follow_merges(session, found)
+    emit(session, CustomerCreated(customer.id))
     return customer
 
 
@@ -346,6 +349,7 @@ async def create_customer(
         customer.id,
         {"fields": sorted(data.model_fields_set - {"identities"}), "identity_kinds": [k for k, _, _ in pairs]},
     )
+    emit(session, CustomerCreated(customer.id))
     return customer
 
 
@@ -384,6 +388,7 @@ async def update_customer(
         customer.updated_at = clock.now()
         await session.flush()
         await record(session, actor, "customer.updated", "customer", customer.id, {"fields": changed})
+        emit(session, CustomerChanged(customer.id, tuple(changed)))
     return customer
 
 

@@ -19,14 +19,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
+from frontdesk.bus import emit
 from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
 from frontdesk.errors import NotFound, ProblemError
+from frontdesk.events import EventIngested
 from frontdesk.ids import new_id
 from frontdesk.models import Customer, CustomerEvent, Identity
 from frontdesk.pagination import cut_page, keyset_condition
 from frontdesk.proactive.schemas import EventIn, EventOut
-from frontdesk.realtime import publish_after_commit
 from frontdesk.rejected import service as rejected
 
 REJECTED_SOURCE = "api.events"
@@ -77,12 +78,7 @@ async def ingest(session: AsyncSession, event_in: EventIn) -> tuple[CustomerEven
             if existing is None:
                 raise
             return existing, False
-    publish_after_commit(
-        session,
-        f"customer:{customer.id}",
-        "customer.event_created",
-        EventOut.model_validate(event).model_dump(mode="json"),
-    )
+    emit(session, EventIngested(customer_id=customer.id, event=EventOut.model_validate(event)))
     return event, True
 
 
@@ -221,12 +217,7 @@ async def ingest_batch(session: AsyncSession, items: list[EventIn]) -> list[Batc
             await asyncio.sleep(0)
         if event.id in inserted:
             outcomes[index] = (event, True)
-            publish_after_commit(
-                session,
-                f"customer:{event.customer_id}",
-                "customer.event_created",
-                EventOut.model_validate(event).model_dump(mode="json"),
-            )
+            emit(session, EventIngested(customer_id=event.customer_id, event=EventOut.model_validate(event)))
         else:  # a concurrent request stored the same key first
             outcomes[index] = (lost[event.idempotency_key or ""], False)
     assert all(outcome is not None for outcome in outcomes)

@@ -301,21 +301,6 @@ async def queue_requirements(session: AsyncSession) -> dict[uuid.UUID, dict[str,
 # -- teams going away ----------------------------------------------------------------------
 
 
-async def forget_team(session: AsyncSession, team_id: uuid.UUID) -> None:
-    """A team is being deleted: queues stop naming it (as their team or a bullseye backup team),
-    and the leader re-reads queues and agents."""
-    gone = str(team_id)
-    for queue in await list_queues(session):
-        if gone in (queue.team_ids or []):
-            queue.team_ids = [t for t in queue.team_ids if t != gone]
-        if any(gone in (ring.get("add_team_ids") or []) for ring in queue.bullseye or []):
-            queue.bullseye = [
-                {**ring, "add_team_ids": [t for t in ring.get("add_team_ids") or [] if t != gone]}
-                for ring in queue.bullseye
-            ]
-    await forward(session, "config")
-
-
 # -- routing rules ---------------------------------------------------------------------------
 
 

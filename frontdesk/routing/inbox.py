@@ -4,10 +4,10 @@ Nothing outside the leader decides who gets a conversation (``frontdesk/routing/
 Every change the leader must look at is forwarded to it as a ``routing_inbox`` row written in the
 SAME transaction as the change (a transactional inbox), followed on PostgreSQL by
 ``NOTIFY frontdesk_routing`` (delivered at commit) and, in this process, by a direct wake-up.
-Conversations enter routing through :func:`forward_conversation_events`, an event hook
-(``frontdesk.db.event_hook``) that sees every ``conversation.updated`` /
-``conversation.message_created`` of a unit of work before it commits — including the ingest
-writer's batches — so no other package has to call routing. The desk socket reports itself with
+Conversations enter routing through :func:`forward_conversation_events`, an in-transaction
+subscriber of the bus (``frontdesk.bus``, registered in ``frontdesk.wiring``) that sees every
+``ConversationUpdated`` / ``MessageReceived`` of a unit of work before it commits — including the
+ingest writer's batches — so no other package has to call routing. The desk socket reports itself with
 :func:`desk_connected` / :func:`desk_disconnected`; configuration, presence and offer changes call
 :func:`forward` in their own unit of work.
 """
@@ -23,9 +23,9 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from frontdesk import clock
-from frontdesk.db import after_commit, before_commit, event_hook
+from frontdesk.db import after_commit, before_commit
+from frontdesk.events import ConversationUpdated, MessageReceived
 from frontdesk.models.routing import RoutingInboxEvent
-from frontdesk.routing.names import DESK_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -107,26 +107,21 @@ async def desk_disconnected(db: Any, user_id: uuid.UUID) -> None:
 ROUTED_CHANGES = frozenset({"created", "status", "assignee_id", "queue_id", "priority"})
 
 
-@event_hook
-async def forward_conversation_events(conn: AsyncConnection, events: list[tuple[str, str, dict[str, Any]]]):  # type: ignore[no-untyped-def]
-    """Before a unit of work commits: new, reopened, re-assigned, transferred or closed
+async def forward_conversation_events(
+    conn: AsyncConnection, events: list[ConversationUpdated | MessageReceived]
+) -> list[Callable[[], None]]:
+    """Bus subscriber, in the transaction: new, reopened, re-assigned, transferred or closed
     conversations become routing inbox rows of the same transaction (and one NOTIFY)."""
     ids: list[str] = []
-    for topic, type_, data in events:
-        if topic != DESK_TOPIC or data.get("by") == "routing":
-            continue
-        if type_ == "conversation.message_created":
-            if not (data.get("new_conversation") or data.get("reopened")):
+    for event in events:
+        if isinstance(event, MessageReceived):
+            if not (event.new_conversation or event.reopened):
                 continue
-            cid = data.get("conversation_id")
-        elif type_ == "conversation.updated":
-            if not ROUTED_CHANGES.intersection(data.get("changes") or ()):
-                continue
-            cid = (data.get("conversation") or {}).get("id")
-        else:
+        elif event.by == "routing" or ROUTED_CHANGES.isdisjoint(event.changes):
             continue
-        if cid and cid not in ids:
-            ids.append(str(cid))
+        cid = str(event.conversation_id)
+        if cid not in ids:
+            ids.append(cid)
     if not ids:
         return []
     now = clock.now()

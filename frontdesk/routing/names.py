@@ -5,15 +5,13 @@ Kept apart so the configuration, presence, offers and the leader name them the s
 
 from __future__ import annotations
 
-from typing import Any
+from frontdesk.events import DESK, PRESENCE
+from frontdesk.events import Actor as Actor
 
-DESK_TOPIC = "desk"
-EVENT_PRESENCE = "agent.presence"
+DESK_TOPIC = DESK
+EVENT_PRESENCE = PRESENCE
 EVENT_OFFER = "routing.offer"
 EVENT_OFFER_WITHDRAWN = "routing.offer_withdrawn"
 EVENT_CAPACITY_SHIFT = "routing.capacity_shift"
 
 LIVE_STATES = ("waiting", "offered")
-
-
-Actor = Any  # a Principal (user_id, actor_kind) or None for the system

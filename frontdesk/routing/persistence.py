@@ -22,8 +22,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk.bus import emit
 from frontdesk.conversations import assignment
 from frontdesk.db import among
+from frontdesk.events import ConversationUpdated
 from frontdesk.models import AgentPresence, Conversation
 from frontdesk.models.routing import (
     CapacityShift,
@@ -34,7 +36,7 @@ from frontdesk.models.routing import (
     RoutingOffer,
     RoutingQueueStatus,
 )
-from frontdesk.realtime import conversation_topics, publish_after_commit
+from frontdesk.realtime import publish_after_commit
 from frontdesk.routing import decisions, names
 from frontdesk.routing.leadership import fence
 from frontdesk.routing.memory import LeaderState, _uuid
@@ -273,6 +275,4 @@ class Persistence(LeaderState):
             )
         ).all()
         for view in await conversations.conversation_views(session, found):
-            data = {"conversation": view.model_dump(mode="json"), "changes": changed[view.id], "by": "routing"}
-            for topic in conversation_topics(view.id, view.assignee_id):
-                w.publishes.append((topic, "conversation.updated", data))
+            emit(session, ConversationUpdated(conversation=view, changes=tuple(changed[view.id]), by="routing"))

@@ -17,15 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
 from frontdesk.audit import service as audit
+from frontdesk.bus import emit
 from frontdesk.db import get_or_404
 from frontdesk.errors import Conflict, Invalid
+from frontdesk.events import PresenceChanged
 from frontdesk.models import AgentPresence, User
 from frontdesk.models.enums import PresenceStatus
 from frontdesk.models.routing import RoutingProfile
-from frontdesk.realtime import publish_after_commit
 from frontdesk.routing import schemas as s
 from frontdesk.routing.inbox import forward
-from frontdesk.routing.names import DESK_TOPIC, EVENT_PRESENCE, Actor
+from frontdesk.routing.names import Actor
 from frontdesk.routing.profiles import DEFAULT_PROFILE
 
 # -- presence --------------------------------------------------------------------------------
@@ -39,9 +40,7 @@ def presence_view(row: AgentPresence | None, fallback_since: datetime) -> s.Pres
 
 def publish_presence(session: AsyncSession, user_id: uuid.UUID, status: str, since: datetime, **extra: Any) -> None:
     """``agent.presence`` to every desktop (the wallboard, supervisors) and the agent's own tabs."""
-    data = {"user_id": str(user_id), "status": status, "since": since.isoformat(), **extra}
-    publish_after_commit(session, DESK_TOPIC, EVENT_PRESENCE, data)
-    publish_after_commit(session, f"user:{user_id}", EVENT_PRESENCE, data)
+    emit(session, PresenceChanged(user_id=user_id, status=status, since=since, extra=extra))
 
 
 async def get_presence(session: AsyncSession, user_id: uuid.UUID) -> s.PresenceOut:

@@ -6,13 +6,14 @@ Routing lives in rooms of its own (see docs/architecture/routing.md for the tabl
 ``decisions.py`` (the decision log), ``state.py`` (capacity shifts and the state view), and the
 leader (``leader.py`` and the modules it names). Code inside ``frontdesk/routing/`` imports those
 modules directly; this module keeps ``from frontdesk.routing import service`` working for the
-packages that call routing (auth, the desk socket, web chat, the demo) and registers the
-conversation event hook (``frontdesk.db.EVENT_HOOK_MODULES`` names this module).
+packages that call routing (the desk socket, web chat, the demo). Routing hears about conversation,
+user and team changes as a subscriber of the bus (``inbox.forward_conversation_events``,
+``subscribers.forward_user_events``, registered in ``frontdesk.wiring``).
 """
 
 from __future__ import annotations
 
-from frontdesk.routing.config import forget_team, list_queues, queue_channels, queue_requirements
+from frontdesk.routing.config import list_queues, queue_channels, queue_requirements
 from frontdesk.routing.inbox import (
     NOTIFY_CHANNEL,
     desk_connected,
@@ -39,7 +40,6 @@ __all__ = [
     "agent_configs",
     "desk_connected",
     "desk_disconnected",
-    "forget_team",
     "forward",
     "forward_conversation_events",
     "list_queues",

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 
 from frontdesk import clock
+from frontdesk.bus import emit
 from frontdesk.channels.context import ListenerContext
 from frontdesk.channels.listeners import Stop
 from frontdesk.channels.webchat import config as widget_texts
@@ -44,6 +45,9 @@ from frontdesk.conversations.service import message_views
 from frontdesk.customers.schemas import SafeStr
 from frontdesk.db import get_or_404
 from frontdesk.errors import Invalid, NotFound
+from frontdesk.events import MESSAGE_CREATED as MESSAGE_CREATED
+from frontdesk.events import TYPING as TYPING
+from frontdesk.events import MessageSent
 from frontdesk.ids import new_id
 from frontdesk.models import (
     Attachment,
@@ -60,16 +64,14 @@ from frontdesk.models.enums import AuthorType, Channel, ConversationStatus, Deli
 from frontdesk.models.routing import RoutingRule
 from frontdesk.proactive import service as proactive
 from frontdesk.proactive.schemas import EventIn
-from frontdesk.realtime import Hub, conversation_topics, publish_after_commit
+from frontdesk.realtime import Hub, publish_after_commit
 from frontdesk.routing import rules as routing_rules
 from frontdesk.routing import service as routing
 
 log = logging.getLogger(__name__)
 
 WIDGET_TOPIC = "widget:{conversation_id}"
-MESSAGE_CREATED = "conversation.message_created"
 WIDGET_READ = "widget.read"  # an agent read the visitor's message (replayable frame)
-TYPING = "conversation.typing"
 HISTORY_LIMIT = 200
 WIDGET_ATTACHMENT_URL = "/api/v1/widget/attachments/{id}"
 ALLOWED_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
@@ -836,9 +838,7 @@ async def send_widget_notice(
         .execution_options(synchronize_session=False)
     )
     view = (await message_views(session, [message]))[0]
-    data = {"conversation_id": str(conversation.id), "message": view.model_dump(mode="json")}
-    for topic in conversation_topics(conversation.id, conversation.assignee_id):
-        publish_after_commit(session, topic, MESSAGE_CREATED, data)
+    emit(session, MessageSent(conversation_id=conversation.id, assignee_id=conversation.assignee_id, message=view))
     return message
 
 
