@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 ADAPTER_MODULES: list[str] = [
-    "frontdesk.channels.webhook",
+    "frontdesk.channels.apichannel.outbound",
     "frontdesk.channels.webchat.adapter",
     "frontdesk.channels.email.outbound",
 ]

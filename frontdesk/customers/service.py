@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, cast, func, or_, select
+from sqlalchemy import case, cast, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -31,7 +31,7 @@ from frontdesk.customers.identity import check_text, guess_kind, normalise, pars
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
 from frontdesk.db import after_commit, contains_folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
-from frontdesk.models import Consent, Conversation, Customer, Identity
+from frontdesk.models import Consent, Conversation, Customer, CustomerEvent, Identity
 from frontdesk.pagination import cut_page, keyset_condition
 from frontdesk.storage import AttachmentStore, StorageError
 
@@ -548,3 +548,41 @@ async def erase_customer(
 
         after_commit(session, delete_bytes)
     return result
+
+
+# -- identity writes channels ask for (one owner per write: channels call these) -----------------
+
+
+async def mark_identities_undeliverable(session: AsyncSession, kind: str, values: list[str]) -> None:
+    """Mark the identities ``(kind, value)`` for each normalised ``value`` undeliverable (a bounce
+    named them as failed recipients); unknown values are ignored."""
+    if not values:
+        return
+    i = Identity.__table__.c
+    await session.execute(update(Identity).where(i.kind == kind, i.value.in_(values)).values(undeliverable=True))
+
+
+async def fold_empty_customer(
+    session: AsyncSession, empty_id: uuid.UUID, survivor_id: uuid.UUID, identity_kind: str
+) -> None:
+    """Fold a customer with no history into ``survivor_id`` (a web-chat visitor proved to be them):
+    its identities of ``identity_kind`` and its events move along, and the empty record points at
+    the survivor (``merged_into_id``) so anything still holding its id is led there."""
+    await session.execute(
+        update(Identity)
+        .where(Identity.customer_id == empty_id, Identity.kind == identity_kind)
+        .values(customer_id=survivor_id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(CustomerEvent)
+        .where(CustomerEvent.customer_id == empty_id)
+        .values(customer_id=survivor_id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(Customer)
+        .where(Customer.id == empty_id)
+        .values(merged_into_id=survivor_id, updated_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from frontdesk.channels.webhook import verify
 from frontdesk.conversations import outbox
 from frontdesk.conversations.dispatcher import Dispatcher
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Customer, Inbox, Message, OutboxItem
 from frontdesk.realtime import MemoryHub
 from frontdesk.settings import Settings
+from frontdesk.signing import verify
 from frontdesk.timers import start_loops
 from tests.integration.webhook_sink import Sink, free_port
 

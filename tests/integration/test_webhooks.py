@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from frontdesk import clock
-from frontdesk.channels.webhook import sign, verify
 from frontdesk.models import AuditEntry, WebhookDelivery
 from frontdesk.realtime import publish_after_commit
 from frontdesk.settings import Settings
+from frontdesk.signing import sign, verify
 from frontdesk.webhooks.service import WebhookLoop
 from tests.builders import auth_headers
 from tests.integration.webhook_sink import Sink, free_port

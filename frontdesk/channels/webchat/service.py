@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import html as html_lib
 import logging
-import math
 import re
 import time
 import uuid
@@ -58,6 +57,7 @@ from frontdesk.models.enums import AuthorType, Channel, ConversationStatus, Deli
 from frontdesk.models.routing import RoutingRule
 from frontdesk.proactive import service as proactive
 from frontdesk.proactive.schemas import EventIn
+from frontdesk.ratelimit import Limiter, MemoryLimiter, make_limiter
 from frontdesk.realtime import Hub, conversation_topics, publish_after_commit
 from frontdesk.routing import rules as routing_rules
 from frontdesk.routing import service as routing
@@ -196,53 +196,6 @@ def origin_allowed(inbox: Inbox, origin: str | None) -> bool:
     return any(isinstance(a, str) and (a == "*" or a.strip().rstrip("/").lower() == norm) for a in allowed)
 
 
-# -- runtime state: rate limits and agent presence ---------------------------------------------------
-
-
-class WindowLimiter:
-    """Fixed one-minute windows per key: Redis ``INCR``+``EXPIRE`` when configured, else in-process."""
-
-    WINDOW = 60
-    MAX_KEYS = 200_000
-
-    def __init__(self, redis_url: str | None = None, prefix: str = "fd:webchat:rl:") -> None:
-        self.prefix = prefix
-        self._redis: Any = None
-        if redis_url:
-            import redis.asyncio as redis
-
-            self._redis = redis.from_url(redis_url)
-        self._counts: dict[str, tuple[int, float]] = {}
-
-    async def hit(self, key: str, limit: int) -> int | None:
-        """Count one use; ``None`` if within ``limit``, else seconds until the window ends."""
-        if self._redis is not None:
-            try:
-                full = self.prefix + key
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.incr(full)
-                    pipe.expire(full, self.WINDOW, nx=True)
-                    pipe.ttl(full)
-                    count, _set, ttl = await pipe.execute()
-                return None if int(count) <= limit else max(1, int(ttl) if ttl and ttl > 0 else self.WINDOW)
-            except Exception:  # counters are rebuildable; fall back to this process's view
-                log.warning("webchat: Redis rate-limit counters unavailable; counting in-process", exc_info=True)
-        now = time.monotonic()
-        if len(self._counts) >= self.MAX_KEYS:
-            self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
-        count, ends = self._counts.get(key, (0, now + self.WINDOW))
-        if ends <= now:
-            count, ends = 0, now + self.WINDOW
-        count += 1
-        self._counts[key] = (count, ends)
-        return None if count <= limit else max(1, math.ceil(ends - now))
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-
-
 # -- who can answer: agents at their desk, available, whom routing could give this chat ----------
 
 # How old an agents-online figure may be, and how often open widgets are told of a change.
@@ -341,7 +294,7 @@ class Runtime:
     """
 
     key: bytes
-    limiter: WindowLimiter
+    limiter: Limiter
     redis_url: str | None
     redis_prefix: str = "fd"
     node: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -501,7 +454,13 @@ def runtime(app: Any) -> Runtime:
         settings = app.state.settings
         rt = Runtime(
             key=token_key(settings.secret()),
-            limiter=WindowLimiter(settings.redis_url, prefix=f"{settings.redis_prefix}:webchat:rl:"),
+            limiter=make_limiter(
+                settings.redis_url,
+                settings.redis_prefix,
+                name="webchat:rl",
+                memory=MemoryLimiter(now=time.monotonic, max_keys=200_000),
+                fall_back=True,
+            ),
             redis_url=settings.redis_url,
             redis_prefix=settings.redis_prefix,
         )

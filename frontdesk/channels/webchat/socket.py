@@ -24,16 +24,16 @@ from typing import Any
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
-from sqlalchemy import select
 
 from frontdesk import clock
 from frontdesk.channels.webchat import confirm, links, protocol, service, visitor
+from frontdesk.conversations import delivery
 from frontdesk.conversations.ingest import InboundMessage
 from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
 from frontdesk.db import Database
 from frontdesk.errors import ProblemError
-from frontdesk.models import Inbox, Message
+from frontdesk.models import Inbox
 from frontdesk.models.enums import Channel, IdentityKind
 from frontdesk.realtime import CLOSE_TOO_MANY, Event, Hub, Subscription, connection_counter, run_socket_loops
 
@@ -282,11 +282,7 @@ class WidgetConnection:
         except ProblemError as exc:
             # Over the limit: a resend of something already stored is still acknowledged.
             async with self.db.transaction() as s:
-                stored = await s.scalar(
-                    select(Message.id).where(
-                        Message.channel == Channel.webchat.value, Message.external_id == external_id
-                    )
-                )
+                stored = await delivery.stored_message_id(s, Channel.webchat.value, external_id)
             if stored is not None:
                 await self.send(protocol.ack(frame.client_id, stored, True))
                 return

@@ -36,7 +36,7 @@ from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
 from frontdesk.customers.merge import prove_identity, suggest_merge
 from frontdesk.errors import Forbidden
-from frontdesk.models import Conversation, Customer, CustomerEvent, Identity, Inbox, WebchatVisitor
+from frontdesk.models import Conversation, Customer, Identity, Inbox, WebchatVisitor
 from frontdesk.models.enums import IdentityKind
 
 TOKEN_VERSION = "v1"
@@ -170,28 +170,11 @@ async def move_visitor(session: AsyncSession, visitor: WebchatVisitor, to: Custo
     old_id = visitor.customer_id
     if old_id == to.id:
         return
-    await session.execute(
-        update(Identity)
-        .where(Identity.customer_id == old_id, Identity.kind == _VISITOR)
-        .values(customer_id=to.id)
-        .execution_options(synchronize_session=False)
-    )
-    await session.execute(
-        update(CustomerEvent)
-        .where(CustomerEvent.customer_id == old_id)
-        .values(customer_id=to.id)
-        .execution_options(synchronize_session=False)
-    )
+    await customers.fold_empty_customer(session, old_id, to.id, _VISITOR)
     await session.execute(
         update(WebchatVisitor)
         .where(WebchatVisitor.customer_id == old_id)
         .values(customer_id=to.id)
-        .execution_options(synchronize_session=False)
-    )
-    await session.execute(
-        update(Customer)
-        .where(Customer.id == old_id)
-        .values(merged_into_id=to.id, updated_at=clock.now())
         .execution_options(synchronize_session=False)
     )
     visitor.customer_id = to.id
