@@ -21,7 +21,7 @@ Starter = Callable[[Any], Awaitable[Stop | None]]
 LISTENER_MODULES: list[str] = [
     "frontdesk.channels.email.imap",
     "frontdesk.channels.email.smtp_server",
-    "frontdesk.channels.webchat.service",
+    "frontdesk.channels.webchat.runtime",
 ]
 _starters: list[Starter] = []
 

@@ -46,7 +46,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from frontdesk.auth.deps import SESSION_COOKIE, resolve_credentials
 from frontdesk.auth.revocation import LiveCredential, LiveSockets, close_revoked
-from frontdesk.channels.webchat import service as webchat
+from frontdesk.channels.webchat import runtime as webchat
 from frontdesk.conversations import service as conversation_service
 from frontdesk.db import Database
 from frontdesk.errors import NotFound, ProblemError
