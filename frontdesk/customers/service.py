@@ -586,3 +586,14 @@ async def fold_empty_customer(
         .values(merged_into_id=survivor_id, updated_at=clock.now())
         .execution_options(synchronize_session=False)
     )
+
+
+async def claim_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, verified: bool) -> bool:
+    """Give ``customer_id`` the identity; ``False`` if someone took it meanwhile."""
+    try:
+        async with session.begin_nested():
+            session.add(Identity(customer_id=customer_id, kind=kind, value=value, verified=verified))
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True

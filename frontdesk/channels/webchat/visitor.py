@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
@@ -197,17 +196,6 @@ class ContactOutcome:
     owner_id: uuid.UUID | None = None  # "confirm": the customer who has that address
 
 
-async def _add_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, verified: bool) -> bool:
-    """Give ``customer_id`` the identity; ``False`` if someone took it meanwhile."""
-    try:
-        async with session.begin_nested():
-            session.add(Identity(customer_id=customer_id, kind=kind, value=value, verified=verified))
-            await session.flush()
-    except IntegrityError:
-        return False
-    return True
-
-
 async def apply_contact(
     session: AsyncSession,
     visitor: WebchatVisitor,
@@ -238,7 +226,7 @@ async def apply_contact(
         if held is None:
             if await customers.count_identities(session, customer.id) >= max_identities:
                 return ContactOutcome("none", customer.id)  # full: the claim is not kept
-            if await _add_identity(session, customer.id, _EMAIL, value, verified=False):
+            if await customers.claim_identity(session, customer.id, _EMAIL, value, verified=False):
                 return ContactOutcome("added", customer.id, value)
             continue  # taken concurrently: treat it as known
         identity, owner = held
