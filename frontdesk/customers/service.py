@@ -597,3 +597,34 @@ async def claim_identity(session: AsyncSession, customer_id: uuid.UUID, kind: st
     except IntegrityError:
         return False
     return True
+
+
+async def new_customer_row(
+    session: AsyncSession, *, name: str | None = None, attributes: dict[str, Any] | None = None
+) -> Customer:
+    """A bare customer a channel makes for a sender it meets for the first time (flushed, no audit
+    row: nobody made it by hand; identities are added with :func:`hold_identity`)."""
+    customer = Customer(name=name) if attributes is None else Customer(name=name, attributes=attributes)
+    session.add(customer)
+    await session.flush()
+    return customer
+
+
+def hold_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, *, verified: bool) -> None:
+    """Add the identity ``(kind, value)`` (already normalised) to the unit of work; flushed with the next flush."""
+    session.add(Identity(customer_id=customer_id, kind=kind, value=value, verified=verified))
+
+
+async def new_customer_with_identity(
+    session: AsyncSession, kind: str, value: str, name: str | None
+) -> uuid.UUID | None:
+    """A new customer holding the verified identity ``(kind, value)``; ``None`` if the same
+    identity arrived concurrently (the caller looks again)."""
+    try:
+        async with session.begin_nested():
+            customer = await new_customer_row(session, name=name)
+            hold_identity(session, customer.id, kind, value, verified=True)
+            await session.flush()
+    except IntegrityError:
+        return None
+    return customer.id

@@ -130,14 +130,12 @@ async def new_visitor(
     the visitor without the identity: the visitor row alone links the browser to them."""
     visitor_id = uuid.uuid4()  # random, not time-ordered: it is a bearer credential's subject
     if customer is None:
-        customer = Customer(attributes={})
-        session.add(customer)
-        await session.flush()
+        customer = await customers.new_customer_row(session, attributes={})
         keep_identity = True
     else:
         keep_identity = await customers.count_identities(session, customer.id) < max_identities
     if keep_identity:
-        session.add(Identity(customer_id=customer.id, kind=_VISITOR, value=str(visitor_id), verified=True))
+        customers.hold_identity(session, customer.id, _VISITOR, str(visitor_id), verified=True)
     visitor = WebchatVisitor(id=visitor_id, inbox_id=inbox.id, customer_id=customer.id)
     session.add(visitor)
     await session.flush()
