@@ -137,10 +137,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.audit.api import router as audit_router
     from frontdesk.auth.api import router as auth_router
     from frontdesk.channels.api import router as inbox_router
-    from frontdesk.channels.apichannel.api import router as apichannel_router
-    from frontdesk.channels.email.api import router as email_router
-    from frontdesk.channels.email.catcher_api import router as mail_catcher_router
-    from frontdesk.channels.webchat.api import router as webchat_router
     from frontdesk.conversations.api import router as conversations_router
     from frontdesk.conversations.canned_api import router as canned_router
     from frontdesk.conversations.ingest_api import router as ingest_router
@@ -152,18 +148,20 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.web.pages import router as pages_router
     from frontdesk.web.ws import router as ws_router
     from frontdesk.webhooks.api import router as webhooks_router
+    from frontdesk.wiring import CHANNELS
 
     app.include_router(health.router)
+    # Routes are matched in order: the ways in that carry traffic first.
+    app.include_router(ingest_router, prefix="/api/v1")
+    app.include_router(events_router, prefix="/api/v1")
+    for spec in CHANNELS:  # each channel's routes (the API channel's inbound, the widget, e-mail admin)
+        for router, prefix in spec.routes:
+            app.include_router(router, prefix=prefix)
     for router in (
-        ingest_router,  # the hot path first: routes are matched in order
         auth_router,
         customers_router,
         conversations_router,
-        events_router,
         inbox_router,
-        apichannel_router,
-        email_router,
-        mail_catcher_router,
         webhooks_router,
         routing_router,
         audit_router,
@@ -174,7 +172,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(ws_router)
-    app.include_router(webchat_router)  # /widget.js, /widget/ws and its own /api/v1/widget/… paths
     app.include_router(pages_router)
     openapi.install(app)
     return app

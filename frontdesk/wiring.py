@@ -18,15 +18,13 @@ from frontdesk import events as ev
 from frontdesk import realtime_payloads, timers
 from frontdesk.bus import Bus
 from frontdesk.bus import bus as process_bus
-from frontdesk.channels.base import AdapterRegistry, ChannelAdapter, ChannelContext
+from frontdesk.channels.apichannel.channel import CHANNEL as API_CHANNEL
+from frontdesk.channels.base import AdapterRegistry, ChannelAdapter, ChannelContext, ChannelSpec
 from frontdesk.channels.context import ListenerContext
-from frontdesk.channels.email import imap, smtp_server
-from frontdesk.channels.email.outbound import EmailAdapter
+from frontdesk.channels.email.channel import CHANNEL as EMAIL_CHANNEL
 from frontdesk.channels.listeners import Starter
 from frontdesk.channels.webchat import confirm as webchat_confirm
-from frontdesk.channels.webchat.adapter import WebchatAdapter
-from frontdesk.channels.webchat.service import start_webchat
-from frontdesk.channels.webhook import WebhookAdapter
+from frontdesk.channels.webchat.channel import CHANNEL as WEBCHAT_CHANNEL
 from frontdesk.conversations import service as conversations
 from frontdesk.conversations.dispatcher import Dispatcher
 from frontdesk.db import Database
@@ -38,14 +36,17 @@ from frontdesk.webhooks.service import WebhookLoop
 log = logging.getLogger(__name__)
 
 
-# -- channel adapters (outbound: what the outbox dispatcher sends through) --------------------
+# -- channels: each folder's ChannelSpec (adapter, routes, listeners) --------------------------
+
+# A new channel is a folder that implements frontdesk.channels.base and one line here.
+CHANNELS: tuple[ChannelSpec, ...] = (API_CHANNEL, EMAIL_CHANNEL, WEBCHAT_CHANNEL)
 
 
 def adapter_registry() -> AdapterRegistry:
+    """Outbound: what the outbox dispatcher sends through, one adapter per channel."""
     registry = AdapterRegistry()
-    registry.add_adapter("api", WebhookAdapter)
-    registry.add_adapter("webchat", WebchatAdapter)
-    registry.add_adapter("email", EmailAdapter)
+    for spec in CHANNELS:
+        registry.add_adapter(spec.name, spec.adapter)
     return registry
 
 
@@ -69,8 +70,8 @@ def timer_handlers() -> timers.Registry:
 
 
 def listeners() -> list[Starter[ListenerContext]]:
-    """In start order (stopped in reverse)."""
-    return [imap.start_imap_poller, smtp_server.start, start_webchat]
+    """Inbound receivers that live as long as the server, in start order (stopped in reverse)."""
+    return [start for spec in CHANNELS for start in spec.listeners]
 
 
 # -- domain-event subscribers ------------------------------------------------------------------

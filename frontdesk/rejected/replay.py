@@ -2,7 +2,7 @@
 
 - ``email.*``: through :func:`frontdesk.channels.email.inbound.receive_raw`, with the envelope it
   came with (the whole raw email: from the row, or from the store when the row holds a cut).
-- ``api.inbound``: through :func:`frontdesk.channels.apichannel.service.accept` for the inbox it was
+- ``api.inbound``: through :func:`frontdesk.channels.apichannel.inbound.accept` for the inbox it was
   signed for, ``vouched`` — the signature was checked when it came; the admin vouches for it now.
 - ``api.events`` (one event: a single post or a batch item): validated and ingested again.
 
@@ -152,7 +152,7 @@ async def _email(ctx: ListenerContext, row: RejectedInput, raw: bytes) -> Outcom
 
 
 async def _api_inbound(ctx: ListenerContext, row: RejectedInput, raw: bytes) -> Outcome:
-    from frontdesk.channels.apichannel.service import REJECTED_SOURCE, accept
+    from frontdesk.channels.apichannel.inbound import REJECTED_SOURCE, accept
 
     db = ctx.db
     meta = row.meta or {}

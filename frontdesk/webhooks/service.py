@@ -10,7 +10,7 @@ How an event reaches a subscriber (docs/channels/api.md has the integrator's sid
    subscribers on its Core connection per batch.
 2. :class:`WebhookLoop` (started with the other loops by ``wiring.start_loops``) claims due rows
    with the shared lease machinery, POSTs ``{id, type, created_at, data}`` signed like every
-   Frontdesk webhook (``channels.webhook.post_signed``) and deletes the row on a 2xx.
+   Frontdesk webhook (``channels.apichannel.outbound.post_signed``) and deletes the row on a 2xx.
 3. Failures retry with exponential backoff and jitter (``timers.backoff``); after
    :data:`MAX_ATTEMPTS` (or at once for a 4xx other than 408/429) the row stays ``failed``.
    Failed outbox items and deliveries form the dead-letter list, which an admin replays (back to
@@ -34,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from frontdesk import clock, netguard
 from frontdesk.audit.service import Actor, record
+from frontdesk.channels.apichannel.outbound import TIMEOUT_SECONDS, post_signed
 from frontdesk.channels.base import PermanentError
-from frontdesk.channels.webhook import TIMEOUT_SECONDS, post_signed
 from frontdesk.conversations.outbox import agent_error, publish_delivery_status
 from frontdesk.db import after_commit, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import select
 
 from frontdesk.channels.base import ChannelContext
-from frontdesk.channels.webhook import verify
 from frontdesk.conversations import outbox
 from frontdesk.conversations.dispatcher import Dispatcher
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Customer, Inbox, Message, OutboxItem
 from frontdesk.realtime import MemoryHub
 from frontdesk.settings import Settings
+from frontdesk.signing import verify
 from frontdesk.wiring import channel_adapters, start_loops
 from tests.integration.webhook_sink import Sink, free_port
 

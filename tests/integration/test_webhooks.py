@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 
 from frontdesk import clock
 from frontdesk.bus import emit
-from frontdesk.channels.webhook import sign, verify
 from frontdesk.conversations.schemas import ConversationOut
 from frontdesk.events import ConversationUpdated
 from frontdesk.models import AuditEntry, WebhookDelivery
 from frontdesk.settings import Settings
+from frontdesk.signing import sign, verify
 from frontdesk.webhooks.service import WebhookLoop
 from tests.builders import auth_headers
 from tests.integration.webhook_sink import Sink, free_port

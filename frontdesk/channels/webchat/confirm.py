@@ -42,7 +42,7 @@ from frontdesk import clock, timers
 from frontdesk.audit.service import SystemActor, record
 from frontdesk.channels.base import PermanentError
 from frontdesk.channels.email.outbound import send_system_mail
-from frontdesk.channels.webchat.service import customer_topic
+from frontdesk.channels.webchat.topics import customer_topic
 from frontdesk.customers import service as customers
 from frontdesk.customers.merge import merge_customers, prove_identity, suggest_merge
 from frontdesk.errors import Conflict
