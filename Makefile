@@ -37,9 +37,11 @@ test: $(VENV)/.installed peers lint typecheck
 peers:
 	@bash .ci/peers
 
+## Ruff, and the import contracts of pyproject.toml (layers, no domain reaching into another's internals)
 lint: $(VENV)/.installed
 	$(BIN)/ruff check frontdesk tests bench
 	$(BIN)/ruff format --check frontdesk tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy

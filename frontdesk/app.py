@@ -1,4 +1,9 @@
-"""The FastAPI application: routers, middleware and the lifespan that starts loops and listeners."""
+"""The FastAPI application: routers, middleware and the lifespan that starts loops and listeners.
+
+What the lifespan starts — channel listeners, the timer loop with its handlers, the outbox
+dispatcher with its channel adapters — is named in ``frontdesk/wiring.py``, shared with
+``frontdesk/worker.py``.
+"""
 
 from __future__ import annotations
 
@@ -56,12 +61,13 @@ def tune_garbage_collector() -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from frontdesk import wiring
     from frontdesk.auth.api import close_login_limiter
     from frontdesk.auth.revocation import LiveSockets, Watcher
     from frontdesk.channels import listeners
+    from frontdesk.channels.context import ListenerContext
     from frontdesk.conversations.ingest import IngestWriter
     from frontdesk.routing.leader import RoutingLeader
-    from frontdesk.timers import start_loops
 
     settings: Settings = app.state.settings
     await prepare_database(settings)
@@ -73,7 +79,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.hub = hub
     app.state.ingest = IngestWriter(db, settings)
     await app.state.ingest.start()
-    loops = await start_loops(db, settings) if settings.run_loops else None
+    app.state.context = ListenerContext(db=db, hub=hub, settings=settings, ingest=app.state.ingest, state=app.state)
+    loops = await wiring.start_loops(db, settings) if settings.run_loops else None
     app.state.loops = loops
     routing = RoutingLeader(db, settings) if settings.run_loops else None  # one leads per deployment
     if routing is not None:
@@ -82,7 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.live_sockets = LiveSockets()
     credential_watcher = Watcher(db, hub, app.state.live_sockets, interval=settings.auth_watch_seconds)
     await credential_watcher.start()
-    channel_listeners = await listeners.start_all(app)
+    channel_listeners = await listeners.start_all(app.state.context, wiring.listeners())
     if settings.tune_gc:
         tune_garbage_collector()
     try:
@@ -116,6 +123,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    from frontdesk.wiring import register_subscribers
+
+    register_subscribers()  # who hears which domain event (routing's inbox, webhooks, the push)
     if os.environ.get("FRONTDESK_CONFIGURE_LOGGING") == "1":
         logs.configure(settings)
     logs.install_redaction()  # however uvicorn was started, its access log never shows a token
@@ -127,10 +137,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.audit.api import router as audit_router
     from frontdesk.auth.api import router as auth_router
     from frontdesk.channels.api import router as inbox_router
-    from frontdesk.channels.apichannel.api import router as apichannel_router
-    from frontdesk.channels.email.api import router as email_router
-    from frontdesk.channels.email.catcher_api import router as mail_catcher_router
-    from frontdesk.channels.webchat.api import router as webchat_router
     from frontdesk.conversations.api import router as conversations_router
     from frontdesk.conversations.canned_api import router as canned_router
     from frontdesk.conversations.ingest_api import router as ingest_router
@@ -142,18 +148,20 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     from frontdesk.web.pages import router as pages_router
     from frontdesk.web.ws import router as ws_router
     from frontdesk.webhooks.api import router as webhooks_router
+    from frontdesk.wiring import CHANNELS
 
     app.include_router(health.router)
+    # Routes are matched in order: the ways in that carry traffic first.
+    app.include_router(ingest_router, prefix="/api/v1")
+    app.include_router(events_router, prefix="/api/v1")
+    for spec in CHANNELS:  # each channel's routes (the API channel's inbound, the widget, e-mail admin)
+        for router, prefix in spec.routes:
+            app.include_router(router, prefix=prefix)
     for router in (
-        ingest_router,  # the hot path first: routes are matched in order
         auth_router,
         customers_router,
         conversations_router,
-        events_router,
         inbox_router,
-        apichannel_router,
-        email_router,
-        mail_catcher_router,
         webhooks_router,
         routing_router,
         audit_router,
@@ -164,7 +172,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(ws_router)
-    app.include_router(webchat_router)  # /widget.js, /widget/ws and its own /api/v1/widget/… paths
     app.include_router(pages_router)
     openapi.install(app)
     return app

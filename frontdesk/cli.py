@@ -167,6 +167,9 @@ def main(
     Configuration comes from FRONTDESK_* environment variables and an optional frontdesk.toml;
     `frontdesk config` shows the effective values.
     """
+    from frontdesk.wiring import register_subscribers
+
+    register_subscribers()  # every command (worker, demo, import) runs units of work that emit events
     if config is not None:
         if not config.is_file():
             fail(f"configuration file {config} does not exist")
@@ -234,22 +237,15 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run the timers and outbox loops without a web server (scaled mode: next to several `frontdesk serve`)."""
+    from frontdesk import worker as background
     from frontdesk.app import prepare_database
 
     settings = load_settings()
     run(prepare_database(settings), settings)
-
-    async def _run() -> None:
-        from frontdesk.routing.leader import standalone
-        from frontdesk.timers import run_worker
-
-        async with standalone(settings):  # competes for routing leadership like every `serve`
-            await run_worker(settings)
-
     logs.configure(settings)
     err.print(f"Frontdesk worker (database {mask_url(settings.effective_database_url)}); Ctrl+C stops it.")
     try:
-        run(_run(), settings)
+        run(background.main(settings), settings)
     except KeyboardInterrupt:
         err.print("stopped")
 

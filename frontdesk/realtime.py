@@ -9,8 +9,11 @@ fetch a fresh snapshot. ``Hub.epoch`` names the id sequence: a client holding id
 Topics: ``desk`` (every agent desktop), ``user:<id>`` (one user), ``conversation:<id>`` (an open
 conversation view), ``widget:<conversation_id>`` (the customer's chat widget).
 
-Services never publish directly: they call :func:`publish_after_commit` so nothing is pushed
-for work that was rolled back. See docs/architecture/realtime.md.
+Services never publish directly. A domain change is emitted as a typed event
+(``frontdesk.bus.emit``); ``frontdesk.realtime_payloads`` builds its frames and pushes them after
+the commit. Pushes that are not domain events (offers to one agent, typing, widget notices) use
+:func:`publish_after_commit`, so nothing is pushed for work that was rolled back either way.
+Topic names are built in ``frontdesk.events``. See docs/architecture/realtime.md.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
 
 from frontdesk import clock
-from frontdesk.db import after_commit, record_event
+from frontdesk.db import after_commit
+from frontdesk.events import conversation_topics as conversation_topics
 
 log = logging.getLogger(__name__)
 
@@ -242,13 +247,10 @@ class MemoryHub(Hub):
 
 
 def publish_after_commit(session: AsyncSession, topic: str, type: str, data: dict[str, Any]) -> None:
-    """Queue a push that happens only if the unit of work commits.
+    """Queue a push that happens only if the unit of work commits (not a domain event: see above).
 
     The hub comes from the session (``Database.attach_hub``); without one nothing is pushed.
-    The event is also recorded for the before-commit event hooks (``db.record_event``: webhook
-    deliveries are written in the same transaction), hub or not.
     """
-    record_event(session, topic, type, data)
     hub: Hub | None = session.info.get("hub")
     if hub is None:
         return
@@ -257,14 +259,6 @@ def publish_after_commit(session: AsyncSession, topic: str, type: str, data: dic
         await hub.publish(topic, type, data)
 
     after_commit(session, _push)
-
-
-def conversation_topics(conversation_id: uuid.UUID | str, assignee_id: uuid.UUID | str | None = None) -> list[str]:
-    """Where a conversation's events go: every desktop, the open conversation view, its assignee."""
-    topics = ["desk", f"conversation:{conversation_id}"]
-    if assignee_id is not None:
-        topics.append(f"user:{assignee_id}")
-    return topics
 
 
 def make_hub(redis_url: str | None, *, prefix: str = "fd") -> Hub:
@@ -306,7 +300,7 @@ class ConnectionCounter:
         return self._open.get(ip, 0)
 
 
-def connection_counter(app: Any) -> ConnectionCounter:
+def connection_counter(app: Starlette) -> ConnectionCounter:
     counter: ConnectionCounter | None = getattr(app.state, "ws_connections", None)
     if counter is None:
         counter = app.state.ws_connections = ConnectionCounter()

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import random
-import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,37 +53,37 @@ BACKOFF_CAP_SECONDS = 3600.0
 BATCH = 50
 ERROR_MAX_CHARS = 2000
 
-# Modules that register timer handlers; later packages append theirs.
-# Modules that register timer handlers; imported before the loop runs its first timer.
-HANDLER_MODULES: list[str] = ["frontdesk.conversations.service", "frontdesk.channels.webchat.confirm"]
-
 # -- handlers -------------------------------------------------------------------------------
 
 Handler = Callable[[AsyncSession, Timer], Awaitable[None]]
-_handlers: dict[str, Handler] = {}
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register the function that runs timers of ``kind`` (``domain.verb``).
+class Registry:
+    """Which function runs timers of which ``kind`` (``domain.verb``): filled by the wiring
+    (``frontdesk/wiring.py: timer_handlers``) and handed to the :class:`TimerLoop`.
 
-    It gets the unit of work's session and the timer; it flushes, never commits. Raising
+    A handler gets the unit of work's session and the timer; it flushes, never commits. Raising
     retries the timer with backoff; raising :class:`PermanentFailure` fails it at once. The
     loop's settings are ``session.info["settings"]`` (``None`` when the loop was given none).
     """
-    if "." not in kind:
-        raise ValueError(f"timer kinds are domain.verb, got {kind!r}")
 
-    def deco(fn: Handler) -> Handler:
-        _handlers[kind] = fn
-        return fn
+    def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
+        self._handlers: dict[str, Handler] = {}
+        for kind, fn in (handlers or {}).items():
+            self.add(kind, fn)
 
-    return deco
+    def add(self, kind: str, fn: Handler) -> None:
+        if "." not in kind:
+            raise ValueError(f"timer kinds are domain.verb, got {kind!r}")
+        if self._handlers.get(kind, fn) is not fn:
+            raise ValueError(f"timer kind {kind!r} already has a handler")
+        self._handlers[kind] = fn
 
+    def get(self, kind: str) -> Handler | None:
+        return self._handlers.get(kind)
 
-def handlers() -> dict[str, Handler]:
-    for module in HANDLER_MODULES:
-        importlib.import_module(module)
-    return dict(_handlers)
+    def kinds(self) -> list[str]:
+        return sorted(self._handlers)
 
 
 class PermanentFailure(Exception):
@@ -403,10 +401,16 @@ class WorkLoop:
 
 
 class TimerLoop(WorkLoop):
+    """Runs due timers with the handlers of its :class:`Registry` (a kind it does not know fails)."""
+
     model = Timer
     name = "timers"
 
     _store: AttachmentStore | None = None
+
+    def __init__(self, db: Database, settings: Any = None, *, handlers: Registry | None = None, **kwargs: Any) -> None:
+        super().__init__(db, settings, **kwargs)
+        self.handlers = handlers if handlers is not None else Registry()
 
     def store(self) -> AttachmentStore:
         """The attachment store, for handlers (:func:`store_of`): made from the settings once."""
@@ -426,7 +430,7 @@ class TimerLoop(WorkLoop):
                 timer = await session.get(Timer, claimed.id)
                 if timer is None or timer.locked_by != self.worker or timer.attempts != claimed.attempts:
                     raise LeaseLost(str(claimed.id))
-                fn = handlers().get(timer.kind)
+                fn = self.handlers.get(timer.kind)
                 if fn is None:
                     raise PermanentFailure(f"no handler registered for timer kind {timer.kind!r}")
                 session.info["settings"] = self.settings
@@ -468,8 +472,8 @@ async def delete_objects_later(session: AsyncSession, keys: Iterable[str]) -> No
         await schedule(session, DELETE_OBJECTS, clock.now(), {"keys": wanted[i : i + KEYS_PER_TIMER]}, max_attempts=16)
 
 
-@handler(DELETE_OBJECTS)
-async def _delete_objects(session: AsyncSession, timer: Timer) -> None:
+async def delete_objects(session: AsyncSession, timer: Timer) -> None:
+    """Timer handler for :data:`DELETE_OBJECTS` (registered by the wiring like every other)."""
     store = store_of(session)
     for key in timer.payload.get("keys") or []:
         try:
@@ -492,48 +496,3 @@ class Loops:
     async def stop(self) -> None:
         others = [self.webhooks.stop()] if self.webhooks is not None else []
         await asyncio.gather(self.timers.stop(), self.dispatcher.stop(), *others)
-
-
-async def start_loops(db: Database, settings: Any) -> Loops:
-    """Start the timer loop and the outbox dispatcher in this process (``serve`` and ``worker``)."""
-    from frontdesk.conversations.dispatcher import Dispatcher
-    from frontdesk.webhooks.service import WebhookLoop
-
-    worker = worker_name()
-    dispatcher = Dispatcher(db, settings, hub=db.hub, worker=worker)
-    timers = TimerLoop(db, settings, worker=worker)
-    webhooks = WebhookLoop(db, settings, worker=worker)
-    db.attach_hub(db.hub, outbox_wakeup=dispatcher.wake)
-    timers.start()
-    dispatcher.start()
-    webhooks.start()
-    log.info("loops started as %s", worker)
-    return Loops(timers, dispatcher, webhooks)
-
-
-async def run_worker(settings: Any) -> None:
-    """``frontdesk worker``: run the timers and the outbox dispatcher until SIGINT/SIGTERM."""
-    from frontdesk.app import prepare_database
-    from frontdesk.realtime import make_hub
-
-    await prepare_database(settings)
-    db = Database(settings.effective_database_url)
-    hub = make_hub(settings.redis_url, prefix=settings.redis_prefix)
-    await hub.start()
-    db.attach_hub(hub)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    loops = await start_loops(db, settings)
-    try:
-        await stop.wait()
-        log.info("worker stopping")
-    finally:
-        await loops.stop()
-        await hub.close()
-        await db.dispose()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)

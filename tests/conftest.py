@@ -26,7 +26,10 @@ from frontdesk import clock, migrate
 from frontdesk.db import Base, Database
 from frontdesk.dbadmin import scratch_database
 from frontdesk.settings import Settings
+from frontdesk.wiring import register_subscribers
 from tests import peers
+
+register_subscribers()  # as create_app and the worker do: tests that build a Database alone get them too
 
 POSTGRES_URL = os.environ.get("FRONTDESK_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("FRONTDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk.events import Actor as Actor  # the one Actor type (user, token or system)
 from frontdesk.models import AuditEntry
-
-
-class Actor(Protocol):
-    @property
-    def user_id(self) -> uuid.UUID | None: ...  # None: not a user (e.g. an e-mailed link proved it)
-
-    @property
-    def actor_kind(self) -> str: ...
 
 
 @dataclass(frozen=True)

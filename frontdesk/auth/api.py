@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict
 
 from frontdesk.auth import service
 from frontdesk.auth.deps import CSRF_HEADER, SESSION_COOKIE, AdminDep, AgentDep, SupervisorDep
-from frontdesk.auth.ratelimit import FailureLimiter, make_limiter
 from frontdesk.auth.schemas import (
     LoginIn,
     LoginOut,
@@ -34,6 +33,7 @@ from frontdesk.errors import Forbidden, Invalid, TooManyRequests, problem_respon
 from frontdesk.models import Team
 from frontdesk.models.enums import Role
 from frontdesk.openapi import problem as _problem
+from frontdesk.ratelimit import Limiter, make_limiter
 from frontdesk.settings import Settings
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -53,13 +53,16 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def login_limiter(request: Request) -> FailureLimiter:
+LOGIN_FAILURES = "login-failures"  # the counters' name, after the deployment's Redis prefix
+
+
+def login_limiter(request: Request) -> Limiter:
     """The app's failed-sign-in counter, made on first use (Redis when configured)."""
     state = request.app.state
-    limiter: FailureLimiter | None = getattr(state, "login_limiter", None)
+    limiter: Limiter | None = getattr(state, "login_limiter", None)
     if limiter is None:
         settings = state.settings
-        limiter = make_limiter(settings.redis_url, settings.redis_prefix)
+        limiter = make_limiter(settings.redis_url, settings.redis_prefix, name=LOGIN_FAILURES, what="Sign-in")
         state.login_limiter = limiter
     return limiter
 

@@ -7,6 +7,7 @@ Tokens carry scopes: ``read`` allows safe methods only, ``write`` allows changes
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -91,14 +92,11 @@ async def resolve_credentials(
     """
     now = clock.now()
     if token is not None:
-        cached = _cached_token_principal(token, now)
+        token_hash = hash_token(token)
+        cached = _cached_token_principal(token_hash, now)
         if cached is not None:
             return cached
-        since = cache.generation()
-        async with db.transaction() as session:
-            principal = await _token_principal(session, token, now)
-        cache.put(hash_token(token), (principal, principal.expires_at), since)
-        return principal
+        return await _look_up_token(db, token, token_hash, now)
     if cookie:
         async with db.transaction() as session:
             return await _session_principal(session, cookie, now, unsafe=unsafe, csrf=csrf, hours=session_hours)
@@ -137,15 +135,46 @@ async def _session_principal(
     )
 
 
-def _cached_token_principal(token: str, now: datetime) -> Principal | None:
+def _cached_token_principal(token_hash: str, now: datetime) -> Principal | None:
     """A token resolved in the last few seconds (see auth/cache.py), unless it has expired since."""
-    cached = cache.get(hash_token(token))
+    cached = cache.get(token_hash)
     if cached is None:
         return None
     principal, expires_at = cached
     if expires_at is not None and expires_at <= now:
         return None
     return principal  # type: ignore[no-any-return]
+
+
+# Lookups in flight, per (database, token hash, cache generation): when a token's cache entry runs
+# out, the concurrent requests carrying it (64 on the benchmark) share one database lookup instead
+# of making one each. The cache generation is part of the key, so a request that comes after a
+# credential change (which empties the cache, auth/revocation.py) never joins a lookup that began
+# before it: revocation still takes effect at once.
+_in_flight: dict[tuple[int, str, int], asyncio.Future[Principal]] = {}
+
+
+async def _look_up_token(db: Database, token: str, token_hash: str, now: datetime) -> Principal:
+    since = cache.generation()
+    key = (id(db), token_hash, since)
+    shared = _in_flight.get(key)
+    if shared is None:
+
+        async def look_up() -> Principal:
+            async with db.transaction() as session:
+                principal = await _token_principal(session, token, now)
+            cache.put(token_hash, (principal, principal.expires_at), since)
+            return principal
+
+        def forget(done: asyncio.Future[Principal]) -> None:
+            _in_flight.pop(key, None)
+            if not done.cancelled():
+                done.exception()  # retrieved: every caller may have gone before it ended
+
+        shared = _in_flight[key] = asyncio.ensure_future(look_up())
+        shared.add_done_callback(forget)
+    # shield: one caller going away (a client that disconnects) does not cancel the others' answer.
+    return await asyncio.shield(shared)
 
 
 async def _token_principal(session: AsyncSession, token: str, now: datetime) -> Principal:

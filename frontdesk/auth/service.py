@@ -26,12 +26,13 @@ from frontdesk.auth.security import (
     password_needs_rehash,
     verify_password,
 )
+from frontdesk.bus import emit
 from frontdesk.customers.identity import normalise_email
 from frontdesk.db import flush_or_conflict, get_or_404
 from frontdesk.errors import Conflict, Forbidden, Invalid, NotFound
+from frontdesk.events import TeamChanged, UserChanged
 from frontdesk.models import ApiToken, Queue, Team, TeamMember, User, UserSession
 from frontdesk.models.enums import Role
-from frontdesk.routing import service as routing_service
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
@@ -130,7 +131,7 @@ async def disable_user(session: AsyncSession, user: User, actor: Actor | None = 
     await delete_user_sessions(session, user.id)
     await session.flush()
     await revocation.record(session, "disabled", user_id=user.id)
-    await routing_service.forward(session, "agent", user_id=user.id)
+    emit(session, UserChanged(user.id))
     await record(session, actor, "user.disabled", "user", user.id, {"email": user.email})
 
 
@@ -182,7 +183,7 @@ async def update_user(session: AsyncSession, user: User, changes: dict[str, Any]
         audit["is_active"] = user.is_active
         if not user.is_active:
             await delete_user_sessions(session, user.id)
-        await routing_service.forward(session, "agent", user_id=user.id)
+        emit(session, UserChanged(user.id))
     await session.flush()
     if audit:
         # Sockets riding on a deleted session close; every cached token is re-read (role, name).
@@ -415,7 +416,7 @@ async def update_team(session: AsyncSession, team: Team, changes: dict[str, Any]
 
 
 async def delete_team(session: AsyncSession, team: Team, actor: Actor | None) -> None:
-    await routing_service.forget_team(session, team.id)
+    emit(session, TeamChanged(team.id, deleted=True))  # routing: queues stop naming it
     await session.execute(delete(TeamMember).where(TeamMember.team_id == team.id))
     await session.delete(team)
     await session.flush()
@@ -429,7 +430,7 @@ async def add_team_member(session: AsyncSession, team: Team, user: User, actor: 
         return False
     session.add(TeamMember(team_id=team.id, user_id=user.id, created_at=clock.now()))
     await flush_or_conflict(session, "The user is already a member of this team.")
-    await routing_service.forward(session, "agent", user_id=user.id)
+    emit(session, UserChanged(user.id))
     await record(session, actor, "team.member_added", "team", team.id, {"user_id": str(user.id)})
     return True
 
@@ -440,7 +441,7 @@ async def remove_team_member(session: AsyncSession, team: Team, user_id: uuid.UU
         raise NotFound(f"User {user_id} is not a member of team {team.name!r}.")
     await session.delete(member)
     await session.flush()
-    await routing_service.forward(session, "agent", user_id=user_id)
+    emit(session, UserChanged(user_id))
     await record(session, actor, "team.member_removed", "team", team.id, {"user_id": str(user_id)})
 
 

@@ -1,29 +1,37 @@
-"""The channel adapter interface: what the outbox dispatcher calls to send one message.
+"""The channel interface: what every channel folder implements, for both directions.
 
-An adapter has a ``name`` (the ``Message.channel`` it serves) and ``async send(OutboundMessage)
--> SendResult``. It raises :class:`PermanentError` when retrying cannot help (bad address,
-rejected by the provider, channel not configured) and anything else — :class:`TransientError`
-or any exception — when a later attempt may succeed; the dispatcher retries those with backoff.
+A channel (web chat, e-mail, the API channel; next SMS, Telegram, WhatsApp, voice) is one folder
+under ``frontdesk/channels/`` with the same modules — ``inbound.py`` (provider input →
+``InboundMessage`` → the ingest writer), ``outbound.py`` (the adapter's send side), ``api.py``
+(its HTTP routes), ``schemas.py`` (Pydantic in/out) — and one :class:`ChannelSpec` in
+``channel.py`` that says what the app registers for it. See docs/architecture/channels.md.
 
-Adapters are registered by name with :func:`register_adapter` and built once per dispatcher
-with a :class:`ChannelContext` (hub, settings). A channel's module is listed in
-``ADAPTER_MODULES`` so :func:`load_adapters` imports it.
+**Outbound.** An adapter (:class:`ChannelAdapter`) has a ``name`` (the ``Message.channel`` it
+serves) and ``async send(OutboundMessage) -> SendResult``. It raises :class:`PermanentError` when
+retrying cannot help (bad address, rejected by the provider, channel not configured) and anything
+else — :class:`TransientError` or any exception — when a later attempt may succeed; the outbox
+dispatcher retries those with backoff. The wiring (``frontdesk/wiring.py``) adds each channel's adapter
+to an :class:`AdapterRegistry`, built once per dispatcher with a
+:class:`ChannelContext` (hub, settings, db).
+
+**Inbound.** A channel turns what its provider sends into ``InboundMessage`` s
+(``frontdesk.conversations.ingest``: identity, channel, inbox, the provider's id as
+``external_id`` — the idempotency key — text, attachments) and hands each to the group-commit
+ingest writer (:class:`Ingest`, ``app.state.ingest``), from an HTTP route (``api.py``: provider
+webhooks, signed posts) or from a listener that lives as long as the server (:data:`Starter`:
+an SMTP receiver, an IMAP poller, the widget's runtime). What it refuses is kept through
+``frontdesk.rejected``.
 """
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-ADAPTER_MODULES: list[str] = [
-    "frontdesk.channels.webhook",
-    "frontdesk.channels.webchat.adapter",
-    "frontdesk.channels.email.outbound",
-]
+from frontdesk.channels.listeners import Starter
 
 
 class ChannelError(Exception):
@@ -88,9 +96,35 @@ class SendResult:
 
 @runtime_checkable
 class ChannelAdapter(Protocol):
+    """The outbound side of a channel: the outbox dispatcher calls ``send`` once per attempt."""
+
     name: str
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
+
+
+class Ingest(Protocol):
+    """The inbound side's one way in: the group-commit ingest writer (``app.state.ingest``,
+    ``frontdesk.conversations.ingest.IngestWriter``). ``submit`` takes an ``InboundMessage`` and
+    answers an ``IngestResult`` (ids, and whether it was new: a provider's retry is not)."""
+
+    async def submit(self, message: Any) -> Any: ...
+
+
+# A listener (``frontdesk.channels.listeners``): started with the server, given the
+# ``ListenerContext`` (db, hub, settings, ingest, store), it returns how to stop it, or ``None``
+# when it has nothing to run (not configured).
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """What one channel folder gives the app (its ``channel.py``), registered once in ``wiring.py``."""
+
+    name: str  # the Message.channel value (``models.enums.Channel``)
+    adapter: AdapterFactory  # outbound: ``outbound.py``
+    # inbound and admin HTTP routes (``api.py``), each with the prefix it is mounted under
+    routes: tuple[tuple[Any, str], ...] = ()
+    listeners: tuple[Starter[Any], ...] = ()  # inbound receivers that live as long as the server
 
 
 @dataclass
@@ -101,30 +135,23 @@ class ChannelContext:
 
 
 AdapterFactory = Callable[[ChannelContext], ChannelAdapter]
-_registry: dict[str, AdapterFactory] = {}
 
 
-def register_adapter(name: str) -> Callable[[AdapterFactory], AdapterFactory]:
-    """Decorator: ``@register_adapter("sms")`` on a class or factory taking a ChannelContext."""
+class AdapterRegistry:
+    """The channels this process can send on: ``name`` (a ``Message.channel``) → adapter factory."""
 
-    def deco(factory: AdapterFactory) -> AdapterFactory:
-        _registry[name] = factory
-        return factory
+    def __init__(self) -> None:
+        self._factories: dict[str, AdapterFactory] = {}
 
-    return deco
+    def add_adapter(self, name: str, factory: AdapterFactory) -> None:
+        """``registry.add_adapter("sms", SmsAdapter)``: a class or factory taking a ChannelContext."""
+        if self._factories.get(name, factory) is not factory:
+            raise ValueError(f"channel {name!r} already has an adapter")
+        self._factories[name] = factory
 
+    def build(self, ctx: ChannelContext) -> dict[str, ChannelAdapter]:
+        """One instance of every adapter."""
+        return {name: factory(ctx) for name, factory in self._factories.items()}
 
-def load_adapters() -> None:
-    for module in ADAPTER_MODULES:
-        importlib.import_module(module)
-
-
-def build_adapters(ctx: ChannelContext) -> dict[str, ChannelAdapter]:
-    """One instance of every registered adapter."""
-    load_adapters()
-    return {name: factory(ctx) for name, factory in _registry.items()}
-
-
-def registered_channels() -> list[str]:
-    load_adapters()
-    return sorted(_registry)
+    def channels(self) -> list[str]:
+        return sorted(self._factories)

@@ -1,44 +1,30 @@
 """Long-running channel listeners that live as long as the server: the SMTP receiver, IMAP pollers…
 
-A module in :data:`LISTENER_MODULES` registers a starter with :func:`listener`. The app's lifespan
-calls :func:`start_all` after the database and hub are up and :func:`stop_all` before they go.
-A starter gets the FastAPI app (``app.state.db``, ``.hub``, ``.settings``, ``.ingest``) and
-returns an async ``stop`` function, or ``None`` when it has nothing to run (not configured).
+The wiring (``frontdesk/wiring.py: listeners``) lists the starters; the app's lifespan calls
+:func:`start_all` with them after the database and hub are up, and :func:`stop_all` before they
+go. A starter gets the process's context (``channels.context.ListenerContext``: database, hub,
+settings, ingest writer, attachment store) and returns an async ``stop`` function, or ``None``
+when it has nothing to run (not configured). This module knows no channel and no context type.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
+Ctx = TypeVar("Ctx")
 Stop = Callable[[], Awaitable[None]]
-Starter = Callable[[Any], Awaitable[Stop | None]]
-
-LISTENER_MODULES: list[str] = [
-    "frontdesk.channels.email.imap",
-    "frontdesk.channels.email.smtp_server",
-    "frontdesk.channels.webchat.service",
-]
-_starters: list[Starter] = []
+Starter = Callable[[Ctx], Awaitable[Stop | None]]
 
 
-def listener(fn: Starter) -> Starter:
-    """Register ``fn`` to start with the server."""
-    if fn not in _starters:
-        _starters.append(fn)
-    return fn
-
-
-async def start_all(app: Any) -> list[Stop]:
-    for module in LISTENER_MODULES:
-        importlib.import_module(module)
+async def start_all(ctx: Ctx, starters: Iterable[Starter[Ctx]]) -> list[Stop]:
+    """Start each listener in order; their ``stop`` functions (what :func:`stop_all` takes)."""
     stops: list[Stop] = []
-    for start in _starters:
-        stop = await start(app)
+    for start in starters:
+        stop = await start(ctx)
         if stop is not None:
             stops.append(stop)
     return stops

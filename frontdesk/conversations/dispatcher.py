@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
-from frontdesk.channels.base import ChannelAdapter, ChannelContext, OutboundMessage, PermanentError, build_adapters
+from frontdesk.channels.base import ChannelAdapter, OutboundMessage, PermanentError
 from frontdesk.conversations.outbox import publish_delivery_status
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Inbox, Message, OutboxItem
@@ -44,14 +44,11 @@ class Dispatcher(WorkLoop):
         db: Database,
         settings: Any = None,
         *,
-        hub: Any = None,
         adapters: dict[str, ChannelAdapter] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(db, settings, **kwargs)
-        if adapters is None:
-            adapters = build_adapters(ChannelContext(hub=hub, settings=settings, db=db))
-        self.adapters = adapters
+        self.adapters = adapters if adapters is not None else {}  # built by the wiring (wiring.channel_adapters)
 
     async def in_order(self, claimed: list[Claimed]) -> list[list[Claimed]]:
         """One group per conversation, its messages in the order they were written: two replies

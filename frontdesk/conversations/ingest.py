@@ -16,7 +16,9 @@ size:
    race is answered with the original's ids);
 5. bump ``last_message_at``/``message_count`` of the conversations, re-opening pending and
    snoozed ones and setting ``waiting_since`` where it is empty (same statement);
-6. commit, THEN resolve the futures and publish ``conversation.message_created``.
+6. with the same connection, run the bus's in-transaction subscribers on the ``MessageReceived``
+   events (routing inbox, webhook deliveries); commit, THEN resolve the futures and hand the
+   events to the after-commit subscribers (the push of ``conversation.message_created``).
 
 If the batch fails, its items are retried one by one so a bad item fails only its own request.
 Code that is already inside a unit of work calls :func:`receive` instead (same rules; it
@@ -40,9 +42,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from frontdesk import clock
+from frontdesk.bus import bus, emit
 from frontdesk.conversations import sanitize
-from frontdesk.db import Database, after_commit, make_engine, run_event_hooks
+from frontdesk.db import Database, after_commit, make_engine
 from frontdesk.errors import Invalid, ServiceUnavailable
+from frontdesk.events import MessageReceived
 from frontdesk.ids import new_id
 from frontdesk.metrics import INBOUND_MESSAGES, INGEST_BATCH
 from frontdesk.models import Attachment, Conversation, Customer, Identity, Inbox, Message
@@ -54,13 +58,11 @@ from frontdesk.models.enums import (
     Direction,
     IdentityKind,
 )
-from frontdesk.realtime import publish_after_commit
+from frontdesk.realtime_payloads import message_received_data
 from frontdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPE = "conversation.message_created"
-DESK_TOPIC = "desk"
 MAX_TEXT_BYTES = 64 * 1024
 MAX_HTML_BYTES = 256 * 1024
 MAX_EXTERNAL_ID = 500
@@ -221,15 +223,9 @@ def _check_text(value: str | None, field: str, limit: int, *, in_bytes: bool = F
 
 
 @dataclass(slots=True)
-class _Event:
-    conversation_id: uuid.UUID
-    data: dict[str, Any]
-
-
-@dataclass(slots=True)
 class _Written:
     results: list[IngestResult]
-    events: list[_Event] = field(default_factory=list)
+    events: list[MessageReceived] = field(default_factory=list)
     created_by_channel: dict[str, int] = field(default_factory=dict)
 
 
@@ -645,21 +641,18 @@ async def _store(
         results[i] = IngestResult(row["id"], row["conversation_id"], row["customer_id"], created=True)
         written.created_by_channel[row["channel"]] = written.created_by_channel.get(row["channel"], 0) + 1
         written.events.append(
-            _Event(
+            MessageReceived(
                 row["conversation_id"],
-                {
-                    "conversation_id": str(row["conversation_id"]),
-                    "message_id": str(row["id"]),
-                    "customer_id": str(row["customer_id"]),
-                    "channel": row["channel"],
-                    "inbox_id": str(items[i].inbox_id) if items[i].inbox_id else None,
-                    "direction": row["direction"],
-                    "author_type": row["author_type"],
-                    "created_at": row["created_at"].isoformat(),
-                    "preview": row["text"][:PREVIEW_CHARS],
-                    "new_conversation": is_new,
-                    "reopened": reopened,
-                },
+                row["id"],
+                row["customer_id"],
+                row["channel"],
+                items[i].inbox_id,
+                row["direction"],
+                row["author_type"],
+                row["created_at"],
+                row["text"][:PREVIEW_CHARS],
+                is_new,
+                reopened,
             )
         )
 
@@ -748,8 +741,7 @@ async def receive(session: AsyncSession, msg: InboundMessage) -> IngestResult:
             raise Invalid(f"no inbox with id {item.inbox_id}", field="inbox_id")
     written = await write_batch(conn, [item])
     for ev in written.events:
-        publish_after_commit(session, DESK_TOPIC, EVENT_TYPE, ev.data)
-        publish_after_commit(session, f"conversation:{ev.conversation_id}", EVENT_TYPE, ev.data)
+        emit(session, ev)
     if written.created_by_channel:
         counts = dict(written.created_by_channel)
 
@@ -790,7 +782,7 @@ class IngestWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
-        self._events: asyncio.Queue[list[_Event] | None] = asyncio.Queue()
+        self._events: asyncio.Queue[list[MessageReceived] | None] = asyncio.Queue()
         self._stopping = False
         self.listeners: list[Listener] = []
         # Figures for tests and benchmarks.
@@ -893,8 +885,8 @@ class IngestWriter:
             try:
                 async with self._engine.begin() as conn:
                     written = await write_batch(conn, items)
-                    # Same transaction: rows the event hooks derive (webhook deliveries).
-                    wakeups = await run_event_hooks(conn, [(DESK_TOPIC, EVENT_TYPE, e.data) for e in written.events])
+                    # Same transaction: rows the bus's subscribers derive (routing inbox, webhook deliveries).
+                    wakeups = await bus.run_in_transaction(conn, written.events)
                 for wakeup in wakeups:
                     wakeup()
                 return written
@@ -931,17 +923,10 @@ class IngestWriter:
             events = await self._events.get()
             if events is None:
                 return
-            hub = self.db.hub
-            if hub is not None:
-                for ev in events:
-                    try:
-                        await hub.publish(DESK_TOPIC, EVENT_TYPE, ev.data)
-                        await hub.publish(f"conversation:{ev.conversation_id}", EVENT_TYPE, ev.data)
-                    except Exception:
-                        log.exception("ingest: realtime publish failed")
+            await bus.run_after_commit(events, self.db.hub)
             for listener in list(self.listeners):
                 try:
-                    await listener([ev.data for ev in events])
+                    await listener([message_received_data(ev) for ev in events])
                 except Exception:
                     log.exception("ingest: listener failed")
 

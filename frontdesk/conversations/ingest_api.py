@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -21,6 +22,7 @@ from frontdesk.conversations.ingest import (
     MAX_SUBJECT,
     MAX_TEXT_BYTES,
     InboundMessage,
+    IngestResult,
     IngestWriter,
 )
 from frontdesk.errors import BadRequest
@@ -72,7 +74,7 @@ class InboundOut(BaseModel):
     summary="Receive an inbound customer message (the path every channel adapter takes)",
     responses={200: {"model": InboundOut, "description": "Already received (same channel and external_id)."}},
 )
-async def post_inbound(body: InboundIn, request: Request, response: Response, principal: AgentDep) -> InboundOut:
+async def post_inbound(body: InboundIn, request: Request, principal: AgentDep) -> Response:
     # No request session here: the group-commit writer owns the unit of work (hot path).
     writer: IngestWriter = request.app.state.ingest
     result = await writer.submit(
@@ -90,14 +92,23 @@ async def post_inbound(body: InboundIn, request: Request, response: Response, pr
             verified=True,  # an authenticated token vouches for the sender (docs/architecture/ingest.md)
         )
     )
-    if not result.created:
-        response.status_code = status.HTTP_200_OK
-    return InboundOut(
-        message_id=result.message_id,
-        conversation_id=result.conversation_id,
-        customer_id=result.customer_id,
-        duplicate=not result.created,
+    return inbound_answer(result)
+
+
+def inbound_answer(result: IngestResult) -> Response:
+    """The :class:`InboundOut` answer, serialised once here (hot path): returning the model would
+    have FastAPI validate it again and then serialise it through ``jsonable_encoder``."""
+    content = orjson.dumps(
+        {
+            # str(): ids read back from PostgreSQL are asyncpg's UUID subclass, which orjson refuses.
+            "message_id": str(result.message_id),
+            "conversation_id": str(result.conversation_id),
+            "customer_id": str(result.customer_id),
+            "duplicate": not result.created,
+        }
     )
+    code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+    return Response(content, status_code=code, media_type="application/json")
 
 
 async def _small_body(request: Request) -> None:

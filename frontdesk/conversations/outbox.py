@@ -15,13 +15,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk.bus import emit
 from frontdesk.db import after_commit
+from frontdesk.events import MessageStatusChanged
 from frontdesk.models import Message, OutboxItem
 from frontdesk.models.enums import DeliveryStatus
-from frontdesk.realtime import conversation_topics, publish_after_commit
 
 WAKEUP_KEY = "outbox_wakeup"
-MESSAGE_UPDATED = "conversation.message_updated"
 DELIVERY_FAILED = "delivery failed"
 DELIVERY_RETRYING = "delivery failed; retrying"
 
@@ -49,18 +49,17 @@ async def enqueue(session: AsyncSession, message: Message) -> OutboxItem:
 
 
 def publish_delivery_status(session: AsyncSession, message: Message, **extra: Any) -> None:
-    """``conversation.message_updated`` (after commit) with the fields delivery changes."""
-    data = {
-        "conversation_id": str(message.conversation_id),
-        "message": {
-            "id": str(message.id),
-            "channel": message.channel,
-            "delivery_status": message.delivery_status,
-            "external_id": message.external_id,
-            "error": agent_error(message.delivery_status, message.error),
-            "status_at": message.status_at.isoformat() if message.status_at else None,
-            **extra,
-        },
-    }
-    for topic in conversation_topics(message.conversation_id):
-        publish_after_commit(session, topic, MESSAGE_UPDATED, data)
+    """Emit ``MessageStatusChanged`` (``conversation.message_updated`` to the desks after commit)."""
+    emit(
+        session,
+        MessageStatusChanged(
+            conversation_id=message.conversation_id,
+            message_id=message.id,
+            channel=message.channel,
+            delivery_status=message.delivery_status,
+            external_id=message.external_id,
+            error=agent_error(message.delivery_status, message.error),
+            status_at=message.status_at,
+            extra=extra,
+        ),
+    )

@@ -32,16 +32,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
 from frontdesk.audit.service import Actor, record
+from frontdesk.bus import emit
 from frontdesk.customers.identity import check_text, guess_kind, normalise
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, json_size
 from frontdesk.customers.service import MAX_IDENTITIES, count_identities, follow_merges, get_customer
 from frontdesk.db import Base, folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
+from frontdesk.events import CustomerMerged, CustomerUnmerged
 from frontdesk.models import Consent, Conversation, Customer, CustomerMerge, Identity, MergeSuggestion, Message
 from frontdesk.models.enums import IdentityKind
 from frontdesk.models.merge import MergeStatus, MergeSuggestionStatus
 from frontdesk.pagination import cut_page, keyset_condition
-from frontdesk.realtime import publish_after_commit
 
 MAX_REASON = 100
 MAX_EVIDENCE_BYTES = 4096
@@ -654,9 +655,7 @@ async def merge_customers(
     }
     await record(session, actor, "customer.merged", "customer", survivor.id, summary)
     await record(session, actor, "customer.merged_into", "customer", merged.id, summary)
-    event = {"merge_id": str(merge.id), "survivor_id": str(survivor.id), "merged_id": str(merged.id)}
-    for cid in (survivor.id, merged.id):
-        publish_after_commit(session, f"customer:{cid}", "customer.merged", event)
+    emit(session, CustomerMerged(merge_id=merge.id, survivor_id=survivor.id, merged_id=merged.id))
     return merge
 
 
@@ -800,9 +799,7 @@ async def unmerge(session: AsyncSession, merge_id: uuid.UUID, actor: Actor | Non
     }
     await record(session, actor, "customer.unmerged", "customer", survivor.id, summary)
     await record(session, actor, "customer.unmerged", "customer", merged.id, summary)
-    event = {"merge_id": str(merge.id), "survivor_id": str(survivor.id), "merged_id": str(merged.id)}
-    for cid in (survivor.id, merged.id):
-        publish_after_commit(session, f"customer:{cid}", "customer.unmerged", event)
+    emit(session, CustomerUnmerged(merge_id=merge.id, survivor_id=survivor.id, merged_id=merged.id))
     return merge
 
 

@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, cast, func, or_, select
+from sqlalchemy import case, cast, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -26,12 +26,14 @@ from sqlalchemy.types import Text
 
 from frontdesk import clock, timers
 from frontdesk.audit.service import Actor, record
+from frontdesk.bus import emit
 from frontdesk.customers import personal
 from frontdesk.customers.identity import check_text, guess_kind, normalise, parse_identity
 from frontdesk.customers.schemas import MAX_ATTRIBUTES_BYTES, CustomerCreate, CustomerUpdate, json_size
 from frontdesk.db import after_commit, contains_folded, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
-from frontdesk.models import Consent, Conversation, Customer, Identity
+from frontdesk.events import CustomerChanged, CustomerCreated
+from frontdesk.models import Consent, Conversation, Customer, CustomerEvent, Identity
 from frontdesk.pagination import cut_page, keyset_condition
 from frontdesk.storage import AttachmentStore, StorageError
 
@@ -143,6 +145,7 @@ async def resolve_by_identity(
         if found is None:
             raise
         return await follow_merges(session, found)
+    emit(session, CustomerCreated(customer.id))
     return customer
 
 
@@ -346,6 +349,7 @@ async def create_customer(
         customer.id,
         {"fields": sorted(data.model_fields_set - {"identities"}), "identity_kinds": [k for k, _, _ in pairs]},
     )
+    emit(session, CustomerCreated(customer.id))
     return customer
 
 
@@ -384,6 +388,7 @@ async def update_customer(
         customer.updated_at = clock.now()
         await session.flush()
         await record(session, actor, "customer.updated", "customer", customer.id, {"fields": changed})
+        emit(session, CustomerChanged(customer.id, tuple(changed)))
     return customer
 
 
@@ -548,3 +553,83 @@ async def erase_customer(
 
         after_commit(session, delete_bytes)
     return result
+
+
+# -- identity writes channels ask for (one owner per write: channels call these) -----------------
+
+
+async def mark_identities_undeliverable(session: AsyncSession, kind: str, values: list[str]) -> None:
+    """Mark the identities ``(kind, value)`` for each normalised ``value`` undeliverable (a bounce
+    named them as failed recipients); unknown values are ignored."""
+    if not values:
+        return
+    i = Identity.__table__.c
+    await session.execute(update(Identity).where(i.kind == kind, i.value.in_(values)).values(undeliverable=True))
+
+
+async def fold_empty_customer(
+    session: AsyncSession, empty_id: uuid.UUID, survivor_id: uuid.UUID, identity_kind: str
+) -> None:
+    """Fold a customer with no history into ``survivor_id`` (a web-chat visitor proved to be them):
+    its identities of ``identity_kind`` and its events move along, and the empty record points at
+    the survivor (``merged_into_id``) so anything still holding its id is led there."""
+    await session.execute(
+        update(Identity)
+        .where(Identity.customer_id == empty_id, Identity.kind == identity_kind)
+        .values(customer_id=survivor_id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(CustomerEvent)
+        .where(CustomerEvent.customer_id == empty_id)
+        .values(customer_id=survivor_id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(Customer)
+        .where(Customer.id == empty_id)
+        .values(merged_into_id=survivor_id, updated_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def claim_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, verified: bool) -> bool:
+    """Give ``customer_id`` the identity; ``False`` if someone took it meanwhile."""
+    try:
+        async with session.begin_nested():
+            session.add(Identity(customer_id=customer_id, kind=kind, value=value, verified=verified))
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+async def new_customer_row(
+    session: AsyncSession, *, name: str | None = None, attributes: dict[str, Any] | None = None
+) -> Customer:
+    """A bare customer a channel makes for a sender it meets for the first time (flushed, no audit
+    row: nobody made it by hand; identities are added with :func:`hold_identity`)."""
+    customer = Customer(name=name) if attributes is None else Customer(name=name, attributes=attributes)
+    session.add(customer)
+    await session.flush()
+    return customer
+
+
+def hold_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, *, verified: bool) -> None:
+    """Add the identity ``(kind, value)`` (already normalised) to the unit of work; flushed with the next flush."""
+    session.add(Identity(customer_id=customer_id, kind=kind, value=value, verified=verified))
+
+
+async def new_customer_with_identity(
+    session: AsyncSession, kind: str, value: str, name: str | None
+) -> uuid.UUID | None:
+    """A new customer holding the verified identity ``(kind, value)``; ``None`` if the same
+    identity arrived concurrently (the caller looks again)."""
+    try:
+        async with session.begin_nested():
+            customer = await new_customer_row(session, name=name)
+            hold_identity(session, customer.id, kind, value, verified=True)
+            await session.flush()
+    except IntegrityError:
+        return None
+    return customer.id

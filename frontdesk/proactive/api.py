@@ -32,6 +32,7 @@ from frontdesk.proactive.schemas import (
     EventOut,
     EventType,
 )
+from frontdesk.rejected import service as rejected
 
 router = APIRouter(tags=["events"])
 
@@ -59,13 +60,20 @@ def _validation_errors(exc: ValidationError, prefix: str = "") -> tuple[str, lis
 async def _keep(
     request: Request, session: SessionDep, principal: Principal, body: bytes, reason: str, kind: str = "event"
 ) -> None:
-    await service.keep_rejected(
+    """Keep a refused event input (``frontdesk.rejected``). ``kind`` is ``event`` (one event's JSON: a
+    single post or a batch item; replayable, linked to the customer it names) or ``batch`` (a whole
+    batch refused for its shape). The caller is the sender the per-sender limit counts against."""
+    named = kind == "event"
+    await rejected.keep_json(
         session,
-        body,
-        reason,
-        request.headers.get("content-type"),
-        sender=f"user:{principal.user_id}",
-        kind=kind,
+        source=service.REJECTED_SOURCE,
+        reason=reason,
+        body=body,
+        content_type=request.headers.get("content-type"),
+        origin=f"user:{principal.user_id}",
+        meta={"kind": kind},
+        identity_at="identity" if named else None,
+        customer_id_at="customer_id" if named else None,
         settings=request.app.state.settings,
     )
 

@@ -1,4 +1,4 @@
-"""Customer events: the one way in (:func:`ingest`), listing, and keeping rejected input.
+"""Customer events: the one way in (:func:`ingest`), and listing (refused input is kept by ``frontdesk.rejected``).
 
 ``ingest`` is the single entry point for every event, whatever sent it (API, import, channel,
 demo); the journeys engine will hang off it. It is idempotent on ``idempotency_key`` and pushes
@@ -8,26 +8,24 @@ demo); the journeys engine will hang off it. It is idempotent on ``idempotency_k
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import orjson
 from sqlalchemy import Table, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
+from frontdesk.bus import emit
 from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
 from frontdesk.errors import NotFound, ProblemError
+from frontdesk.events import EventIngested
 from frontdesk.ids import new_id
 from frontdesk.models import Customer, CustomerEvent, Identity
 from frontdesk.pagination import cut_page, keyset_condition
 from frontdesk.proactive.schemas import EventIn, EventOut
-from frontdesk.realtime import publish_after_commit
-from frontdesk.rejected import service as rejected
 
 REJECTED_SOURCE = "api.events"
 
@@ -77,12 +75,7 @@ async def ingest(session: AsyncSession, event_in: EventIn) -> tuple[CustomerEven
             if existing is None:
                 raise
             return existing, False
-    publish_after_commit(
-        session,
-        f"customer:{customer.id}",
-        "customer.event_created",
-        EventOut.model_validate(event).model_dump(mode="json"),
-    )
+    emit(session, EventIngested(customer_id=customer.id, event=EventOut.model_validate(event)))
     return event, True
 
 
@@ -221,12 +214,7 @@ async def ingest_batch(session: AsyncSession, items: list[EventIn]) -> list[Batc
             await asyncio.sleep(0)
         if event.id in inserted:
             outcomes[index] = (event, True)
-            publish_after_commit(
-                session,
-                f"customer:{event.customer_id}",
-                "customer.event_created",
-                EventOut.model_validate(event).model_dump(mode="json"),
-            )
+            emit(session, EventIngested(customer_id=event.customer_id, event=EventOut.model_validate(event)))
         else:  # a concurrent request stored the same key first
             outcomes[index] = (lost[event.idempotency_key or ""], False)
     assert all(outcome is not None for outcome in outcomes)
@@ -251,56 +239,6 @@ async def list_events(
     stmt = stmt.order_by(CustomerEvent.occurred_at.desc(), CustomerEvent.id.desc()).limit(limit + 1)
     rows, next_cursor = cut_page(list((await session.scalars(stmt)).all()), limit, lambda e: (e.occurred_at, e.id))
     return rows, next_cursor
-
-
-async def keep_rejected(
-    session: AsyncSession,
-    body: bytes,
-    reason: str,
-    content_type: str | None,
-    *,
-    sender: str | None = None,
-    kind: str = "event",
-    settings: Any = None,
-) -> None:
-    """Keep an event input we refused, through the one rejected-input keeper (``frontdesk.rejected``).
-
-    ``kind`` is ``event`` (one event's JSON: a single post or a batch item; replayable) or
-    ``batch`` (a whole batch refused for its shape). ``sender`` (``user:<id>``) is the caller the
-    per-sender limit counts against. An event's ``customer_id`` or ``identity`` links the row to
-    that customer, so erasing them deletes it.
-    """
-    customer_id, identity = _named(body) if kind == "event" else (None, None)
-    await rejected.keep(
-        session,
-        source=REJECTED_SOURCE,
-        reason=reason,
-        body=body,
-        content_type=content_type,
-        origin=sender,
-        meta={"kind": kind},
-        customer_id=customer_id,
-        identity=identity,
-        settings=settings,
-    )
-
-
-def _named(body: bytes) -> tuple[uuid.UUID | None, tuple[str, str] | None]:
-    """The customer id or identity a (possibly invalid) event names, when it names one."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    customer_id = None
-    with contextlib.suppress(TypeError, ValueError, AttributeError):
-        customer_id = uuid.UUID(str(data.get("customer_id")))
-    ident = data.get("identity")
-    identity = None
-    if isinstance(ident, dict) and isinstance(ident.get("kind"), str) and isinstance(ident.get("value"), str):
-        identity = (ident["kind"], ident["value"])
-    return customer_id, identity
 
 
 def event_out(event: CustomerEvent, duplicate: bool = False) -> EventOut:

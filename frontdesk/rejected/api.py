@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import AwareDatetime
 
 from frontdesk.auth.deps import AdminDep
+from frontdesk.channels.context import context_of
 from frontdesk.deps import SessionDep, StoreDep
 from frontdesk.errors import ServiceUnavailable
 from frontdesk.models import RejectedInput
@@ -121,7 +122,7 @@ async def download_raw(rejected_id: uuid.UUID, session: SessionDep, principal: A
 )
 async def replay_rejected(rejected_id: uuid.UUID, request: Request, principal: AdminDep) -> ReplayOut:
     # Runs outside the request's unit of work: the intakes open their own transactions.
-    outcome = await replay.replay(request.app, principal, rejected_id)
+    outcome = await replay.replay(context_of(request.app), principal, rejected_id)
     return ReplayOut(
         id=rejected_id,
         outcome=outcome.status,  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 - ``email.*``: through :func:`frontdesk.channels.email.inbound.receive_raw`, with the envelope it
   came with (the whole raw email: from the row, or from the store when the row holds a cut).
-- ``api.inbound``: through :func:`frontdesk.channels.apichannel.service.accept` for the inbox it was
+- ``api.inbound``: through :func:`frontdesk.channels.apichannel.inbound.accept` for the inbox it was
   signed for, ``vouched`` — the signature was checked when it came; the admin vouches for it now.
 - ``api.events`` (one event: a single post or a batch item): validated and ingested again.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
@@ -29,7 +29,10 @@ from frontdesk.audit.service import Actor, record
 from frontdesk.errors import Conflict, ProblemError, ServiceUnavailable
 from frontdesk.models import RejectedInput
 from frontdesk.rejected import service
-from frontdesk.storage import ObjectMissing, StorageError, app_store
+from frontdesk.storage import ObjectMissing, StorageError
+
+if TYPE_CHECKING:
+    from frontdesk.channels.context import ListenerContext
 
 EMAIL_SOURCES = ("email.smtp", "email.imap")
 API_INBOUND = "api.inbound"
@@ -71,32 +74,32 @@ def _cut(row: RejectedInput) -> str:
     return f"only {len(row.body)} of its {row.size} bytes were kept"
 
 
-async def _raw(app: Any, row: RejectedInput) -> bytes:
+async def _raw(ctx: ListenerContext, row: RejectedInput) -> bytes:
     if service.is_complete(row) or not row.storage_key:
         return bytes(row.body)
     try:
-        return await app_store(app.state).get(row.storage_key)
+        return await ctx.store.get(row.storage_key)
     except ObjectMissing as exc:
         raise Conflict(f"The raw copy {row.storage_key} is no longer in the store: only a cut is kept.") from exc
     except StorageError as exc:
         raise ServiceUnavailable("The attachment store is not reachable; try again.") from exc
 
 
-async def replay(app: Any, actor: Actor | None, row_id: uuid.UUID) -> Outcome:
+async def replay(ctx: ListenerContext, actor: Actor | None, row_id: uuid.UUID) -> Outcome:
     """Feed the rejected input ``row_id`` through its intake again; the outcome (audited)."""
-    db = app.state.db
+    db = ctx.db
     async with db.transaction() as session:
         row = await service.get_rejected(session, row_id)
     if (why := why_not(row)) is not None:
         raise Conflict(f"This rejected input cannot be replayed: {why}.")
-    raw = await _raw(app, row)
+    raw = await _raw(ctx, row)
     with service.replaying(row.id) as state:
         if row.source in EMAIL_SOURCES:
-            outcome = await _email(app, row, raw)
+            outcome = await _email(ctx, row, raw)
         elif row.source == API_INBOUND:
-            outcome = await _api_inbound(app, row, raw)
+            outcome = await _api_inbound(ctx, row, raw)
         else:
-            return await _event(app, actor, row, raw)  # one transaction: the event and the row's fate
+            return await _event(ctx, actor, row, raw)  # one transaction: the event and the row's fate
     if not outcome.stored and outcome.reason is None:
         outcome.reason = state.reason
     async with db.transaction() as session:
@@ -119,15 +122,15 @@ async def _finish(session: AsyncSession, actor: Actor | None, row: RejectedInput
     await session.flush()
 
 
-async def _email(app: Any, row: RejectedInput, raw: bytes) -> Outcome:
+async def _email(ctx: ListenerContext, row: RejectedInput, raw: bytes) -> Outcome:
     from frontdesk.channels.email.inbound import Deferred, components_of, receive_raw
 
-    components_of(app).forget_inboxes()  # a replay sees the inboxes as they are now
+    components_of(ctx).forget_inboxes()  # a replay sees the inboxes as they are now
     meta = row.meta or {}
     inbox = meta.get("inbox_id")
     try:
         result = await receive_raw(
-            app,
+            ctx,
             raw,
             inbox_id=uuid.UUID(inbox) if inbox else None,
             source=row.source,
@@ -148,23 +151,23 @@ async def _email(app: Any, row: RejectedInput, raw: bytes) -> Outcome:
     )
 
 
-async def _api_inbound(app: Any, row: RejectedInput, raw: bytes) -> Outcome:
-    from frontdesk.channels.apichannel.service import REJECTED_SOURCE, accept
+async def _api_inbound(ctx: ListenerContext, row: RejectedInput, raw: bytes) -> Outcome:
+    from frontdesk.channels.apichannel.inbound import REJECTED_SOURCE, accept
 
-    db = app.state.db
+    db = ctx.db
     meta = row.meta or {}
     inbox_id = uuid.UUID(str(meta["inbox_id"]))
     try:
         result = await accept(
             db,
-            app.state.ingest,
+            ctx.ingest,
             inbox_id,
             raw,
             signature=None,
             timestamp=None,
             idempotency_key=meta.get("idempotency_key") or f"replay-{row.id}",
-            get_store=lambda: app_store(app.state),
-            max_attachment_bytes=app.state.settings.max_attachment_mb * 1024 * 1024,
+            get_store=lambda: ctx.store,
+            max_attachment_bytes=ctx.settings.max_attachment_mb * 1024 * 1024,
             vouched=True,
         )
     except ProblemError as exc:
@@ -188,12 +191,12 @@ def _first_error(exc: ValidationError) -> str:
     return f"{field}: {first.get('msg', 'invalid')}{more}"
 
 
-async def _event(app: Any, actor: Actor | None, row: RejectedInput, raw: bytes) -> Outcome:
+async def _event(ctx: ListenerContext, actor: Actor | None, row: RejectedInput, raw: bytes) -> Outcome:
     from frontdesk.proactive import service as events
     from frontdesk.proactive.schemas import EventIn
 
     reason: str | None = None
-    async with app.state.db.transaction() as session:
+    async with ctx.db.transaction() as session:
         try:
             event_in = EventIn.model_validate(orjson.loads(raw))
             async with session.begin_nested():

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, delete, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -261,6 +262,63 @@ async def keep(
     else:
         _count_kept(session, len(kept))
     return row
+
+
+def named_in(
+    body: bytes, *, identity_at: str | None = "identity", customer_id_at: str | None = "customer_id"
+) -> tuple[uuid.UUID | None, tuple[str, str] | None]:
+    """The customer id (top-level key ``customer_id_at``) and identity (``{"kind", "value"}`` under
+    ``identity_at``) a refused JSON body names, where it names them; the body may be any shape."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    customer_id = None
+    if customer_id_at is not None:
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            customer_id = uuid.UUID(str(data.get(customer_id_at)))
+    ident = data.get(identity_at) if identity_at is not None else None
+    identity = None
+    if isinstance(ident, dict) and isinstance(ident.get("kind"), str) and isinstance(ident.get("value"), str):
+        identity = (ident["kind"], ident["value"])
+    return customer_id, identity
+
+
+async def keep_json(
+    session: AsyncSession,
+    *,
+    source: str,
+    reason: str,
+    body: bytes,
+    content_type: str | None = None,
+    origin: str | None = None,
+    anonymous: bool = False,
+    meta: dict[str, Any] | None = None,
+    identity_at: str | None = "identity",
+    customer_id_at: str | None = "customer_id",
+    settings: Any = None,
+) -> RejectedInput | None:
+    """:func:`keep` for a refused JSON request (the API channel's messages, the events API): a known
+    sender's row is linked to the customer the body names (:func:`named_in`; ``None`` keys name
+    nothing), so erasing that customer deletes it."""
+    customer_id, identity = (
+        (None, None) if anonymous else named_in(body, identity_at=identity_at, customer_id_at=customer_id_at)
+    )
+    return await keep(
+        session,
+        source=source,
+        reason=reason,
+        body=body,
+        content_type=content_type,
+        origin=origin,
+        anonymous=anonymous,
+        meta=meta,
+        customer_id=customer_id,
+        identity=identity,
+        settings=settings,
+    )
 
 
 async def _record_refusal(session: AsyncSession, replay: Replay, reason: str) -> RejectedInput | None:

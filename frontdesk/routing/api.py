@@ -17,8 +17,9 @@ from frontdesk.deps import SessionDep
 from frontdesk.errors import Forbidden
 from frontdesk.models.enums import Role
 from frontdesk.openapi import problem as _problem
+from frontdesk.routing import config, offers, presence, profiles, state
+from frontdesk.routing import decisions as decision_log
 from frontdesk.routing import schemas as s
-from frontdesk.routing import service
 
 router = APIRouter(
     responses={
@@ -42,7 +43,7 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 @router.get("/queues", response_model=list[s.QueueOut], summary="List queues", tags=["queues"])
 async def list_queues(session: SessionDep, principal: AgentDep) -> list[s.QueueOut]:
     """Most urgent first."""
-    return await service.queue_views(session, await service.list_queues(session))
+    return await config.queue_views(session, await config.list_queues(session))
 
 
 @router.post(
@@ -54,13 +55,13 @@ async def list_queues(session: SessionDep, principal: AgentDep) -> list[s.QueueO
     responses={409: _problem("A queue with that name exists")},
 )
 async def create_queue(body: s.QueueIn, session: SessionDep, principal: AdminDep) -> s.QueueOut:
-    queue = await service.create_queue(session, body, principal)
-    return (await service.queue_views(session, [queue]))[0]
+    queue = await config.create_queue(session, body, principal)
+    return (await config.queue_views(session, [queue]))[0]
 
 
 @router.get("/queues/{queue_id}", response_model=s.QueueOut, summary="One queue", tags=["queues"], responses=NOT_FOUND)
 async def get_queue(queue_id: uuid.UUID, session: SessionDep, principal: AgentDep) -> s.QueueOut:
-    return (await service.queue_views(session, [await service.get_queue(session, queue_id)]))[0]
+    return (await config.queue_views(session, [await config.get_queue(session, queue_id)]))[0]
 
 
 @router.patch(
@@ -69,8 +70,8 @@ async def get_queue(queue_id: uuid.UUID, session: SessionDep, principal: AgentDe
 async def update_queue(
     queue_id: uuid.UUID, body: s.QueueUpdate, session: SessionDep, principal: AdminDep
 ) -> s.QueueOut:
-    queue = await service.update_queue(session, queue_id, body, principal)
-    return (await service.queue_views(session, [queue]))[0]
+    queue = await config.update_queue(session, queue_id, body, principal)
+    return (await config.queue_views(session, [queue]))[0]
 
 
 @router.delete(
@@ -83,7 +84,7 @@ async def update_queue(
 )
 async def delete_queue(queue_id: uuid.UUID, session: SessionDep, principal: AdminDep) -> Response:
     """Refused while conversations wait in it or routing rules point at it."""
-    await service.delete_queue(session, queue_id, principal)
+    await config.delete_queue(session, queue_id, principal)
     return Response(status_code=204)
 
 
@@ -92,7 +93,7 @@ async def delete_queue(queue_id: uuid.UUID, session: SessionDep, principal: Admi
 
 @router.get("/skills", response_model=list[s.SkillOut], summary="List skills", tags=["skills"])
 async def list_skills(session: SessionDep, principal: AgentDep) -> list[s.SkillOut]:
-    return [s.SkillOut.model_validate(k) for k in await service.list_skills(session)]
+    return [s.SkillOut.model_validate(k) for k in await config.list_skills(session)]
 
 
 @router.post(
@@ -104,12 +105,12 @@ async def list_skills(session: SessionDep, principal: AgentDep) -> list[s.SkillO
     responses={409: _problem("A skill with that name exists")},
 )
 async def create_skill(body: s.SkillIn, session: SessionDep, principal: AdminDep) -> s.SkillOut:
-    return s.SkillOut.model_validate(await service.create_skill(session, body, principal))
+    return s.SkillOut.model_validate(await config.create_skill(session, body, principal))
 
 
 @router.get("/skills/{skill_id}", response_model=s.SkillOut, summary="One skill", tags=["skills"], responses=NOT_FOUND)
 async def get_skill(skill_id: uuid.UUID, session: SessionDep, principal: AgentDep) -> s.SkillOut:
-    return s.SkillOut.model_validate(await service.get_skill(session, skill_id))
+    return s.SkillOut.model_validate(await config.get_skill(session, skill_id))
 
 
 @router.patch(
@@ -118,7 +119,7 @@ async def get_skill(skill_id: uuid.UUID, session: SessionDep, principal: AgentDe
 async def update_skill(
     skill_id: uuid.UUID, body: s.SkillUpdate, session: SessionDep, principal: AdminDep
 ) -> s.SkillOut:
-    return s.SkillOut.model_validate(await service.update_skill(session, skill_id, body, principal))
+    return s.SkillOut.model_validate(await config.update_skill(session, skill_id, body, principal))
 
 
 @router.delete(
@@ -131,7 +132,7 @@ async def update_skill(
 )
 async def delete_skill(skill_id: uuid.UUID, session: SessionDep, principal: AdminDep) -> Response:
     """Refused while a queue requires it; agents lose it."""
-    await service.delete_skill(session, skill_id, principal)
+    await config.delete_skill(session, skill_id, principal)
     return Response(status_code=204)
 
 
@@ -140,14 +141,14 @@ async def delete_skill(skill_id: uuid.UUID, session: SessionDep, principal: Admi
 
 @router.get("/agents/me/presence", response_model=s.PresenceOut, summary="My presence", tags=["presence"])
 async def my_presence(session: SessionDep, principal: AgentDep) -> s.PresenceOut:
-    return await service.get_presence(session, principal.user_id)
+    return await presence.get_presence(session, principal.user_id)
 
 
 @router.put("/agents/me/presence", response_model=s.PresenceOut, summary="Set my presence", tags=["presence"])
 async def set_my_presence(body: s.PresenceIn, session: SessionDep, principal: AgentDep) -> s.PresenceOut:
     """``offline`` returns your unanswered offers to their queues, first in line; ``after_call_work``
     ends by itself (``until``, default the profile's after-call work time)."""
-    return await service.set_presence(session, principal.user_id, body, principal)
+    return await presence.set_presence(session, principal.user_id, body, principal)
 
 
 @router.get(
@@ -158,7 +159,7 @@ async def set_my_presence(body: s.PresenceIn, session: SessionDep, principal: Ag
     responses=NOT_FOUND,
 )
 async def agent_presence(user_id: uuid.UUID, session: SessionDep, principal: SupervisorDep) -> s.PresenceOut:
-    return await service.get_presence(session, user_id)
+    return await presence.get_presence(session, user_id)
 
 
 @router.put(
@@ -171,7 +172,7 @@ async def agent_presence(user_id: uuid.UUID, session: SessionDep, principal: Sup
 async def set_agent_presence(
     user_id: uuid.UUID, body: s.PresenceIn, session: SessionDep, principal: SupervisorDep
 ) -> s.PresenceOut:
-    return await service.set_presence(session, user_id, body, principal)
+    return await presence.set_presence(session, user_id, body, principal)
 
 
 @router.get(
@@ -185,7 +186,7 @@ async def get_routing_profile(user_id: uuid.UUID, session: SessionDep, principal
     """Supervisors read anyone's; agents their own."""
     if user_id != principal.user_id and not principal.has_role(Role.supervisor):
         raise Forbidden("Agents can read only their own routing profile.")
-    return await service.get_profile(session, user_id)
+    return await profiles.get_profile(session, user_id)
 
 
 @router.put(
@@ -198,7 +199,7 @@ async def get_routing_profile(user_id: uuid.UUID, session: SessionDep, principal
 async def put_routing_profile(
     user_id: uuid.UUID, body: s.RoutingProfileIn, session: SessionDep, principal: AdminDep
 ) -> s.RoutingProfileOut:
-    return await service.put_profile(session, user_id, body, principal)
+    return await profiles.put_profile(session, user_id, body, principal)
 
 
 # -- routing rules ---------------------------------------------------------------------------
@@ -207,14 +208,14 @@ async def put_routing_profile(
 @router.get("/routing/rules", response_model=list[s.RuleOut], summary="List routing rules in order", tags=["routing"])
 async def list_rules(session: SessionDep, principal: SupervisorDep) -> list[s.RuleOut]:
     """Tried by position (0 first); the first enabled match picks the queue."""
-    return [service.rule_view(r) for r in await service.list_rules(session)]
+    return [config.rule_view(r) for r in await config.list_rules(session)]
 
 
 @router.post(
     "/routing/rules", response_model=s.RuleOut, status_code=201, summary="Add a routing rule", tags=["routing"]
 )
 async def create_rule(body: s.RuleIn, session: SessionDep, principal: AdminDep) -> s.RuleOut:
-    return service.rule_view(await service.create_rule(session, body, principal))
+    return config.rule_view(await config.create_rule(session, body, principal))
 
 
 @router.get(
@@ -225,7 +226,7 @@ async def create_rule(body: s.RuleIn, session: SessionDep, principal: AdminDep) 
     responses=NOT_FOUND,
 )
 async def get_rule(rule_id: uuid.UUID, session: SessionDep, principal: SupervisorDep) -> s.RuleOut:
-    return service.rule_view(await service.get_rule(session, rule_id))
+    return config.rule_view(await config.get_rule(session, rule_id))
 
 
 @router.patch(
@@ -236,7 +237,7 @@ async def get_rule(rule_id: uuid.UUID, session: SessionDep, principal: Superviso
     responses=NOT_FOUND,
 )
 async def update_rule(rule_id: uuid.UUID, body: s.RuleUpdate, session: SessionDep, principal: AdminDep) -> s.RuleOut:
-    return service.rule_view(await service.update_rule(session, rule_id, body, principal))
+    return config.rule_view(await config.update_rule(session, rule_id, body, principal))
 
 
 @router.delete(
@@ -248,7 +249,7 @@ async def update_rule(rule_id: uuid.UUID, body: s.RuleUpdate, session: SessionDe
     response_class=Response,
 )
 async def delete_rule(rule_id: uuid.UUID, session: SessionDep, principal: AdminDep) -> Response:
-    await service.delete_rule(session, rule_id, principal)
+    await config.delete_rule(session, rule_id, principal)
     return Response(status_code=204)
 
 
@@ -258,7 +259,7 @@ async def delete_rule(rule_id: uuid.UUID, session: SessionDep, principal: AdminD
 @router.get("/routing/offers", response_model=list[s.OfferOut], summary="My pending offers", tags=["routing"])
 async def my_offers(session: SessionDep, principal: AgentDep) -> list[s.OfferOut]:
     """What ``routing.offer`` events announced and is still open (a desk that reloads shows them again)."""
-    return await service.my_offers(session, principal.user_id)
+    return await offers.my_offers(session, principal.user_id)
 
 
 @router.post(
@@ -270,7 +271,7 @@ async def my_offers(session: SessionDep, principal: AgentDep) -> list[s.OfferOut
 )
 async def accept_offer(offer_id: uuid.UUID, session: SessionDep, principal: AgentDep) -> s.OfferOut:
     """The conversation is assigned to you at once (``conversation.updated``)."""
-    return await service.accept_offer(session, principal, offer_id)
+    return await offers.accept_offer(session, principal, offer_id)
 
 
 @router.post(
@@ -282,7 +283,7 @@ async def accept_offer(offer_id: uuid.UUID, session: SessionDep, principal: Agen
 )
 async def decline_offer(offer_id: uuid.UUID, session: SessionDep, principal: AgentDep) -> s.OfferOut:
     """The conversation goes on to the next agent; it is not offered to you again for a while."""
-    return await service.decline_offer(session, principal, offer_id)
+    return await offers.decline_offer(session, principal, offer_id)
 
 
 # -- decisions, shifts, state ----------------------------------------------------------------
@@ -298,7 +299,7 @@ async def decline_offer(offer_id: uuid.UUID, session: SessionDep, principal: Age
 async def decisions(conversation_id: uuid.UUID, session: SessionDep, principal: AgentDep) -> list[s.DecisionOut]:
     """Every routing decision, oldest first: queued (which rule), offered to whom and why, declined,
     timed out, accepted, returned, bullseye rings, overflow… with how long it had waited."""
-    return await service.list_decisions(session, conversation_id)
+    return await decision_log.list_decisions(session, conversation_id)
 
 
 @router.get(
@@ -314,11 +315,11 @@ async def capacity_shifts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[s.ShiftOut]:
     """Each time blended agents stopped (``to``) or resumed (``back``) lower-ranked channels for a queue, and why."""
-    return await service.list_shifts(session, queue_id, limit)
+    return await state.list_shifts(session, queue_id, limit)
 
 
 @router.get("/routing/state", response_model=s.RoutingStateOut, summary="The live queue state", tags=["routing"])
 async def routing_state(session: SessionDep, principal: SupervisorDep) -> s.RoutingStateOut:
     """Per queue: waiting and offered items, the oldest wait, the projected service level, able and
     available agents, the capacity shift in effect; per agent: presence, load and paused channels."""
-    return await service.routing_state(session)
+    return await state.routing_state(session)

@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from frontdesk.auth import service as auth_service
 from frontdesk.auth.deps import ROLE_RANK, SESSION_COOKIE
-from frontdesk.channels.webchat import service as webchat_service
+from frontdesk.channels.webchat import snapshot as webchat_snapshot
 from frontdesk.deps import SessionDep
 from frontdesk.errors import NotFound
 from frontdesk.models import User, UserSession
@@ -164,12 +164,12 @@ async def hosted_chat(public_token: str, request: Request, session: SessionDep) 
     lang = pick_language(request.headers.get("accept-language"))
     _ = i18n.translator(lang)
     try:
-        inbox = await webchat_service.public_inbox(session, public_token[:64])
+        inbox = await webchat_snapshot.public_inbox(session, public_token[:64])
     except NotFound:
         context = {"lang": lang, "_": _, "title": "", "public_token": None}
         page = templates.TemplateResponse(request, "chat.html", context, status_code=404)
         return _secure(page, vary="Accept-Language")
-    title = webchat_service.widget_config(inbox, 0)["title"]
+    title = webchat_snapshot.widget_config(inbox, 0)["title"]
     context = {"lang": lang, "_": _, "title": title, "public_token": inbox.public_token}
     response = _secure(templates.TemplateResponse(request, "chat.html", context), vary="Accept-Language")
     response.headers["Content-Security-Policy"] = CHAT_CSP

@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,10 +46,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from frontdesk.auth.deps import SESSION_COOKIE, resolve_credentials
 from frontdesk.auth.revocation import LiveCredential, LiveSockets, close_revoked
-from frontdesk.channels.webchat import service as webchat
+from frontdesk.channels.webchat import runtime as webchat
 from frontdesk.conversations import service as conversation_service
 from frontdesk.db import Database
 from frontdesk.errors import NotFound, ProblemError
+from frontdesk.ratelimit import TokenBucket
 from frontdesk.realtime import CLOSE_TOO_MANY, Event, Hub, Subscription, connection_counter, run_socket_loops
 from frontdesk.routing import service as routing_service
 
@@ -66,7 +66,7 @@ MAX_TOPICS = 200
 MAX_CLIENT_MESSAGE = 64 * 1024
 _CONVERSATION_TOPIC = re.compile(r"^conversation:[0-9a-fA-F-]{36}$")
 TYPING_EVENT = "conversation.typing"
-TYPING_PER_SECOND = 2.0  # token bucket: this many frames a second, bursts of TYPING_BURST
+TYPING_PER_SECOND = 2.0  # a token bucket (frontdesk.ratelimit): this many frames a second, bursts of TYPING_BURST
 TYPING_BURST = 2.0
 KNOWN_CONVERSATIONS_MAX = 1000
 
@@ -145,8 +145,7 @@ class _Connection:
     db: Database | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     state: dict[str, _TopicState] = field(default_factory=dict)
-    typing_tokens: float = TYPING_BURST
-    typing_at: float = 0.0
+    typing: TokenBucket = field(default_factory=lambda: TokenBucket(TYPING_PER_SECOND, TYPING_BURST))
     known_conversations: set[uuid.UUID] = field(default_factory=set)
 
     revoked: bool = False
@@ -253,15 +252,6 @@ class _Connection:
         else:
             await self.send({"type": "error", "detail": f"unknown message type: {str(kind)[:50]}"})
 
-    def _typing_allowed(self) -> bool:
-        now = time.monotonic()
-        self.typing_tokens = min(TYPING_BURST, self.typing_tokens + (now - self.typing_at) * TYPING_PER_SECOND)
-        self.typing_at = now
-        if self.typing_tokens < 1.0:
-            return False
-        self.typing_tokens -= 1.0
-        return True
-
     async def _may_read(self, conversation_id: uuid.UUID) -> bool:
         """The API's rule for reading a conversation (``GET /api/v1/conversations/{id}``): an agent
         (every role is) whose socket passed the same authentication — and the conversation exists."""
@@ -290,7 +280,7 @@ class _Connection:
         if not self.user.can_write:
             await self.send({"type": "error", "detail": "typing needs a token with the write scope"})
             return
-        if not self._typing_allowed():
+        if not self.typing.allow():
             return  # more than TYPING_PER_SECOND: dropped, typing indicators are lossy
         if not await self._may_read(conversation_id):
             await self.send({"type": "error", "detail": f"typing: no conversation {conversation_id}"})

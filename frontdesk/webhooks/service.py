@@ -2,15 +2,15 @@
 
 How an event reaches a subscriber (docs/channels/api.md has the integrator's side):
 
-1. A service queues a realtime push with ``realtime.publish_after_commit``; that also records the
-   event on the session. Just before the unit of work commits, :func:`enqueue_deliveries` (an
-   event hook of ``frontdesk.db``) turns the ``desk``-topic conversation events into one
-   :class:`WebhookDelivery` row per matching active subscription — in the SAME transaction
-   (transactional outbox): a rolled-back change produces no delivery, a committed one always
-   does. The group-commit ingest writer calls the same hook on its Core connection per batch.
-2. :class:`WebhookLoop` (started with the other loops by ``timers.start_loops``) claims due rows
+1. A service emits a domain event (``frontdesk.bus.emit``). Just before the unit of work
+   commits, :func:`enqueue_deliveries` (an in-transaction subscriber of the bus) turns the
+   conversation and message events into one :class:`WebhookDelivery` row per matching active
+   subscription — in the SAME transaction (transactional outbox): a rolled-back change produces
+   no delivery, a committed one always does. The group-commit ingest writer runs the same
+   subscribers on its Core connection per batch.
+2. :class:`WebhookLoop` (started with the other loops by ``wiring.start_loops``) claims due rows
    with the shared lease machinery, POSTs ``{id, type, created_at, data}`` signed like every
-   Frontdesk webhook (``channels.webhook.post_signed``) and deletes the row on a 2xx.
+   Frontdesk webhook (``channels.apichannel.outbound.post_signed``) and deletes the row on a 2xx.
 3. Failures retry with exponential backoff and jitter (``timers.backoff``); after
    :data:`MAX_ATTEMPTS` (or at once for a 4xx other than 408/429) the row stays ``failed``.
    Failed outbox items and deliveries form the dead-letter list, which an admin replays (back to
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -34,11 +34,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from frontdesk import clock, netguard
 from frontdesk.audit.service import Actor, record
+from frontdesk.channels.apichannel.outbound import TIMEOUT_SECONDS, post_signed
 from frontdesk.channels.base import PermanentError
-from frontdesk.channels.webhook import TIMEOUT_SECONDS, post_signed
 from frontdesk.conversations.outbox import agent_error, publish_delivery_status
-from frontdesk.db import EventRecord, after_commit, event_hook, get_or_404
+from frontdesk.db import after_commit, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
+from frontdesk.events import (
+    ConversationCreated,
+    ConversationUpdated,
+    CustomerMessageCreated,
+    MessageCreated,
+    MessageReceived,
+    MessageSent,
+    MessageStatusChanged,
+    NoteAdded,
+)
 from frontdesk.ids import new_id
 from frontdesk.models import Conversation, Inbox, Message, OutboxItem, WebhookDelivery, WebhookSubscription
 from frontdesk.models.enums import Channel, DeliveryStatus, JobStatus
@@ -56,7 +66,6 @@ from frontdesk.webhooks.schemas import (
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 16  # with the 2 s base and the 1 h cap: retries span about 3-5 hours
-DESK_TOPIC = "desk"
 ALL = WebhookEvent.all.value
 CONVERSATION_CREATED = WebhookEvent.conversation_created.value
 CONVERSATION_UPDATED = WebhookEvent.conversation_updated.value
@@ -225,49 +234,80 @@ async def _rows_by_id(conn: AsyncConnection, table: Table, fields: Iterable[str]
     return {str(r.id): {k: _json(v) for k, v in r._mapping.items()} for r in rows}
 
 
-async def webhook_events(conn: AsyncConnection, events: list[EventRecord]) -> list[tuple[str, dict[str, Any]]]:
-    """The integrator-facing ``(type, data)`` of a unit of work's recorded events, in order.
+def _conversation_data(event: ConversationUpdated) -> dict[str, Any]:
+    data: dict[str, Any] = {"conversation": event.conversation.model_dump(mode="json"), "changes": list(event.changes)}
+    if event.by is not None:
+        data["by"] = event.by
+    return data
 
-    Only ``desk``-topic conversation events count (each change is published once there).
-    ``conversation.updated`` with ``changes: ["created"]`` is ``conversation.created``; a message
-    stored by the inbound path (a flat summary) is expanded to ``{conversation_id, message}``,
-    preceded by ``conversation.created`` when it opened the conversation.
+
+def _status_data(event: MessageStatusChanged) -> dict[str, Any]:
+    return {
+        "conversation_id": str(event.conversation_id),
+        "message": {
+            "id": str(event.message_id),
+            "channel": event.channel,
+            "delivery_status": event.delivery_status,
+            "external_id": event.external_id,
+            "error": event.error,
+            "status_at": event.status_at.isoformat() if event.status_at is not None else None,
+            **event.extra,
+        },
+    }
+
+
+WebhookSource = ConversationUpdated | MessageReceived | MessageCreated | MessageStatusChanged
+
+
+async def webhook_events(conn: AsyncConnection, events: Sequence[WebhookSource]) -> list[tuple[str, dict[str, Any]]]:
+    """The integrator-facing ``(type, data)`` of a unit of work's domain events, in order.
+
+    ``ConversationCreated`` is ``conversation.created``; a message stored by the inbound path
+    (``MessageReceived``, a flat summary) is expanded to ``{conversation_id, message}`` from its
+    row, preceded by ``conversation.created`` when it opened the conversation.
     """
     out: list[tuple[str, dict[str, Any]]] = []
     flat_messages: set[str] = set()
     new_conversations: set[str] = set()
-    for topic, type_, data in events:
-        if topic == DESK_TOPIC and type_ == MESSAGE_CREATED and "message" not in data and data.get("message_id"):
-            flat_messages.add(str(data["message_id"]))
-            if data.get("new_conversation"):
-                new_conversations.add(str(data["conversation_id"]))
+    for event in events:
+        if isinstance(event, MessageReceived):
+            flat_messages.add(str(event.message_id))
+            if event.new_conversation:
+                new_conversations.add(str(event.conversation_id))
     messages = await _rows_by_id(conn, _messages, _MESSAGE_FIELDS, flat_messages)
     conversations = await _rows_by_id(conn, _conversations, _CONVERSATION_FIELDS, new_conversations)
-    for topic, type_, data in events:
-        if topic != DESK_TOPIC:
-            continue
-        if type_ == CONVERSATION_UPDATED:
-            created = "created" in (data.get("changes") or [])
-            out.append((CONVERSATION_CREATED if created else CONVERSATION_UPDATED, data))
-        elif type_ == MESSAGE_CREATED and "message" not in data:
-            message = messages.get(str(data.get("message_id")))
+    for event in events:
+        if isinstance(event, ConversationUpdated):
+            created = isinstance(event, ConversationCreated) or "created" in event.changes
+            out.append((CONVERSATION_CREATED if created else CONVERSATION_UPDATED, _conversation_data(event)))
+        elif isinstance(event, MessageReceived):
+            message = messages.get(str(event.message_id))
             if message is None:
                 continue
-            conv_id = str(data.get("conversation_id"))
+            conv_id = str(event.conversation_id)
             if conv_id in conversations:
                 out.append((CONVERSATION_CREATED, {"conversation": conversations.pop(conv_id), "changes": ["created"]}))
             out.append((MESSAGE_CREATED, {"conversation_id": conv_id, "message": message}))
-        elif type_ in (MESSAGE_CREATED, MESSAGE_UPDATED):
-            out.append((type_, data))
+        elif isinstance(event, MessageCreated):
+            data = {"conversation_id": str(event.conversation_id), "message": event.message.model_dump(mode="json")}
+            out.append((MESSAGE_CREATED, data))
+        elif isinstance(event, MessageStatusChanged):
+            out.append((MESSAGE_UPDATED, _status_data(event)))
     return out
 
 
-# What each recorded event type can turn into (to skip the work when nobody listens).
-_BECOMES: dict[str, tuple[str, ...]] = {
-    CONVERSATION_UPDATED: (CONVERSATION_CREATED, CONVERSATION_UPDATED),
-    MESSAGE_CREATED: (CONVERSATION_CREATED, MESSAGE_CREATED),
-    MESSAGE_UPDATED: (MESSAGE_UPDATED,),
+# What each domain event can turn into (to skip the work when nobody listens).
+_BECOMES: dict[type, tuple[str, ...]] = {
+    ConversationUpdated: (CONVERSATION_UPDATED,),
+    ConversationCreated: (CONVERSATION_CREATED,),
+    MessageReceived: (CONVERSATION_CREATED, MESSAGE_CREATED),
+    MessageCreated: (MESSAGE_CREATED,),
+    MessageSent: (MESSAGE_CREATED,),
+    NoteAdded: (MESSAGE_CREATED,),
+    CustomerMessageCreated: (MESSAGE_CREATED,),
+    MessageStatusChanged: (MESSAGE_UPDATED,),
 }
+SUBSCRIBED: tuple[type, ...] = (ConversationUpdated, MessageReceived, MessageCreated, MessageStatusChanged)
 
 
 def _wake_loops() -> None:
@@ -275,17 +315,16 @@ def _wake_loops() -> None:
         wake()
 
 
-@event_hook
-async def enqueue_deliveries(conn: AsyncConnection, events: list[EventRecord]) -> list[Callable[[], None]]:
-    """Write a delivery per (event, matching active subscription) on ``conn``; before its commit."""
-    if not any(topic == DESK_TOPIC for topic, _t, _d in events):
+async def enqueue_deliveries(conn: AsyncConnection, events: list[WebhookSource]) -> list[Callable[[], None]]:
+    """Bus subscriber, in the transaction: a delivery per (event, matching active subscription)."""
+    if not events:
         return []
     active = select(_subscriptions.c.id, _subscriptions.c.events).where(_subscriptions.c.active)
     subs = (await conn.execute(active)).all()
     if not subs:
         return []
     wanted = {t for _id, types in subs for t in (types or [])}
-    possible = {t for topic, type_, _d in events if topic == DESK_TOPIC for t in _BECOMES.get(type_, ())}
+    possible = {t for event in events for t in _BECOMES.get(type(event), ())}
     if ALL not in wanted and not (wanted & possible):
         return []
     now = clock.now()
@@ -504,7 +543,7 @@ async def discard_dead_letter(session: AsyncSession, actor: Actor | None, item_i
 
 
 class WebhookLoop(WorkLoop):
-    """Delivers due :class:`WebhookDelivery` rows; one per process, started by ``timers.start_loops``."""
+    """Delivers due :class:`WebhookDelivery` rows; one per process, started by ``wiring.start_loops``."""
 
     model = WebhookDelivery
     name = "webhooks"

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from frontdesk import clock
-from frontdesk.channels.webhook import sign, verify
 from frontdesk.models import AuditEntry, Message, OutboxItem, RejectedInput
 from frontdesk.settings import Settings
+from frontdesk.signing import sign, verify
 from tests.builders import auth_headers
 from tests.integration.webhook_sink import Sink
 

@@ -15,10 +15,11 @@ from sqlalchemy import select
 
 from frontdesk import clock
 from frontdesk.auth import service
+from frontdesk.auth.api import LOGIN_FAILURES
 from frontdesk.auth.deps import SESSION_COOKIE
-from frontdesk.auth.ratelimit import RedisLimiter
 from frontdesk.auth.security import hash_token
 from frontdesk.models import AuditEntry, UserSession
+from frontdesk.ratelimit import RedisLimiter
 from tests.builders import DEFAULT_PASSWORD, auth_headers, make_user, token_headers
 
 LOGIN = "/api/v1/auth/login"
@@ -266,7 +267,7 @@ async def test_rate_limit_window_passes(client, app, frozen_clock):
 async def test_rate_limit_with_redis_counters(client, app, redis_url):
     import redis.asyncio as redis
 
-    limiter = RedisLimiter(redis_url, prefix=app.state.settings.redis_prefix)
+    limiter = RedisLimiter(redis_url, prefix=app.state.settings.redis_prefix, name=LOGIN_FAILURES, what="Sign-in")
     app.state.login_limiter = limiter
     KEY_PREFIX = limiter.key_prefix
     app.state.settings = app.state.settings.model_copy(

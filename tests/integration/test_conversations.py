@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from frontdesk import clock, timers
-from frontdesk.conversations import service
+from frontdesk.conversations import outbox, service
 from frontdesk.models import AuditEntry, Message, OutboxItem, Timer
 from tests.builders import (
     agent,
@@ -412,7 +412,7 @@ async def test_replying_to_an_unassigned_conversation_assigns_it_to_the_replier(
 async def test_failed_reply_leaves_neither_message_nor_outbox_row(app, monkeypatch):
     me, headers = await agent(app)
     customer = await make_customer(app.state.db)
-    real_enqueue = service.outbox.enqueue
+    real_enqueue = outbox.enqueue
 
     async def enqueue_then_fail(session, message):
         await real_enqueue(session, message)
@@ -422,10 +422,10 @@ async def test_failed_reply_leaves_neither_message_nor_outbox_row(app, monkeypat
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://testserver"
     ) as client:
         conv = await open_conversation(client, headers, customer.id)
-        monkeypatch.setattr(service.outbox, "enqueue", enqueue_then_fail)
+        monkeypatch.setattr(outbox, "enqueue", enqueue_then_fail)
         r = await client.post(f"{API}/conversations/{conv['id']}/messages", json={"text": "Hi"}, headers=headers)
         assert r.status_code == 500
-        monkeypatch.setattr(service.outbox, "enqueue", real_enqueue)
+        monkeypatch.setattr(outbox, "enqueue", real_enqueue)
         assert await count(app, Message) == 0
         assert await count(app, OutboxItem) == 0
         after = (await client.get(f"{API}/conversations/{conv['id']}", headers=headers)).json()

@@ -412,6 +412,7 @@ async def test_erase_removes_rejected_inputs_and_deletes_files_even_after_a_cras
     from frontdesk import timers
     from frontdesk.channels.email.inbound import receive_raw
     from frontdesk.models import RejectedInput
+    from frontdesk.wiring import timer_handlers
 
     email = "crash.me@example.com"
     raw = (
@@ -476,7 +477,7 @@ async def test_erase_removes_rejected_inputs_and_deletes_files_even_after_a_cras
     assert "Carl" not in (await client.get(f"{API}/{cid}/export", headers=agent)).text
 
     # The next run of the due work deletes the files.
-    assert await timers.TimerLoop(app.state.db, app.state.settings).run_due() >= 1
+    assert await timers.TimerLoop(app.state.db, app.state.settings, handlers=timer_handlers()).run_due() >= 1
     for key in (att_key, mailed.raw_key):
         with pytest.raises(ObjectMissing):
             await store.get(key)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from frontdesk.conversations.ingest import EVENT_TYPE, InboundMessage, IngestWriter, receive
+from frontdesk.conversations.ingest import InboundMessage, IngestWriter, receive
 from frontdesk.db import Database
 from frontdesk.errors import Invalid
+from frontdesk.events import MESSAGE_CREATED as EVENT_TYPE
 from frontdesk.models import Conversation, Customer, Identity, Inbox, Message
 from frontdesk.realtime import MemoryHub
 from frontdesk.settings import Settings

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from frontdesk.channels.webchat import service as webchat
+from frontdesk.channels.webchat import notices, snapshot
 from frontdesk.channels.webchat import visitor as visitors
 from frontdesk.conversations import ingest
 from frontdesk.conversations.ingest import InboundMessage, receive, write_batch
@@ -110,11 +110,11 @@ async def test_two_notices_open_one_conversation(db: Database, second: Database,
         loaded = await s.get(Inbox, inbox.id)
         assert loaded is not None
         visitor = await visitors.new_visitor(s, loaded)
-    monkeypatch.setattr(webchat, "open_conversation", held_after(webchat.open_conversation))
+    monkeypatch.setattr(notices, "open_conversation", held_after(snapshot.open_conversation))
 
     async def notice(database: Database, text: str) -> uuid.UUID:
         async with database.transaction() as s:
-            message = await webchat.send_widget_notice(s, visitor.customer_id, text)
+            message = await notices.send_widget_notice(s, visitor.customer_id, text)
             return message.conversation_id
 
     first, other = await asyncio.gather(notice(db, "Your parcel left"), notice(second, "Your parcel arrives today"))

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from frontdesk.channels.context import context_of
 from frontdesk.channels.email.imap import ImapPoller, state_of
 from frontdesk.models import Message, WebhookDelivery
 from frontdesk.settings import Settings
@@ -222,7 +223,7 @@ async def test_an_email_inbox_whose_imap_host_rebinds_to_loopback_is_not_polled(
     )
     assert r.status_code == 201, r.text
     dns.records["imap.rebind.test"] = ["127.0.0.1"]
-    poller = ImapPoller(app, poll_seconds=3600)
+    poller = ImapPoller(context_of(app), poll_seconds=3600)
     assert await poller.poll_inbox(uuid.UUID(r.json()["id"]), {"imap": imap}) == 0
     (state,) = await state_of(app.state.db, uuid.UUID(r.json()["id"]))
     assert "imap.rebind.test (127.0.0.1) is loopback" in (state.last_error or "")

@@ -12,19 +12,25 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from frontdesk.channels.webhook import verify
+from frontdesk.channels.base import ChannelContext
 from frontdesk.conversations import outbox
 from frontdesk.conversations.dispatcher import Dispatcher
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Customer, Inbox, Message, OutboxItem
 from frontdesk.realtime import MemoryHub
 from frontdesk.settings import Settings
-from frontdesk.timers import start_loops
+from frontdesk.signing import verify
+from frontdesk.wiring import channel_adapters, start_loops
 from tests.integration.webhook_sink import Sink, free_port
 
 SECRET = "whsec-test-123"
 # The receivers here listen on 127.0.0.1, which is refused unless allowed (frontdesk.netguard).
 LOCAL = Settings(outbound_allow="127.0.0.1/32")
+
+
+def make_dispatcher(db: Database, settings: Settings, hub: Any = None) -> Dispatcher:
+    """A dispatcher with the app's channel adapters (as ``wiring.start_loops`` builds it)."""
+    return Dispatcher(db, settings, adapters=channel_adapters(ChannelContext(hub=hub, settings=settings, db=db)))
 
 
 @pytest.fixture
@@ -76,7 +82,7 @@ async def test_delivered_signed_to_the_webhook(db: Database, sink: Sink):
     db.attach_hub(hub)
     msg_id, item_id, conv_id = await queue_reply(db, config={"webhook_url": sink.url, "webhook_secret": SECRET})
     view = await hub.open([f"conversation:{conv_id}"])
-    assert await Dispatcher(db, LOCAL, hub=hub).run_due() == 1
+    assert await make_dispatcher(db, LOCAL, hub=hub).run_due() == 1
 
     assert len(sink.received) == 1
     got = sink.received[0]
@@ -98,7 +104,7 @@ async def test_delivered_signed_to_the_webhook(db: Database, sink: Sink):
 
 async def test_a_local_receiver_is_refused_without_the_allow_list(db: Database, sink: Sink):
     msg_id, item_id, _ = await queue_reply(db, config={"webhook_url": sink.url, "webhook_secret": SECRET})
-    assert await Dispatcher(db, Settings()).run_due() == 1
+    assert await make_dispatcher(db, Settings()).run_due() == 1
     msg, item = await load(db, msg_id, item_id)
     assert msg.delivery_status == "failed"
     assert "127.0.0.1 is loopback" in (msg.error or "")
@@ -110,7 +116,7 @@ async def test_a_local_receiver_is_refused_without_the_allow_list(db: Database, 
 async def test_transient_failure_then_success(db: Database, sink: Sink, frozen_clock):
     sink.answers = [503]
     msg_id, item_id, _ = await queue_reply(db, config={"webhook_url": sink.url, "webhook_secret": SECRET})
-    dispatcher = Dispatcher(db, LOCAL)
+    dispatcher = make_dispatcher(db, LOCAL)
     assert await dispatcher.run_due() == 1
     msg, item = await load(db, msg_id, item_id)
     assert msg.delivery_status == "queued"
@@ -133,7 +139,7 @@ async def test_transient_failure_then_success(db: Database, sink: Sink, frozen_c
 async def test_permanent_failure_is_visible_on_the_message(db: Database, sink: Sink, code: int):
     sink.answers = [code]
     msg_id, item_id, _ = await queue_reply(db, config={"webhook_url": sink.url})
-    assert await Dispatcher(db, LOCAL).run_due() == 1
+    assert await make_dispatcher(db, LOCAL).run_due() == 1
     msg, item = await load(db, msg_id, item_id)
     assert msg.delivery_status == "failed"
     assert f"HTTP {code}" in (msg.error or "")
@@ -149,7 +155,7 @@ async def test_unreachable_until_out_of_attempts(db: Database, frozen_clock):
         item = await s.get(OutboxItem, item_id)
         assert item is not None
         item.max_attempts = 3
-    dispatcher = Dispatcher(db, LOCAL)
+    dispatcher = make_dispatcher(db, LOCAL)
     for _ in range(3):
         assert await dispatcher.run_due() == 1
         frozen_clock.advance(minutes=5)
@@ -162,7 +168,7 @@ async def test_unreachable_until_out_of_attempts(db: Database, frozen_clock):
 
 async def test_channel_without_adapter_fails_clearly(db: Database):
     msg_id, item_id, _ = await queue_reply(db, channel="sms")
-    assert await Dispatcher(db, LOCAL).run_due() == 1
+    assert await make_dispatcher(db, LOCAL).run_due() == 1
     msg, _ = await load(db, msg_id, item_id)
     assert msg.delivery_status == "failed"
     assert msg.error == "no adapter for channel 'sms' yet"
@@ -170,7 +176,7 @@ async def test_channel_without_adapter_fails_clearly(db: Database):
 
 async def test_api_inbox_without_webhook_url_fails(db: Database):
     msg_id, item_id, _ = await queue_reply(db, config={})
-    await Dispatcher(db, LOCAL).run_due()
+    await make_dispatcher(db, LOCAL).run_due()
     msg, _ = await load(db, msg_id, item_id)
     assert (msg.delivery_status, msg.error) == ("failed", "the API inbox has no webhook_url configured")
 
@@ -180,7 +186,7 @@ async def test_webchat_reply_reaches_the_widget(db: Database):
     db.attach_hub(hub)
     msg_id, item_id, conv_id = await queue_reply(db, channel="webchat", text="Привет!")
     widget = await hub.open([f"widget:{conv_id}"])
-    assert await Dispatcher(db, LOCAL, hub=hub).run_due() == 1
+    assert await make_dispatcher(db, LOCAL, hub=hub).run_due() == 1
     event = await asyncio.wait_for(widget.__anext__(), 2)
     assert (event.type, event.data["text"], event.data["id"]) == (
         "conversation.message_created",

@@ -544,31 +544,31 @@ async def test_supervisor_sets_presence_and_agents_cannot_set_others(client, app
 
 
 async def test_a_desk_that_stays_disconnected_returns_its_offers(client, app, team):
-    from frontdesk.routing import service
+    from frontdesk.routing import inbox
 
     clock, admin = team["clock"], team["admin"]
     (alice, alice_h), (bob, bob_h) = team["alice"], team["bob"]
     await create_queue_via_api(client, admin, name="Chat", offer_timeout_seconds=300)
     await presence(client, alice_h, "available")
     db = app.state.db
-    await service.desk_connected(db, alice)  # two tabs
-    await service.desk_connected(db, alice)
+    await inbox.desk_connected(db, alice)  # two tabs
+    await inbox.desk_connected(db, alice)
     cid = await open_conversation(client, admin, (await make_customer(app.state.db)).id)
     await settle(app)
     [offer] = await pending_offers(app, cid)
     assert offer.agent_id == alice
-    await service.desk_disconnected(db, alice)  # one tab closes: she is still there
+    await inbox.desk_disconnected(db, alice)  # one tab closes: she is still there
     clock.advance(seconds=20)
     await settle(app)
     assert (await get(client, "/agents/me/presence", alice_h))["status"] == "available"
-    await service.desk_disconnected(db, alice)  # the last one closes...
+    await inbox.desk_disconnected(db, alice)  # the last one closes...
     clock.advance(seconds=5)
-    await service.desk_connected(db, alice)  # ...a reload reconnects within the grace
+    await inbox.desk_connected(db, alice)  # ...a reload reconnects within the grace
     clock.advance(seconds=20)
     await settle(app)
     assert (await get(client, "/agents/me/presence", alice_h))["status"] == "available"
     assert [o.id for o in await pending_offers(app, cid)] == [offer.id]
-    await service.desk_disconnected(db, alice)  # gone for good
+    await inbox.desk_disconnected(db, alice)  # gone for good
     clock.advance(seconds=16)
     await settle(app)
     me = await get(client, "/agents/me/presence", alice_h)

@@ -14,25 +14,35 @@ from frontdesk import clock, timers
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Customer, Timer
 from frontdesk.realtime import MemoryHub
+from frontdesk.wiring import timer_handlers
 
 calls: list[dict] = []
 counts: Counter[str] = Counter()
 
+# The app's handlers (the snooze test runs the real one) and this file's, registered explicitly.
+HANDLERS = timer_handlers()
 
-@timers.handler("test.record")
+
 async def _record(session, timer):
     calls.append(dict(timer.payload))
 
 
-@timers.handler("test.fail")
+HANDLERS.add("test.record", _record)
+
+
 async def _fail(session, timer):
     raise RuntimeError("the printer is on fire")
 
 
-@timers.handler("test.count")
+HANDLERS.add("test.fail", _fail)
+
+
 async def _count(session, timer):
     counts[timer.payload["n"]] += 1
     await asyncio.sleep(0.001)
+
+
+HANDLERS.add("test.count", _count)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +60,7 @@ async def test_due_timer_runs_and_future_one_waits(db: Database, frozen_clock):
     async with db.transaction() as s:
         now_t = await timers.schedule(s, "test.record", clock.now(), {"which": "now"})
         later = await timers.schedule(s, "test.record", clock.now() + timedelta(minutes=5), {"which": "later"})
-    loop = timers.TimerLoop(db)
+    loop = timers.TimerLoop(db, handlers=HANDLERS)
     assert await loop.run_due() == 1
     assert calls == [{"which": "now"}]
     assert await _timer(db, now_t.id) is None  # done rows are deleted
@@ -66,7 +76,7 @@ async def test_due_timer_runs_and_future_one_waits(db: Database, frozen_clock):
 async def test_failure_backs_off_then_fails_visibly(db: Database, frozen_clock):
     async with db.transaction() as s:
         t = await timers.schedule(s, "test.fail", clock.now(), max_attempts=3)
-    loop = timers.TimerLoop(db)
+    loop = timers.TimerLoop(db, handlers=HANDLERS)
     assert await loop.run_due() == 1
     row = await _timer(db, t.id)
     assert row is not None
@@ -96,7 +106,7 @@ async def test_failure_backs_off_then_fails_visibly(db: Database, frozen_clock):
 async def test_unknown_kind_fails_at_once(db: Database, frozen_clock):
     async with db.transaction() as s:
         t = await timers.schedule(s, "nobody.handles_this", clock.now())
-    await timers.TimerLoop(db).run_due()
+    await timers.TimerLoop(db, handlers=HANDLERS).run_due()
     row = await _timer(db, t.id)
     assert row is not None
     assert row.status == "failed"
@@ -109,7 +119,7 @@ async def test_expired_lease_is_claimed_again(db: Database, frozen_clock):
     # A worker claims the row and dies before finishing it.
     taken = await timers.claim(db, Timer, worker="dead-worker", limit=10, lease_seconds=30)
     assert [c.id for c in taken] == [t.id]
-    survivor = timers.TimerLoop(db, worker="survivor")
+    survivor = timers.TimerLoop(db, worker="survivor", handlers=HANDLERS)
     assert await survivor.run_due() == 0  # still leased
     frozen_clock.advance(seconds=31)
     assert await survivor.run_due() == 1
@@ -131,7 +141,7 @@ async def test_key_moves_the_one_timer_and_cancel_drops_it(db: Database, frozen_
         assert await timers.cancel(s, key) is True
         assert await timers.cancel(s, key) is False
     frozen_clock.advance(hours=3)
-    assert await timers.TimerLoop(db).run_due() == 0
+    assert await timers.TimerLoop(db, handlers=HANDLERS).run_due() == 0
     assert calls == []
 
 
@@ -155,7 +165,7 @@ async def test_snooze_ended_reopens_the_conversation(db: Database, frozen_clock)
             {"conversation_id": str(conv.id)},
             key=timers.snooze_key(conv.id),
         )
-    loop = timers.TimerLoop(db)
+    loop = timers.TimerLoop(db, handlers=HANDLERS)
     assert await loop.run_due() == 0
     frozen_clock.advance(hours=1)
     assert await loop.run_due() == 1
@@ -175,8 +185,8 @@ async def test_two_loops_on_postgresql_never_run_a_row_twice(db: Database, backe
     async with db.transaction() as s:
         for i in range(n):
             await timers.schedule(s, "test.count", clock.now(), {"n": str(i)})
-    a = timers.TimerLoop(db, worker="a", batch=20)
-    b = timers.TimerLoop(db, worker="b", batch=20)
+    a = timers.TimerLoop(db, worker="a", batch=20, handlers=HANDLERS)
+    b = timers.TimerLoop(db, worker="b", batch=20, handlers=HANDLERS)
 
     async def drain(loop: timers.TimerLoop) -> int:
         done = 0
@@ -198,12 +208,14 @@ slow_started: list[str] = []
 slow: dict[str, asyncio.Event] = {}
 
 
-@timers.handler("test.slow")
 async def _slow(session, timer):
     slow_started.append(str(timer.id))
     slow["began"].set()
     await slow["release"].wait()
     session.add(Customer(name=f"done by {timer.locked_by}"))
+
+
+HANDLERS.add("test.slow", _slow)
 
 
 @pytest.fixture
@@ -231,8 +243,8 @@ async def test_a_handler_longer_than_the_lease_is_not_started_again_by_another_l
     try:
         async with db_a.transaction() as s:
             t = await timers.schedule(s, "test.slow", clock.now())
-        a = timers.TimerLoop(db_a, tuned, worker="a")
-        b = timers.TimerLoop(db_b, tuned, worker="b")
+        a = timers.TimerLoop(db_a, tuned, worker="a", handlers=HANDLERS)
+        b = timers.TimerLoop(db_b, tuned, worker="b", handlers=HANDLERS)
         a.start()
         await asyncio.wait_for(slow["began"].wait(), 10)
         b.start()
@@ -260,7 +272,7 @@ async def test_a_runner_that_lost_its_lease_does_not_commit_its_result(db: Datab
     stale runner's work is rolled back; the new claim runs the timer and commits once."""
     async with db.transaction() as s:
         t = await timers.schedule(s, "test.slow", clock.now())
-    first = timers.TimerLoop(db, worker="same")
+    first = timers.TimerLoop(db, worker="same", handlers=HANDLERS)
     stale = asyncio.create_task(first.run_due())
     await asyncio.wait_for(slow["began"].wait(), 10)
     frozen_clock.advance(seconds=first.lease * 2)  # the first runner's lease has run out
@@ -272,7 +284,7 @@ async def test_a_runner_that_lost_its_lease_does_not_commit_its_result(db: Datab
     row = await _timer(db, t.id)
     assert row is not None
     assert (row.status, row.attempts) == ("running", 2)  # still the new claim's
-    second = timers.TimerLoop(db, worker="same")
+    second = timers.TimerLoop(db, worker="same", handlers=HANDLERS)
     await second.process(again[0])
     assert await _done_by(db) == ["done by same"]
     assert await _timer(db, t.id) is None

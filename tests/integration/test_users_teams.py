@@ -322,3 +322,24 @@ async def test_deleting_a_team_keeps_its_conversations_without_a_team(client, ap
         assert r.json()["team_id"] is None
         assert r.json()["customer_id"] == str(customer.id)
     assert len(await audit(app, "team.deleted")) == 1
+
+
+async def test_deleting_a_team_takes_it_out_of_queues_through_the_bus(client, app):
+    """Auth emits TeamChanged(deleted); routing's subscriber edits the queues in the same transaction."""
+    admin = await auth_headers(app, "admin")
+    gone = (await client.post("/api/v1/teams", json={"name": "Night shift"}, headers=admin)).json()["id"]
+    kept = (await client.post("/api/v1/teams", json={"name": "Day shift"}, headers=admin)).json()["id"]
+    body = {
+        "name": "Refunds",
+        "channels": ["email"],
+        "team_ids": [gone, kept],
+        "bullseye": [{"after_seconds": 30, "add_team_ids": [gone, kept]}],
+    }
+    r = await client.post("/api/v1/queues", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    queue_id = r.json()["id"]
+
+    assert (await client.delete(f"/api/v1/teams/{gone}", headers=admin)).status_code == 204
+    queue = (await client.get(f"/api/v1/queues/{queue_id}", headers=admin)).json()
+    assert queue["team_ids"] == [kept]
+    assert queue["bullseye"][0]["add_team_ids"] == [kept]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from frontdesk.channels.webchat import service as webchat
+from frontdesk.channels.webchat import availability, runtime
 from frontdesk.channels.webchat import visitor as visitors
 from frontdesk.models import Conversation, Customer, Identity, Inbox, WebchatVisitor
 from frontdesk.models.merge import MergeSuggestion
@@ -191,8 +191,8 @@ def test_business_hours_and_availability():
         },
     )
     monday_noon = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # 12:00 in Berlin
-    assert webchat.business_state(inbox.config, monday_noon) == (True, None)
-    live = webchat.availability(inbox, 2, email_known=False, now=monday_noon)
+    assert availability.business_state(inbox.config, monday_noon) == (True, None)
+    live = availability.availability(inbox, 2, email_known=False, now=monday_noon)
     assert live == {
         "open": True,
         "agents_online": 2,
@@ -200,24 +200,24 @@ def test_business_hours_and_availability():
         "next_open_at": None,
         "ask_email": False,
     }
-    nobody = webchat.availability(inbox, 0, email_known=False, now=monday_noon)
+    nobody = availability.availability(inbox, 0, email_known=False, now=monday_noon)
     assert (nobody["reply_expectation"], nobody["ask_email"]) == ("by email", True)
     monday_night = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
-    closed = webchat.availability(inbox, 3, email_known=True, now=monday_night)
+    closed = availability.availability(inbox, 3, email_known=True, now=monday_night)
     assert closed["open"] is False
     assert closed["ask_email"] is False
     assert closed["next_open_at"] == "2026-11-27T08:00:00+00:00"  # Friday 09:00 Berlin
-    assert webchat.business_state({}, monday_night) == (True, None)
+    assert availability.business_state({}, monday_night) == (True, None)
 
 
 async def test_agents_online_are_at_their_desk_available_and_take_this_inboxs_web_chat(app, client, monkeypatch):
     # Counts are cached for a moment in production; here every session reads them afresh.
-    monkeypatch.setattr(webchat, "AVAILABILITY_SECONDS", 0.0)
-    monkeypatch.setattr(webchat, "DESK_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(runtime, "AVAILABILITY_SECONDS", 0.0)
+    monkeypatch.setattr(runtime, "DESK_GRACE_SECONDS", 0.0)
     admin = await auth_headers(app, "admin")
     inbox = await make_webchat_inbox(app.state.db)
     other = await make_webchat_inbox(app.state.db)
-    rt = webchat.runtime(app)
+    rt = runtime.runtime(app)
 
     async def online(box: Inbox = inbox) -> int:
         body = (await start(client, box)).json()

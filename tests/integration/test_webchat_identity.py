@@ -26,8 +26,7 @@ from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 
 from frontdesk import clock
-from frontdesk.channels.webchat import confirm
-from frontdesk.channels.webchat import service as webchat
+from frontdesk.channels.webchat import confirm, notices
 from frontdesk.channels.webchat import visitor as visitors
 from frontdesk.conversations.ingest import InboundMessage, receive
 from frontdesk.customers import personal
@@ -210,9 +209,9 @@ async def test_a_claimed_email_never_joins_its_owner(server: Server, victim_kind
         async with server.app.state.db.transaction() as s:
             if victim.visitor_token is None:
                 with pytest.raises(Invalid, match="never opened the web chat"):
-                    await webchat.send_widget_notice(s, victim.customer_id, "Your parcel is at the door")
+                    await notices.send_widget_notice(s, victim.customer_id, "Your parcel is at the door")
             else:
-                notice = await webchat.send_widget_notice(s, victim.customer_id, "Your parcel is at the door")
+                notice = await notices.send_widget_notice(s, victim.customer_id, "Your parcel is at the door")
                 assert notice.conversation_id == victim.conversation_id
         assert await nothing(ws, of_type("message"), 1.0)
         assert all("Victoria" not in m["text"] and "parcel" not in m["text"] for m in await snapshot(ws))

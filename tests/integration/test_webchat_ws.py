@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from frontdesk.channels.webchat import service as webchat
+from frontdesk.channels.webchat import notices, runtime
 from frontdesk.models import CustomerEvent, Inbox, Message
 from frontdesk.settings import Settings
 from tests.builders import auth_headers, make_token, make_user
@@ -220,7 +220,7 @@ async def test_track_offer_and_notice(server: Server):
 
             visitor = await s.get(WebchatVisitor, uuid.UUID(sess["visitor_id"]))
             assert visitor is not None
-            await webchat.send_widget_notice(
+            await notices.send_widget_notice(
                 s, visitor.customer_id, "We miss you", offer={"offer_id": "spring-10", "title": "10% off"}
             )
         welcome = await recv(ws, of_type("welcome"))  # the notice opened a conversation
@@ -349,7 +349,7 @@ async def test_the_agents_read_receipt_survives_a_reload(server: Server):
 
 
 async def test_open_widgets_hear_when_agents_come_and_go(server: Server, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(webchat, "AVAILABILITY_SECONDS", 0.2)
+    monkeypatch.setattr(runtime, "AVAILABILITY_SECONDS", 0.2)
     inbox = await make_webchat_inbox(server.app.state.db)
     sess = await visitor_session(server, inbox)
     user = await make_user(server.app.state.db, name="Anna")
@@ -384,7 +384,7 @@ async def test_open_widgets_hear_when_agents_come_and_go(server: Server, monkeyp
         await set_presence("available")
         await recv(ws, availability("in a few minutes"))
     # Her desk closed: once the reload grace is over, the open widgets hear it without her doing anything.
-    monkeypatch.setattr(webchat, "DESK_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(runtime, "DESK_GRACE_SECONDS", 0.5)
     async with server.widget(sess["visitor_token"]) as ws:
         welcome = await recv(ws, of_type("welcome"))
         if welcome["availability"]["agents_online"]:
@@ -440,7 +440,7 @@ async def test_attachments_travel_as_short_lived_signed_links(server: Server):
             assert got.content == png
         tampered = link[:-2] + ("AA" if not link.endswith("AA") else "BB")
         assert (await c.get(tampered)).status_code == 403
-        key = links.link_key(webchat.runtime(server.app).key)
+        key = links.link_key(runtime.runtime(server.app).key)
         stale = int(time.time()) - 1
         expired = (
             f"/api/v1/widget/attachments/{uploaded['id']}?expires={stale}&sig={links._sig(key, uploaded['id'], stale)}"

@@ -15,10 +15,12 @@ import pytest
 from sqlalchemy import func, select
 
 from frontdesk import clock
-from frontdesk.channels.webhook import sign, verify
+from frontdesk.bus import emit
+from frontdesk.conversations.schemas import ConversationOut
+from frontdesk.events import ConversationUpdated
 from frontdesk.models import AuditEntry, WebhookDelivery
-from frontdesk.realtime import publish_after_commit
 from frontdesk.settings import Settings
+from frontdesk.signing import sign, verify
 from frontdesk.webhooks.service import WebhookLoop
 from tests.builders import auth_headers
 from tests.integration.webhook_sink import Sink, free_port
@@ -142,12 +144,35 @@ async def test_a_rolled_back_unit_of_work_produces_no_delivery(app, client, sink
     admin = await auth_headers(app, "admin")
     await subscribe(client, admin, sink.url, ["*"])
     db = app.state.db
-    conversation_id = str(uuid.uuid4())
-    data: dict[str, Any] = {"conversation": {"id": conversation_id}, "changes": ["priority"]}
+    now = clock.now()
+    view = ConversationOut.model_validate(
+        {
+            "id": uuid.uuid4(),
+            "customer_id": uuid.uuid4(),
+            "channel": "email",
+            "inbox_id": None,
+            "subject": None,
+            "status": "open",
+            "priority": "high",
+            "queue_id": None,
+            "team_id": None,
+            "assignee_id": None,
+            "message_count": 0,
+            "snoozed_until": None,
+            "last_message_at": None,
+            "first_response_at": None,
+            "first_response_seconds": None,
+            "resolved_at": None,
+            "resolution_seconds": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    event = ConversationUpdated(conversation=view, changes=("priority",))
 
     async def fails_after_publishing() -> None:
         async with db.transaction() as s:
-            publish_after_commit(s, "desk", "conversation.updated", data)
+            emit(s, event)
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -155,9 +180,8 @@ async def test_a_rolled_back_unit_of_work_produces_no_delivery(app, client, sink
     assert await deliveries(app) == []
 
     async with db.transaction() as s:
-        publish_after_commit(s, "desk", "conversation.updated", data)
-        publish_after_commit(s, f"conversation:{conversation_id}", "conversation.updated", data)
-    assert [d.event_type for d in await deliveries(app)] == ["conversation.updated"]  # desk only: no duplicates
+        emit(s, event)  # one event, however many topics the desks hear it on
+    assert [d.event_type for d in await deliveries(app)] == ["conversation.updated"]  # no duplicates
 
     # Over HTTP: a request that fails after queueing its event leaves nothing behind either.
     agent = await auth_headers(app, "agent")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from frontdesk.auth.ratelimit import MemoryLimiter, RedisLimiter, make_limiter
+from frontdesk.auth.api import LOGIN_FAILURES
 from frontdesk.auth.security import (
     constant_time_equal,
     hash_password,
@@ -17,6 +17,7 @@ from frontdesk.auth.security import (
 )
 from frontdesk.channels.service import MASK, masked_config, merge_masked
 from frontdesk.errors import Invalid, ServiceUnavailable
+from frontdesk.ratelimit import MemoryLimiter, RedisLimiter, make_limiter
 from frontdesk.web.pages import pick_language
 
 
@@ -62,7 +63,7 @@ async def test_redis_limiter_counts_in_redis(redis_url):
     import redis.asyncio as redis
 
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    limiter = make_limiter(redis_url, prefix)
+    limiter = make_limiter(redis_url, prefix, name=LOGIN_FAILURES, what="Sign-in")
     assert isinstance(limiter, RedisLimiter)
     KEY_PREFIX = f"{prefix}:login-failures:"
     key = f"test:{uuid.uuid4().hex}"
@@ -78,7 +79,7 @@ async def test_redis_limiter_counts_in_redis(redis_url):
         assert 0 < wait <= 60
         assert await raw.get(KEY_PREFIX + key) == b"2"
         # A second limiter (another node) sees the same counters.
-        other = RedisLimiter(redis_url, prefix=prefix)
+        other = RedisLimiter(redis_url, prefix=prefix, name=LOGIN_FAILURES)
         assert await other.retry_after({key: 2}) is not None
         assert await other.retry_after({key: 3}) is None
         await other.close()
@@ -92,7 +93,7 @@ async def test_redis_limiter_counts_in_redis(redis_url):
 
 
 async def test_redis_limiter_fails_closed_when_redis_is_down():
-    limiter = RedisLimiter("redis://127.0.0.1:1/0")
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", name=LOGIN_FAILURES, what="Sign-in")
     try:
         with pytest.raises(ServiceUnavailable):
             await limiter.retry_after({"ip:x": 3})

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response, status
 
 from frontdesk.auth.deps import AdminDep
-from frontdesk.channels.apichannel import service
+from frontdesk.channels.apichannel import inbound, inbox_secrets
 from frontdesk.channels.apichannel.schemas import ApiMessageIn, ApiMessageOut, SecretsOut, SecretsRotate
 from frontdesk.deps import SessionDep, store_of
 from frontdesk.errors import ProblemError, problem_response
@@ -67,7 +67,7 @@ async def post_message(
     body, too_big = await _read_body(request)
 
     async def keep(reason: str) -> None:
-        await service.keep_rejected(
+        await inbound.keep_refused(
             db, body, f"inbox {inbox_id}: {reason}", request.headers.get("content-type"), inbox_id=inbox_id,
             client_ip=request.client.host if request.client else "unknown", signature=x_frontdesk_signature,
             timestamp=x_frontdesk_timestamp, idempotency_key=idempotency_key, settings=request.app.state.settings,
@@ -78,7 +78,7 @@ async def post_message(
         await keep(reason)
         return problem_response(413, "Payload too large", reason, slug="too-large", instance=request.url.path)
     try:
-        result = await service.accept(
+        result = await inbound.accept(
             db,
             request.app.state.ingest,
             inbox_id,
@@ -111,6 +111,6 @@ async def post_message(
 async def rotate_secrets(
     inbox_id: uuid.UUID, session: SessionDep, principal: AdminDep, body: SecretsRotate | None = None
 ) -> SecretsOut:
-    which: list[str] = list(body.secrets) if body is not None else list(service.SECRET_KEYS)
-    values = await service.rotate_secrets(session, principal, inbox_id, which)
+    which: list[str] = list(body.secrets) if body is not None else list(inbox_secrets.SECRET_KEYS)
+    values = await inbox_secrets.rotate_secrets(session, principal, inbox_id, which)
     return SecretsOut(inbox_id=inbox_id, **values)

@@ -21,7 +21,7 @@ blocking imapclient calls run in a thread) polls every active email inbox that h
    the folder: it is read again from UID 1 (nothing duplicates: the store is idempotent by
    Message-ID);
 3. fetch the messages with a UID above ``last_uid`` (``BODY.PEEK[]``: reading does not mark them
-   read), oldest first; hand each to ``inbound.receive_raw(app, raw, inbox_id=…,
+   read), oldest first; hand each to ``inbound.receive_raw(ctx, raw, inbox_id=…,
    source="email.imap")``; only once that has returned (committed) record its UID, then flag it
    ``\\Seen``.
 
@@ -55,8 +55,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from frontdesk import clock, netguard
+from frontdesk.channels.context import ListenerContext
 from frontdesk.channels.email.inbound import receive_raw
-from frontdesk.channels.listeners import Stop, listener
+from frontdesk.channels.listeners import Stop
 from frontdesk.db import Database
 from frontdesk.ids import new_id
 from frontdesk.models import Inbox
@@ -303,9 +304,9 @@ def _text(exc: BaseException) -> str:
 class ImapPoller:
     """Polls every IMAP-configured email inbox every ``settings.imap_poll_seconds``."""
 
-    def __init__(self, app: Any, *, worker: str | None = None, poll_seconds: float | None = None) -> None:
-        self.app = app
-        self.settings = app.state.settings
+    def __init__(self, ctx: ListenerContext, *, worker: str | None = None, poll_seconds: float | None = None) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
         self.worker = worker or worker_name()
         self.poll_seconds = float(poll_seconds or self.settings.imap_poll_seconds)
         self._wake = asyncio.Event()
@@ -314,8 +315,7 @@ class ImapPoller:
 
     @property
     def db(self) -> Database:
-        db: Database = self.app.state.db
-        return db
+        return self.ctx.db
 
     # -- one pass ----------------------------------------------------------------------------
 
@@ -392,7 +392,7 @@ class ImapPoller:
                 raw = raws.get(uid)
                 if raw is not None:
                     try:
-                        await receive_raw(self.app, raw, inbox_id=inbox_id, source=SOURCE, trusted_authserv_ids=trusted)
+                        await receive_raw(self.ctx, raw, inbox_id=inbox_id, source=SOURCE, trusted_authserv_ids=trusted)
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
@@ -558,10 +558,9 @@ async def state_of(db: Database, inbox_id: uuid.UUID) -> list[MailboxState]:
         return list(await session.scalars(select(MailboxState).where(MailboxState.inbox_id == inbox_id)))
 
 
-@listener
-async def start_imap_poller(app: Any) -> Stop | None:
+async def start_imap_poller(ctx: ListenerContext) -> Stop | None:
     """Started with the server: polls IMAP mailboxes of email inboxes (a no-op pass when none)."""
-    poller = ImapPoller(app)
-    app.state.imap_poller = poller
+    poller = ImapPoller(ctx)
+    ctx.state.imap_poller = poller
     poller.start()
     return poller.stop

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -42,13 +42,15 @@ from frontdesk.channels.email import mailthread, sender
 from frontdesk.channels.email.auth import AuthVerdict, MailAuth, unchecked
 from frontdesk.channels.email.parse import Kind, ParsedEmail, classify, parse_message
 from frontdesk.channels.email.spool import RawMessage, spool_dir_of
+from frontdesk.conversations import delivery
 from frontdesk.conversations.ingest import MAX_HTML_BYTES, MAX_TEXT_BYTES, InboundMessage, IngestWriter
+from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise_email
 from frontdesk.db import Database
 from frontdesk.errors import Invalid, ServiceUnavailable
 from frontdesk.ids import new_id
-from frontdesk.models import Attachment, Identity, Inbox, Message
-from frontdesk.models.enums import Channel, DeliveryStatus, Direction, IdentityKind
+from frontdesk.models import Attachment, Inbox, Message
+from frontdesk.models.enums import Channel, IdentityKind
 from frontdesk.settings import Settings
 from frontdesk.storage import AttachmentStore, StorageError, app_store, new_key
 
@@ -565,26 +567,11 @@ async def _apply_bounce(session: Any, parsed: ParsedEmail) -> list[str]:
             addresses.append(normalise_email(addr))
         except Invalid:
             continue
-    if addresses:
-        i = Identity.__table__.c
-        await session.execute(
-            update(Identity)
-            .where(i.kind == IdentityKind.email.value, i.value.in_(addresses))
-            .values(undeliverable=True)
-        )
+    await customers.mark_identities_undeliverable(session, IdentityKind.email.value, addresses)
     if parsed.bounced_message_ids:
-        m = Message.__table__.c
         ids = [x for mid in parsed.bounced_message_ids[:20] for x in (mid, f"<{mid}>")]
         detail = "bounced" + (f": {parsed.bounce_diagnostic}" if parsed.bounce_diagnostic else "")
-        await session.execute(
-            update(Message)
-            .where(
-                m.channel == Channel.email.value,
-                m.direction == Direction.outbound.value,
-                m.external_id.in_(ids),
-            )
-            .values(delivery_status=DeliveryStatus.failed.value, error=detail[:2000], status_at=clock.now())
-        )
+        await delivery.mark_bounced(session, Channel.email.value, ids, detail)
     return addresses
 
 

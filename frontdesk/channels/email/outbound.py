@@ -62,7 +62,6 @@ from frontdesk.channels.base import (
     PermanentError,
     SendResult,
     TransientError,
-    register_adapter,
 )
 from frontdesk.channels.email import catcher
 from frontdesk.channels.email.mailthread import reply_address
@@ -466,7 +465,6 @@ async def send_system_mail(
     return response
 
 
-@register_adapter("email")
 class EmailAdapter:
     name = "email"
 

@@ -34,6 +34,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.channels.email.auth import AuthVerdict
+from frontdesk.customers import service as customers
 from frontdesk.customers.merge import prove_identity
 from frontdesk.db import Database
 from frontdesk.models import Conversation, Customer, Identity, MergeSuggestion
@@ -176,23 +177,14 @@ async def _place(
 
 
 async def _new_customer(session: AsyncSession, name: str | None) -> uuid.UUID:
-    customer = Customer(name=(name or None) and name[:300])
-    session.add(customer)
-    await session.flush()
-    return customer.id
+    return (await customers.new_customer_row(session, name=(name or None) and name[:300])).id
 
 
 async def _new_customer_with_identity(session: AsyncSession, address: str, name: str | None) -> uuid.UUID | None:
-    from sqlalchemy.exc import IntegrityError
-
-    try:
-        async with session.begin_nested():
-            customer_id = await _new_customer(session, name)
-            session.add(Identity(customer_id=customer_id, kind=IdentityKind.email.value, value=address, verified=True))
-            await session.flush()
-    except IntegrityError:  # the same address arrived concurrently
-        return None
-    return customer_id
+    """``None`` when the same address arrived concurrently."""
+    return await customers.new_customer_with_identity(
+        session, IdentityKind.email.value, address, (name or None) and name[:300]
+    )
 
 
 async def _claimant(session: AsyncSession, holder: uuid.UUID, address: str) -> uuid.UUID | None:

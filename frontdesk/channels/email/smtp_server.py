@@ -27,9 +27,10 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
+from frontdesk.channels.context import ListenerContext
 from frontdesk.channels.email.inbound import Deferred, EmailComponents, components_of, receive_raw
 from frontdesk.channels.email.spool import RawMessage, SpoolWriter, spool_dir_of
-from frontdesk.channels.listeners import Stop, listener
+from frontdesk.channels.listeners import Stop
 
 log = logging.getLogger(__name__)
 
@@ -288,12 +289,11 @@ async def start_receiver(app_or_components: Any, listen: str) -> SMTPReceiver:
     return receiver
 
 
-@listener
-async def start(app: Any) -> Stop | None:
+async def start(ctx: ListenerContext) -> Stop | None:
     """Listener starter: run the receiver when ``settings.smtp_listen`` is set."""
-    listen = app.state.settings.smtp_listen
+    listen = ctx.settings.smtp_listen
     if not listen:
         return None
-    receiver = await start_receiver(app, listen)
-    app.state.smtp_receiver = receiver
+    receiver = await start_receiver(ctx, listen)
+    ctx.state.smtp_receiver = receiver
     return receiver.close

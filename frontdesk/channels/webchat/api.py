@@ -20,14 +20,32 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.responses import FileResponse, HTMLResponse
 
 from frontdesk.auth.deps import AgentDep
-from frontdesk.channels.webchat import confirm, links, service, visitor
+from frontdesk.channels.webchat import (
+    availability,
+    confirm,
+    links,
+    notices,
+    receipts,
+    runtime,
+    snapshot,
+    uploads,
+    visitor,
+)
+from frontdesk.channels.webchat.schemas import (
+    Availability,
+    NoticeOut,
+    NoticeRequest,
+    ReadOut,
+    SessionIn,
+    SessionOut,
+    VisitorCustomer,
+    WidgetAttachmentOut,
+)
 from frontdesk.conversations.api import StoreDep, content_disposition
 from frontdesk.conversations.service import PayloadTooLarge, create_attachment, resolve_content_type, safe_filename
-from frontdesk.customers.schemas import SafeStr
 from frontdesk.db import get_or_404
 from frontdesk.deps import SessionDep
 from frontdesk.errors import Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
@@ -102,56 +120,8 @@ async def widget_js() -> Response:
 # -- sessions --------------------------------------------------------------------------------------
 
 
-Short = Annotated[SafeStr, StringConstraints(max_length=200)]
-
-
-class SessionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    inbox: Annotated[SafeStr, StringConstraints(min_length=1, max_length=64)] = Field(
-        description="The web-chat inbox's public token."
-    )
-    visitor_token: Short | None = Field(None, description="The token this browser was given before, if any.")
-    user_id: Annotated[SafeStr, StringConstraints(min_length=1, max_length=200)] | None = Field(
-        None, description="Your site's user id (needs user_hash)."
-    )
-    user_hash: Annotated[SafeStr, StringConstraints(max_length=128)] | None = Field(
-        None, description="hex HMAC-SHA256(user_id, the inbox's identity_secret), computed by your server."
-    )
-    name: Annotated[SafeStr, StringConstraints(max_length=300)] | None = None
-    email: Annotated[SafeStr, StringConstraints(max_length=320)] | None = None
-    locale: Annotated[SafeStr, StringConstraints(max_length=20)] | None = Field(
-        None, description="The visitor's language (ru, pt-BR): the title and greeting come in it when the inbox has it."
-    )
-    page_url: Annotated[SafeStr, StringConstraints(max_length=2000)] | None = None
-
-
-class VisitorCustomer(BaseModel):
-    name: str | None
-    email_known: bool
-
-
-class Availability(BaseModel):
-    open: bool
-    agents_online: int = Field(
-        description="Agents who can answer this inbox's chat now: desk open, available or busy, able for its queues."
-    )
-    reply_expectation: str = Field(description='"in a few minutes" or "by email"')
-    next_open_at: str | None
-    ask_email: bool
-
-
-class SessionOut(BaseModel):
-    visitor_token: str
-    visitor_id: uuid.UUID
-    customer: VisitorCustomer
-    conversation_id: uuid.UUID | None
-    availability: Availability
-    config: dict[str, Any]
-
-
 async def _inbox(session: Any, public_token: str) -> Inbox:
-    return await service.public_inbox(session, public_token)
+    return await snapshot.public_inbox(session, public_token)
 
 
 @public.options("/api/v1/widget/{path:path}", include_in_schema=False)
@@ -173,14 +143,14 @@ async def start_session(body: SessionIn, request: Request, session: SessionDep) 
     is trusted. A known ``email`` joins that customer (see docs/channels/webchat.md).
     """
     app = request.app
-    rt = service.runtime(app)
+    rt = runtime.runtime(app)
     settings = app.state.settings
     inbox = await _inbox(session, body.inbox)
-    if not service.origin_allowed(inbox, request.headers.get("origin")):
+    if not snapshot.origin_allowed(inbox, request.headers.get("origin")):
         from frontdesk.errors import Forbidden
 
         raise Forbidden("This site may not embed this inbox's widget (allowed_origins).")
-    ip = service.client_ip(request.client)
+    ip = runtime.client_ip(request.client)
     if visitor.verify_token(rt.key, body.visitor_token) is None:
         wait = await rt.limiter.hit(f"session-ip:{ip}", settings.widget_messages_per_minute * 5)
         if wait is not None:
@@ -200,30 +170,22 @@ async def start_session(body: SessionIn, request: Request, session: SessionDep) 
         max_identities=settings.max_identities_per_customer,
     )
     known = await visitor.email_known(session, result.customer.id)
-    conversation = await service.open_conversation(session, result.customer.id, inbox.id)
+    conversation = await snapshot.open_conversation(session, result.customer.id, inbox.id)
     agents = await rt.agents_online(session, inbox)
     return SessionOut(
         visitor_token=result.token,
         visitor_id=result.visitor.id,
         customer=VisitorCustomer(name=result.customer.name, email_known=known),
         conversation_id=conversation.id if conversation else None,
-        availability=Availability(**service.availability(inbox, agents, email_known=known)),
-        config=service.widget_config(inbox, settings.widget_max_attachment_mb, body.locale),
+        availability=Availability(**availability.availability(inbox, agents, email_known=known)),
+        config=snapshot.widget_config(inbox, settings.widget_max_attachment_mb, body.locale),
     )
 
 
 # -- attachments -------------------------------------------------------------------------------------
 
 
-class WidgetAttachmentOut(BaseModel):
-    id: uuid.UUID
-    filename: str
-    content_type: str
-    size: int
-    url: str = Field(description="A short-lived signed download link (relative to the server).")
-
-
-async def _visitor_of(session: Any, rt: service.Runtime, token: str | None) -> Any:
+async def _visitor_of(session: Any, rt: runtime.Runtime, token: str | None) -> Any:
     visitor_id = visitor.verify_token(rt.key, token)
     found = await visitor.get_visitor(session, visitor_id) if visitor_id else None
     if found is None:
@@ -242,13 +204,13 @@ async def upload(
     request: Request, session: SessionDep, store: StoreDep, file: UploadFile = File(...)
 ) -> WidgetAttachmentOut:
     app = request.app
-    rt = service.runtime(app)
+    rt = runtime.runtime(app)
     settings = app.state.settings
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     who = await _visitor_of(session, rt, token.strip() if scheme.lower() == "visitor" else None)
     limit = settings.widget_messages_per_minute
-    for key, n in ((f"visitor:{who.id}", limit), (f"ip:{service.client_ip(request.client)}", limit * 5)):
+    for key, n in ((f"visitor:{who.id}", limit), (f"ip:{runtime.client_ip(request.client)}", limit * 5)):
         wait = await rt.limiter.hit(key, n)
         if wait is not None:
             raise TooManyRequests(f"Too many messages; retry in {wait} s.", headers={"Retry-After": str(wait)})
@@ -263,7 +225,7 @@ async def upload(
     data = b"".join(chunks)
     name = safe_filename(file.filename)
     content_type = resolve_content_type(file.content_type, name)
-    service.check_upload(content_type, data)
+    uploads.check_upload(content_type, data)
     try:
         attachment = await create_attachment(
             session, store, filename=name, content_type=content_type, data=data, max_bytes=max_bytes
@@ -306,14 +268,14 @@ async def download(
 ) -> Response:
     """Attachments in widget frames carry ``url`` = this path with ``expires`` and ``sig`` (good for an
     hour or so). ``?visitor_token=`` still works for widgets cached before that change."""
-    rt = service.runtime(request.app)
+    rt = runtime.runtime(request.app)
     if sig is not None and expires is not None:
         if (why := links.check(links.link_key(rt.key), attachment_id, expires, sig)) is not None:
             raise Forbidden(why)
         attachment = await get_or_404(session, Attachment, attachment_id, "attachment")
     else:
         who = await _visitor_of(session, rt, visitor_token)
-        attachment = await service.visible_attachment(session, who.customer_id, who.id, attachment_id)
+        attachment = await uploads.visible_attachment(session, who.customer_id, who.id, attachment_id)
     try:
         data = await store.get(attachment.storage_key)
     except ObjectMissing as exc:
@@ -339,11 +301,6 @@ async def download(
 # -- agent side ------------------------------------------------------------------------------------
 
 
-class ReadOut(BaseModel):
-    message_id: uuid.UUID
-    read_by_agent_at: str
-
-
 @router.post(
     "/api/v1/widget/messages/{message_id}/read",
     response_model=ReadOut,
@@ -352,22 +309,8 @@ class ReadOut(BaseModel):
     responses={404: _PROBLEM, 422: _PROBLEM},
 )
 async def agent_read(message_id: uuid.UUID, session: SessionDep, principal: AgentDep) -> ReadOut:
-    message = await service.mark_read_by_agent(session, message_id, principal.user_id)
+    message = await receipts.mark_read_by_agent(session, message_id, principal.user_id)
     return ReadOut(message_id=message.id, read_by_agent_at=str(message.meta["read_by_agent_at"]))
-
-
-class NoticeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    customer_id: uuid.UUID | None = None
-    conversation_id: uuid.UUID | None = None
-    text: Annotated[SafeStr, StringConstraints(min_length=1, max_length=5000)]
-    offer: service.WidgetOffer | None = None
-
-
-class NoticeOut(BaseModel):
-    message_id: uuid.UUID
-    conversation_id: uuid.UUID
 
 
 @router.post(
@@ -388,7 +331,7 @@ async def post_notice(body: NoticeRequest, session: SessionDep, principal: Agent
         target = await get_conversation(session, body.conversation_id)
         if target.channel != Channel.webchat.value:
             raise Invalid("the conversation is not a web chat", field="conversation_id")
-    message = await service.send_widget_notice(session, target, body.text, offer=body.offer)
+    message = await notices.send_widget_notice(session, target, body.text, offer=body.offer)
     return NoticeOut(message_id=message.id, conversation_id=message.conversation_id)
 
 

@@ -42,7 +42,7 @@ from frontdesk import clock, timers
 from frontdesk.audit.service import SystemActor, record
 from frontdesk.channels.base import PermanentError
 from frontdesk.channels.email.outbound import send_system_mail
-from frontdesk.channels.webchat.service import customer_topic
+from frontdesk.channels.webchat.topics import customer_topic
 from frontdesk.customers import service as customers
 from frontdesk.customers.merge import merge_customers, prove_identity, suggest_merge
 from frontdesk.errors import Conflict
@@ -127,7 +127,6 @@ def _language(locale: str | None) -> str:
     return "ru" if (locale or "").lower().startswith("ru") else "en"
 
 
-@timers.handler(SEND_TIMER)
 async def send_confirmation(session: AsyncSession, timer: Timer) -> None:
     """Timer handler: make the token, keep its hash, mail the link (then the row is committed)."""
     settings: Settings = session.info.get("settings") or get_settings()

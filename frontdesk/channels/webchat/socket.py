@@ -24,16 +24,28 @@ from typing import Any
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
-from sqlalchemy import select
+from starlette.applications import Starlette
 
 from frontdesk import clock
-from frontdesk.channels.webchat import confirm, links, protocol, service, visitor
-from frontdesk.conversations.ingest import InboundMessage
+from frontdesk.channels.webchat import (
+    availability,
+    confirm,
+    inbound,
+    links,
+    protocol,
+    receipts,
+    runtime,
+    snapshot,
+    topics,
+    uploads,
+    visitor,
+)
+from frontdesk.conversations import delivery
 from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
 from frontdesk.db import Database
 from frontdesk.errors import ProblemError
-from frontdesk.models import Inbox, Message
+from frontdesk.models import Inbox
 from frontdesk.models.enums import Channel, IdentityKind
 from frontdesk.realtime import CLOSE_TOO_MANY, Event, Hub, Subscription, connection_counter, run_socket_loops
 
@@ -51,17 +63,19 @@ def _link_key(visitor_key: bytes) -> bytes:
 
 
 class WidgetConnection:
-    def __init__(self, ws: WebSocket, app: Any, visitor_id: uuid.UUID, customer_id: uuid.UUID, inbox: Inbox) -> None:
+    def __init__(
+        self, ws: WebSocket, app: Starlette, visitor_id: uuid.UUID, customer_id: uuid.UUID, inbox: Inbox
+    ) -> None:
         self.ws = ws
         self.app = app
         self.db: Database = app.state.db
         self.hub: Hub = app.state.hub
         self.settings = app.state.settings
-        self.rt = service.runtime(app)
+        self.rt = runtime.runtime(app)
         self.visitor_id = visitor_id
         self.customer_id = customer_id
         self.inbox = inbox
-        self.ip = service.client_ip(ws.client)
+        self.ip = runtime.client_ip(ws.client)
         self.conversation_id: uuid.UUID | None = None
         self.hint: uuid.UUID | None = None  # the conversation to join: open, not resolved
         self.sub: Subscription | None = None
@@ -87,36 +101,36 @@ class WidgetConnection:
         """Widget frames for events of the widget topic (messages loaded from the database)."""
         ids: list[uuid.UUID] = []
         for e in events:
-            if e.type == service.MESSAGE_CREATED and not isinstance(e.data.get("message"), dict):
+            if e.type == topics.MESSAGE_CREATED and not isinstance(e.data.get("message"), dict):
                 with contextlib.suppress(ValueError, TypeError):
                     ids.append(uuid.UUID(str(e.data.get("id"))))
         views: dict[str, dict[str, Any]] = {}
         if ids:
             async with self.db.transaction() as s:
-                views = await service.messages_by_id(s, ids)
+                views = await snapshot.messages_by_id(s, ids)
         out = []
         for e in events:
-            if e.type == service.MESSAGE_CREATED:
+            if e.type == topics.MESSAGE_CREATED:
                 inline = e.data.get("message")
                 view = inline if isinstance(inline, dict) else views.get(str(e.data.get("id")))
                 if view is not None:
                     out.append({"type": "message", "seq": e.id, "message": view})
-            elif e.type == service.WIDGET_READ:
+            elif e.type == topics.WIDGET_READ:
                 out.append({"type": "read", "seq": e.id, "message_id": e.data.get("message_id")})
         return out
 
     async def deliver(self, event: Event) -> None:
-        if event.topic == service.customer_topic(self.customer_id):
+        if event.topic == topics.customer_topic(self.customer_id):
             if event.type == confirm.CONFIRMED:  # this customer is someone else now: every tab follows
                 await self.identity_confirmed()
-            elif event.type == service.CONVERSATION_OPENED and self.conversation_id is None:
+            elif event.type == topics.CONVERSATION_OPENED and self.conversation_id is None:
                 with contextlib.suppress(ValueError, TypeError):
                     target = uuid.UUID(str(event.data.get("conversation_id")))
                     await self.welcome(await self.follow(target))
             return
         if self.conversation_id is None:
             return
-        if event.topic == service.widget_topic(self.conversation_id):
+        if event.topic == topics.widget_topic(self.conversation_id):
             async with self.lock:
                 if event.id <= self.last_sent:
                     return
@@ -130,7 +144,7 @@ class WidgetConnection:
 
     async def _conversation_event(self, event: Event) -> None:
         data = event.data or {}
-        if event.type == service.TYPING:
+        if event.type == topics.TYPING:
             raw_author = data.get("author")
             author: dict[str, Any] = raw_author if isinstance(raw_author, dict) else {}
             kind = data.get("author_type") or author.get("type")
@@ -153,16 +167,16 @@ class WidgetConnection:
         """Follow ``conversation_id``'s topics; returns the widget topic's head (0 without one)."""
         assert self.sub is not None
         if conversation_id == self.conversation_id and conversation_id is not None:
-            return await service.topic_head(self.hub, service.widget_topic(conversation_id))
+            return await topics.topic_head(self.hub, topics.widget_topic(conversation_id))
         old = self.conversation_id
         if old is not None:
-            await self.sub.remove([service.widget_topic(old), f"conversation:{old}"])
+            await self.sub.remove([topics.widget_topic(old), f"conversation:{old}"])
         self.conversation_id = self.hint = conversation_id
         self.first_live, self.last_sent = None, 0
         if conversation_id is None:
             return 0
-        await self.sub.add([service.widget_topic(conversation_id), f"conversation:{conversation_id}"])
-        head = await service.topic_head(self.hub, service.widget_topic(conversation_id))
+        await self.sub.add([topics.widget_topic(conversation_id), f"conversation:{conversation_id}"])
+        head = await topics.topic_head(self.hub, topics.widget_topic(conversation_id))
         async with self.lock:
             self.last_sent = max(self.last_sent, head)
         return head
@@ -171,8 +185,8 @@ class WidgetConnection:
         async with self.db.transaction() as s:
             self.email_known = await visitor.email_known(s, self.customer_id)
             agents = await self.rt.agents_online(s, self.inbox)
-        state = service.availability(self.inbox, agents, email_known=self.email_known)
-        self.told = service.availability_key(state)
+        state = availability.availability(self.inbox, agents, email_known=self.email_known)
+        self.told = availability.availability_key(state)
         await self.send(
             {
                 "type": "welcome",
@@ -186,7 +200,7 @@ class WidgetConnection:
 
     async def tell_availability(self, inbox: Inbox, agents_online: int) -> None:
         """Whether someone can answer soon changed (an agent came or went, hours began or ended)."""
-        state = service.availability(inbox, agents_online, email_known=self.email_known)
+        state = availability.availability(inbox, agents_online, email_known=self.email_known)
         await self.send({"type": "availability", "availability": state})
 
     async def snapshot(self) -> None:
@@ -194,9 +208,9 @@ class WidgetConnection:
             head = 0
             messages: list[dict[str, Any]] = []
             if self.conversation_id is not None:
-                head = await service.topic_head(self.hub, service.widget_topic(self.conversation_id))
+                head = await topics.topic_head(self.hub, topics.widget_topic(self.conversation_id))
                 async with self.db.transaction() as s:
-                    messages = await service.history(s, self.conversation_id)
+                    messages = await snapshot.history(s, self.conversation_id)
                 self.last_sent = max(self.last_sent, head)
             await self.send({"type": "snapshot", "messages": messages, "last_seq": head})
 
@@ -207,7 +221,7 @@ class WidgetConnection:
         if self.conversation_id is None or frame.last_seq is None or stale:
             await self.snapshot()
             return
-        topic = service.widget_topic(self.conversation_id)
+        topic = topics.widget_topic(self.conversation_id)
         async with self.lock:
             events = await self.hub.replay(topic, frame.last_seq)
             if events is None:
@@ -253,7 +267,7 @@ class WidgetConnection:
             await self.typing(frame.on)
         elif isinstance(frame, protocol.Read):
             async with self.db.transaction() as s:
-                await service.mark_read_by_visitor(s, self.customer_id, frame.message_id)
+                await receipts.mark_read_by_visitor(s, self.customer_id, frame.message_id)
         elif isinstance(frame, protocol.Prechat):
             await self.prechat(frame)
         elif isinstance(frame, protocol.ConfirmEmail):
@@ -261,10 +275,10 @@ class WidgetConnection:
         elif isinstance(frame, protocol.Track):
             await self._limit("track", 2)
             async with self.db.transaction() as s:
-                await service.track(s, self.customer_id, frame.event, frame.properties, self.visitor_id)
+                await inbound.track(s, self.customer_id, frame.event, frame.properties, self.visitor_id)
         elif isinstance(frame, protocol.OfferAnswer):
             async with self.db.transaction() as s:
-                await service.answer_offer(s, self.customer_id, frame.offer_id, frame.answer == "accept")
+                await inbound.answer_offer(s, self.customer_id, frame.offer_id, frame.answer == "accept")
 
     async def _limit(self, what: str, factor: int = 1) -> None:
         per_minute = self.settings.widget_messages_per_minute * factor
@@ -276,17 +290,13 @@ class WidgetConnection:
                 raise TooManyRequests(f"Too many messages; retry in {wait} s.", extra={"retry_after": wait})
 
     async def message(self, frame: protocol.MessageFrame) -> None:
-        external_id = f"{self.visitor_id}:{frame.client_id}"
+        external_id = inbound.external_id_of(self.visitor_id, frame.client_id)
         try:
             await self._limit("message")
         except ProblemError as exc:
             # Over the limit: a resend of something already stored is still acknowledged.
             async with self.db.transaction() as s:
-                stored = await s.scalar(
-                    select(Message.id).where(
-                        Message.channel == Channel.webchat.value, Message.external_id == external_id
-                    )
-                )
+                stored = await delivery.stored_message_id(s, Channel.webchat.value, external_id)
             if stored is not None:
                 await self.send(protocol.ack(frame.client_id, stored, True))
                 return
@@ -295,22 +305,19 @@ class WidgetConnection:
         text = frame.text
         if frame.attachment_ids:
             async with self.db.transaction() as s:
-                if not await service.uploads_owned(s, self.visitor_id, frame.attachment_ids):
+                if not await uploads.uploads_owned(s, self.visitor_id, frame.attachment_ids):
                     await self.send(
                         protocol.error("invalid", "attachment_ids: not your uploads", client_id=str(frame.client_id))
                     )
                     return
         result = await self.app.state.ingest.submit(
-            InboundMessage(
-                identity_kind=IdentityKind.webchat_visitor,
-                identity_value=str(self.visitor_id),
-                channel=Channel.webchat,
-                inbox_id=self.inbox.id,
-                external_id=external_id,
-                text=text,
+            inbound.visitor_message(
+                self.inbox.id,
+                self.visitor_id,
+                frame.client_id,
+                text,
                 conversation_id=self.hint,
                 attachment_ids=tuple(frame.attachment_ids),
-                meta={"client_id": str(frame.client_id), "visitor_id": str(self.visitor_id)},
             )
         )
         if result.customer_id != self.customer_id:
@@ -324,8 +331,8 @@ class WidgetConnection:
             # complete here (no database read per socket); with them the sockets load it.
             data: dict[str, Any] = {"id": str(result.message_id)}
             if not frame.attachment_ids:
-                data["message"] = service.inbound_view(result.message_id, result.conversation_id, text)
-            await self.hub.publish(service.widget_topic(result.conversation_id), service.MESSAGE_CREATED, data)
+                data["message"] = snapshot.inbound_view(result.message_id, result.conversation_id, text)
+            await self.hub.publish(topics.widget_topic(result.conversation_id), topics.MESSAGE_CREATED, data)
 
     async def typing(self, on: bool) -> None:
         if self.conversation_id is None:
@@ -340,8 +347,8 @@ class WidgetConnection:
             "author_type": "customer",
             "on": on,
         }
-        await self.hub.publish(f"conversation:{self.conversation_id}", service.TYPING, data)
-        await self.hub.publish("desk", service.TYPING, data)
+        await self.hub.publish(f"conversation:{self.conversation_id}", topics.TYPING, data)
+        await self.hub.publish("desk", topics.TYPING, data)
 
     async def prechat(self, frame: protocol.Prechat) -> None:
         link: confirm.LinkRequest | None = None
@@ -390,7 +397,7 @@ class WidgetConnection:
                 return
             customer = await customers.follow_merges(s, await customers.get_customer(s, me.customer_id))
             known = await visitor.email_known(s, customer.id)
-            conv = await service.open_conversation(s, customer.id, self.inbox.id)
+            conv = await snapshot.open_conversation(s, customer.id, self.inbox.id)
         self.email_known = known
         await self.set_customer(customer.id)
         await self.send({"type": "email_confirmed", "email_known": known})
@@ -404,12 +411,12 @@ class WidgetConnection:
     async def set_customer(self, customer_id: uuid.UUID) -> None:
         assert self.sub is not None
         if customer_id != self.customer_id:
-            await self.sub.remove([service.customer_topic(self.customer_id)])
+            await self.sub.remove([topics.customer_topic(self.customer_id)])
             self.customer_id = customer_id
-        await self.sub.add([service.customer_topic(customer_id)])
+        await self.sub.add([topics.customer_topic(customer_id)])
 
     async def run(self, conversation_id: uuid.UUID | None) -> None:
-        self.sub = await self.hub.open([service.customer_topic(self.customer_id)])
+        self.sub = await self.hub.open([topics.customer_topic(self.customer_id)])
         try:
             head = await self.follow(conversation_id)
             await self.welcome(head)
@@ -452,7 +459,7 @@ async def widget_socket(ws: WebSocket) -> None:
     """The widget's socket. Not in the OpenAPI document (WebSocket)."""
     app = ws.app
     counter = connection_counter(app)
-    ip = service.client_ip(ws.client)
+    ip = runtime.client_ip(ws.client)
     await ws.accept()
     if not counter.acquire(ip, app.state.settings.ws_max_connections_per_ip):
         await ws.close(code=CLOSE_TOO_MANY, reason="too many connections from your address")
@@ -465,7 +472,7 @@ async def widget_socket(ws: WebSocket) -> None:
 
 async def _serve(ws: WebSocket) -> None:
     app = ws.app
-    rt = service.runtime(app)
+    rt = runtime.runtime(app)
     db: Database = app.state.db
     token = ws.query_params.get("visitor_token")  # deprecated: URLs are logged; the first frame carries it
     if token is None:
@@ -482,11 +489,11 @@ async def _serve(ws: WebSocket) -> None:
         else:
             customer = await customers.follow_merges(s, await customers.get_customer(s, me.customer_id))
             me.last_seen_at = clock.now()
-            conversation = await service.open_conversation(s, customer.id, inbox.id)
+            conversation = await snapshot.open_conversation(s, customer.id, inbox.id)
     if me is None or inbox is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, reason="unknown visitor")
         return
-    if not service.origin_allowed(inbox, ws.headers.get("origin")):
+    if not snapshot.origin_allowed(inbox, ws.headers.get("origin")):
         await ws.close(code=CLOSE_FORBIDDEN_ORIGIN, reason="this site may not embed the widget")
         return
     conn = WidgetConnection(ws, app, visitor_id, customer.id, inbox)

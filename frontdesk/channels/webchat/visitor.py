@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
@@ -36,7 +35,7 @@ from frontdesk.customers import service as customers
 from frontdesk.customers.identity import normalise
 from frontdesk.customers.merge import prove_identity, suggest_merge
 from frontdesk.errors import Forbidden
-from frontdesk.models import Conversation, Customer, CustomerEvent, Identity, Inbox, WebchatVisitor
+from frontdesk.models import Conversation, Customer, Identity, Inbox, WebchatVisitor
 from frontdesk.models.enums import IdentityKind
 
 TOKEN_VERSION = "v1"
@@ -131,14 +130,12 @@ async def new_visitor(
     the visitor without the identity: the visitor row alone links the browser to them."""
     visitor_id = uuid.uuid4()  # random, not time-ordered: it is a bearer credential's subject
     if customer is None:
-        customer = Customer(attributes={})
-        session.add(customer)
-        await session.flush()
+        customer = await customers.new_customer_row(session, attributes={})
         keep_identity = True
     else:
         keep_identity = await customers.count_identities(session, customer.id) < max_identities
     if keep_identity:
-        session.add(Identity(customer_id=customer.id, kind=_VISITOR, value=str(visitor_id), verified=True))
+        customers.hold_identity(session, customer.id, _VISITOR, str(visitor_id), verified=True)
     visitor = WebchatVisitor(id=visitor_id, inbox_id=inbox.id, customer_id=customer.id)
     session.add(visitor)
     await session.flush()
@@ -170,28 +167,11 @@ async def move_visitor(session: AsyncSession, visitor: WebchatVisitor, to: Custo
     old_id = visitor.customer_id
     if old_id == to.id:
         return
-    await session.execute(
-        update(Identity)
-        .where(Identity.customer_id == old_id, Identity.kind == _VISITOR)
-        .values(customer_id=to.id)
-        .execution_options(synchronize_session=False)
-    )
-    await session.execute(
-        update(CustomerEvent)
-        .where(CustomerEvent.customer_id == old_id)
-        .values(customer_id=to.id)
-        .execution_options(synchronize_session=False)
-    )
+    await customers.fold_empty_customer(session, old_id, to.id, _VISITOR)
     await session.execute(
         update(WebchatVisitor)
         .where(WebchatVisitor.customer_id == old_id)
         .values(customer_id=to.id)
-        .execution_options(synchronize_session=False)
-    )
-    await session.execute(
-        update(Customer)
-        .where(Customer.id == old_id)
-        .values(merged_into_id=to.id, updated_at=clock.now())
         .execution_options(synchronize_session=False)
     )
     visitor.customer_id = to.id
@@ -212,17 +192,6 @@ class ContactOutcome:
     customer_id: uuid.UUID
     email: str | None = None  # the address given, normalised
     owner_id: uuid.UUID | None = None  # "confirm": the customer who has that address
-
-
-async def _add_identity(session: AsyncSession, customer_id: uuid.UUID, kind: str, value: str, verified: bool) -> bool:
-    """Give ``customer_id`` the identity; ``False`` if someone took it meanwhile."""
-    try:
-        async with session.begin_nested():
-            session.add(Identity(customer_id=customer_id, kind=kind, value=value, verified=verified))
-            await session.flush()
-    except IntegrityError:
-        return False
-    return True
 
 
 async def apply_contact(
@@ -255,7 +224,7 @@ async def apply_contact(
         if held is None:
             if await customers.count_identities(session, customer.id) >= max_identities:
                 return ContactOutcome("none", customer.id)  # full: the claim is not kept
-            if await _add_identity(session, customer.id, _EMAIL, value, verified=False):
+            if await customers.claim_identity(session, customer.id, _EMAIL, value, verified=False):
                 return ContactOutcome("added", customer.id, value)
             continue  # taken concurrently: treat it as known
         identity, owner = held

@@ -1,17 +1,11 @@
-"""The API channel's outbound side, and the signing every Frontdesk webhook shares.
+"""The API channel's outbound side: a signed POST to the integrator's webhook URL.
 
 Outbound messages of an ``api`` inbox are POSTed as JSON to ``config["webhook_url"]`` by the
-outbox dispatcher. Webhook subscriptions (``frontdesk.webhooks``) are delivered the same way, and
-inbound API requests are verified with the same scheme, so an integrator writes one verifier:
+outbox dispatcher. Webhook subscriptions (``frontdesk.webhooks``) are delivered by the same
+:func:`post_signed`, and inbound API requests are verified with the same scheme
+(``frontdesk.signing``), so an integrator writes one verifier.
 
-- ``X-Frontdesk-Timestamp``: Unix seconds when the request was signed;
-- ``X-Frontdesk-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`` keyed with
-  the secret (``webhook_secret`` of the inbox, or the subscription's secret);
-- ``X-Frontdesk-Delivery``: the delivery id (outbox item / webhook delivery), the same on every
-  retry, so receivers dedupe by it.
-
-Receivers should refuse a timestamp more than :data:`TOLERANCE_SECONDS` away from their clock
-(replay protection). Connections go only where ``frontdesk.netguard`` allows (public addresses,
+Connections go only where ``frontdesk.netguard`` allows (public addresses,
 or what ``FRONTDESK_OUTBOUND_ALLOW`` lists), checked at connect time; a refused destination or a
 redirect (not followed) fails permanently. 2xx = delivered (a JSON ``id``/``external_id`` in the answer is kept as the
 provider id); 4xx other than 408/429 = permanent failure; anything else (timeouts, 5xx, refused
@@ -22,60 +16,23 @@ the item's ``max_attempts``, then it is ``failed`` and shows in the dead-letter 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 import httpx
 import orjson
 
-from frontdesk import clock, netguard
+from frontdesk import netguard
 from frontdesk.channels.base import (
     ChannelContext,
     OutboundMessage,
     PermanentError,
     SendResult,
     TransientError,
-    register_adapter,
 )
+from frontdesk.signing import signed_headers
 
-SIGNATURE_HEADER = "X-Frontdesk-Signature"
-TIMESTAMP_HEADER = "X-Frontdesk-Timestamp"
-DELIVERY_HEADER = "X-Frontdesk-Delivery"
-TOLERANCE_SECONDS = 300
 TIMEOUT_SECONDS = 10.0
 EXCERPT_CHARS = 200
-USER_AGENT = "Frontdesk-Webhook/1"
-
-
-def sign(body: bytes, secret: str, timestamp: str | int) -> str:
-    """``sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` keyed with ``secret``."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
-def verify(body: bytes, secret: str, header: str | None, timestamp: str | int | None) -> bool:
-    """Does ``header`` sign ``timestamp`` and ``body`` with ``secret``? (Constant-time; no clock check.)"""
-    if not header or timestamp is None or not secret:
-        return False
-    return hmac.compare_digest(sign(body, secret, timestamp).encode(), header.strip().encode(errors="replace"))
-
-
-def fresh(timestamp: str | None, *, tolerance: int = TOLERANCE_SECONDS) -> bool:
-    """Is ``timestamp`` (Unix seconds) within ``tolerance`` seconds of now?"""
-    if not timestamp or not timestamp.strip().isdigit() or len(timestamp.strip()) > 12:
-        return False
-    return abs(int(clock.now().timestamp()) - int(timestamp)) <= tolerance
-
-
-def signed_headers(body: bytes, secret: str | None, delivery_id: str) -> dict[str, str]:
-    """The headers of a signed POST (unsigned when there is no secret)."""
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, DELIVERY_HEADER: delivery_id}
-    if secret:
-        timestamp = str(int(clock.now().timestamp()))
-        headers[TIMESTAMP_HEADER] = timestamp
-        headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
-    return headers
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
@@ -137,7 +94,6 @@ def _external_id(response: httpx.Response) -> str | None:
     return None
 
 
-@register_adapter("api")
 class WebhookAdapter:
     name = "api"
 

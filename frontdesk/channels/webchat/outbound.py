@@ -10,10 +10,10 @@ dedupes by message id.
 
 from __future__ import annotations
 
-from frontdesk.channels.base import ChannelContext, OutboundMessage, SendResult, TransientError, register_adapter
+from frontdesk.channels.base import ChannelContext, OutboundMessage, SendResult, TransientError
+from frontdesk.events import MESSAGE_CREATED, widget_topic
 
 
-@register_adapter("webchat")
 class WebchatAdapter:
     name = "webchat"
 
@@ -25,5 +25,5 @@ class WebchatAdapter:
         if hub is None:
             raise TransientError("no realtime hub to reach the widget")
         payload = message.as_payload()["message"]
-        await hub.publish(f"widget:{message.conversation_id}", "conversation.message_created", payload)
+        await hub.publish(widget_topic(message.conversation_id), MESSAGE_CREATED, payload)
         return SendResult(status="delivered", external_id=None, detail="pushed to widget")

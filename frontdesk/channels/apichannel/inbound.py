@@ -1,8 +1,8 @@
-"""The API channel: signed inbound messages from an integrator, and its inbox secrets.
+"""The API channel's inbound side: signed messages from an integrator → ``InboundMessage`` → ingest.
 
 Inbound (``POST /api/v1/inboxes/{id}/messages``) is authenticated by the inbox's
 ``inbound_secret``, not a user token: :func:`accept` checks the inbox, the signature
-(``channels.webhook.verify``: HMAC-SHA256 of ``"<timestamp>.<raw body>"``), the timestamp's
+(``frontdesk.signing.verify``: HMAC-SHA256 of ``"<timestamp>.<raw body>"``), the timestamp's
 freshness (replay protection), the ``Idempotency-Key`` and the body, then hands the message to
 the group-commit ingest writer. The sender's identity counts as proven (the integrator, holding
 the inbound secret, vouches): a new one is stored verified, and one a claimant held unverified
@@ -13,7 +13,7 @@ by the route.
 
 This path runs outside a request unit of work (like ``/messages/inbound``): it takes the
 ``Database`` and opens short transactions itself. Outbound for API inboxes is
-``frontdesk.channels.webhook``.
+``frontdesk.channels.apichannel.outbound``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import secrets
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -29,48 +28,22 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from frontdesk.audit.service import Actor, record
 from frontdesk.channels.apichannel.schemas import ApiMessageIn
-from frontdesk.channels.webhook import TOLERANCE_SECONDS, fresh, verify
+from frontdesk.conversations import delivery
 from frontdesk.conversations.ingest import InboundMessage, IngestResult, IngestWriter
-from frontdesk.db import Database, get_or_404
+from frontdesk.db import Database
 from frontdesk.errors import Invalid, NotFound, ProblemError, Unauthorized
-from frontdesk.models import Inbox, Message
+from frontdesk.models import Inbox
 from frontdesk.models.enums import Channel
+from frontdesk.signing import TOLERANCE_SECONDS, fresh, verify
 from frontdesk.storage import AttachmentStore
 
 REJECTED_SOURCE = "api.inbound"
 MAX_KEY = 255
-SECRET_KEYS = ("inbound_secret", "webhook_secret")
 
 
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)
-
-
-# -- secrets ------------------------------------------------------------------------------------
-
-
-async def rotate_secrets(
-    session: AsyncSession, actor: Actor | None, inbox_id: uuid.UUID, which: list[str]
-) -> dict[str, str]:
-    """Replace the named secrets of an API inbox; the new values (shown to the caller once)."""
-    inbox = await get_or_404(session, Inbox, inbox_id, "inbox")
-    if inbox.channel != Channel.api.value:
-        raise Invalid(f"inbox {inbox_id} is a {inbox.channel} inbox; only API inboxes have these secrets", field="id")
-    fresh_values = {key: new_secret() for key in dict.fromkeys(which) if key in SECRET_KEYS}
-    inbox.config = {**(inbox.config or {}), **fresh_values}
-    await session.flush()
-    await record(session, actor, "inbox.secrets_rotated", "inbox", inbox.id, {"secrets": sorted(fresh_values)})
-    return fresh_values
-
-
-# -- inbound ------------------------------------------------------------------------------------
-
-
-async def keep_rejected(
+async def keep_refused(
     db: Database,
     body: bytes,
     reason: str,
@@ -95,14 +68,8 @@ async def keep_rejected(
         _found, config = await _api_inbox(db, inbox_id)
         check_signature(config, body, signature, timestamp)
         signed = True
-    sender = None
-    if signed:
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
-            named = orjson.loads(body).get("sender") or {}
-            if isinstance(named.get("kind"), str) and isinstance(named.get("value"), str):
-                sender = (named["kind"], named["value"])
     async with db.transaction() as session:
-        await rejected.keep(
+        await rejected.keep_json(
             session,
             source=REJECTED_SOURCE,
             reason=reason,
@@ -113,7 +80,8 @@ async def keep_rejected(
             meta={"inbox_id": str(inbox_id), "idempotency_key": (idempotency_key or "")[: MAX_KEY + 1]}
             if signed
             else {},
-            identity=sender,
+            identity_at="sender",
+            customer_id_at=None,
             settings=settings,
         )
 
@@ -207,10 +175,7 @@ async def _store_attachments(
 
 async def _already_received(db: Database, external_id: str) -> bool:
     async with db.sessionmaker() as session:
-        found = await session.scalar(
-            select(Message.id).where(Message.channel == Channel.api.value, Message.external_id == external_id)
-        )
-    return found is not None
+        return await delivery.stored_message_id(session, Channel.api.value, external_id) is not None
 
 
 async def accept(
