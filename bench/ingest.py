@@ -238,7 +238,7 @@ def _api_body(who: str) -> bytes:
 
 
 def apichannel_requests(inbox_id: str, secret: str, run: str) -> Any:
-    from frontdesk.channels.webhook import sign
+    from frontdesk.signing import sign
 
     counter = itertools.count(1)
     path = f"/api/v1/inboxes/{inbox_id}/messages"
@@ -322,7 +322,7 @@ def requests_for(target: str, setup: Setup, run: str) -> Any:
 
 def _signed_bodies(tmp: Path, run: str, secret: str, *, fresh: int) -> dict[str, Any]:
     """Files of signed bodies for the API channel's wrk script: new senders, returning ones."""
-    from frontdesk.channels.webhook import sign
+    from frontdesk.signing import sign
 
     stamp = str(int(time.time()))  # fresh for 5 minutes: longer than any one run
     files = {"fresh": tmp / f"{run}.fresh.tsv", "returning": tmp / f"{run}.returning.tsv"}

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from frontdesk.events import CONVERSATION_UPDATED, MESSAGE_CREATED, MESSAGE_UPDATED
+
 MAX_URL = 2000
 
 
@@ -18,9 +20,9 @@ class WebhookEvent(StrEnum):
 
     all = "*"
     conversation_created = "conversation.created"
-    conversation_updated = "conversation.updated"
-    message_created = "conversation.message_created"
-    message_updated = "conversation.message_updated"
+    conversation_updated = CONVERSATION_UPDATED
+    message_created = MESSAGE_CREATED
+    message_updated = MESSAGE_UPDATED
 
 
 def _check_url(value: str) -> str:

@@ -25,7 +25,7 @@ def test_listeners_are_named_in_start_order():
     assert names == [
         "frontdesk.channels.email.imap",
         "frontdesk.channels.email.smtp_server",
-        "frontdesk.channels.webchat.service",
+        "frontdesk.channels.webchat.runtime",
     ]
 
 
