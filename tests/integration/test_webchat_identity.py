@@ -36,7 +36,6 @@ from frontdesk.models.merge import MergeSuggestion
 from frontdesk.settings import Settings
 from tests.builders import auth_headers
 from tests.builders.webchat import IDENTITY_SECRET, Server, make_webchat_inbox, nothing, of_type, recv, send, serving
-from tests.conftest import truncate_all
 from tests.integration.test_email_outbound import SmtpSink
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -268,22 +267,13 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 async def mail_server(settings: Settings, sink: SmtpSink) -> AsyncIterator[Server]:
-    srv = Server(
-        settings.model_copy(
-            update={
-                "smtp_relay": f"smtp://127.0.0.1:{sink.port}",
-                "public_url": PUBLIC_URL,
-                "mail_from": "Help <help@shop.example>",
-            }
-        ),
-        None,
-    )
-    await srv.start()
-    try:
+    mail = {
+        "smtp_relay": f"smtp://127.0.0.1:{sink.port}",
+        "public_url": PUBLIC_URL,
+        "mail_from": "Help <help@shop.example>",
+    }
+    async with serving(settings.model_copy(update=mail)) as srv:
         yield srv
-    finally:
-        await truncate_all(srv.app.state.db)
-        await srv.stop()
 
 
 async def mail_to(sink: SmtpSink, address: str, count: int = 1, timeout: float = 20) -> list[EmailMessage]:
