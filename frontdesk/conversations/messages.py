@@ -137,6 +137,25 @@ async def _add_message(
     return message
 
 
+async def add_system_message(
+    session: AsyncSession, conversation: Conversation, text: str, *, channel: Channel | str, meta: dict[str, Any]
+) -> Message:
+    """A message Frontdesk starts itself (a widget notice or offer): outbound, authored by
+    ``system``, delivered by the outbox like an agent's reply (but it answers no one)."""
+    return await _add_message(
+        session,
+        conversation,
+        None,
+        direction=Direction.outbound,
+        text=text,
+        html=None,
+        channel=channel,
+        attachment_ids=(),
+        author_type=AuthorType.system,
+        meta=meta,
+    )
+
+
 async def add_note(
     session: AsyncSession,
     conversation_id: uuid.UUID,

@@ -40,6 +40,7 @@ from frontdesk.conversations.attachments import safe_filename as safe_filename
 from frontdesk.conversations.messages import Author as Author
 from frontdesk.conversations.messages import _add_message
 from frontdesk.conversations.messages import add_note as add_note
+from frontdesk.conversations.messages import add_system_message as add_system_message
 from frontdesk.conversations.messages import mention_handles as mention_handles
 from frontdesk.conversations.messages import mentioned_users as mentioned_users
 from frontdesk.conversations.queries import ACTIVE_STATUSES as ACTIVE_STATUSES

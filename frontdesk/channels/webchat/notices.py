@@ -6,23 +6,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import clock
-from frontdesk.bus import emit
 from frontdesk.channels.webchat.schemas import NoticeIn, WidgetOffer
 from frontdesk.channels.webchat.snapshot import open_conversation
 from frontdesk.channels.webchat.topics import CONVERSATION_OPENED, customer_topic
-from frontdesk.conversations import outbox
-from frontdesk.conversations.service import message_views
+from frontdesk.conversations import service as conversations
 from frontdesk.db import get_or_404
 from frontdesk.errors import Invalid
-from frontdesk.events import MessageSent
 from frontdesk.ids import new_id
 from frontdesk.models import Conversation, Customer, Message, WebchatVisitor
-from frontdesk.models.enums import AuthorType, Channel, ConversationStatus, DeliveryStatus, Direction
+from frontdesk.models.enums import Channel, ConversationStatus
 from frontdesk.realtime import publish_after_commit
 
 
@@ -88,34 +85,9 @@ async def send_widget_notice(
     """
     checked = NoticeIn(text=text, offer=WidgetOffer.model_validate(offer) if isinstance(offer, dict) else offer)
     conversation = await _conversation_for(session, conversation_or_customer)
-    now = clock.now()
     meta: dict[str, Any] = {"kind": "offer" if checked.offer else "notice"}
     if checked.offer:
         meta["offer"] = checked.offer.model_dump()
-    message = Message(
-        id=new_id(),
-        conversation_id=conversation.id,
-        customer_id=conversation.customer_id,
-        direction=Direction.outbound.value,
-        channel=Channel.webchat.value,
-        author_type=AuthorType.system.value,
-        author_id=None,
-        text=checked.text,
-        html=None,
-        delivery_status=DeliveryStatus.queued.value,
-        meta=meta,
-        created_at=now,
-        status_at=now,
+    return await conversations.add_system_message(
+        session, conversation, checked.text, channel=Channel.webchat, meta=meta
     )
-    session.add(message)
-    await session.flush()
-    await outbox.enqueue(session, message)
-    await session.execute(
-        update(Conversation)
-        .where(Conversation.id == conversation.id)
-        .values(message_count=Conversation.message_count + 1, last_message_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    view = (await message_views(session, [message]))[0]
-    emit(session, MessageSent(conversation_id=conversation.id, assignee_id=conversation.assignee_id, message=view))
-    return message
