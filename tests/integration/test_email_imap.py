@@ -42,6 +42,7 @@ from frontdesk.models import Conversation, Customer, Identity, Inbox, Message
 from frontdesk.models.mailbox import MailboxState
 from frontdesk.settings import Settings
 from tests import peers
+from tests.builders.conversations import make_inbox
 from tests.integration.tls_certs import CertFiles, make_self_signed
 from tests.integration.webhook_sink import free_port
 
@@ -221,7 +222,7 @@ def mail(subject: str, body: str, *, sender: str = "olga@example.net", charset: 
 
 
 async def imap_inbox(db: Database, imap: dict[str, Any]) -> uuid.UUID:
-    inbox = await imap_inbox(db, "email", config={"address": "support@shop.example.com", "imap": imap})
+    inbox = await make_inbox(db, "email", config={"address": "support@shop.example.com", "imap": imap})
     return inbox.id
 
 
