@@ -29,9 +29,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from frontdesk.channels.listeners import Starter
+
+if TYPE_CHECKING:
+    from frontdesk.db import Database
+    from frontdesk.realtime import Hub
+    from frontdesk.settings import Settings
 
 
 class ChannelError(Exception):
@@ -129,9 +134,11 @@ class ChannelSpec:
 
 @dataclass
 class ChannelContext:
-    hub: Any = None
-    settings: Any = None
-    db: Any = None  # the Database, for adapters that read more than the OutboundMessage (email)
+    """What an adapter is built with (once per outbox dispatcher); ``None`` where a test leaves it out."""
+
+    hub: Hub | None = None
+    settings: Settings | None = None
+    db: Database | None = None  # for adapters that read more than the OutboundMessage (email)
 
 
 AdapterFactory = Callable[[ChannelContext], ChannelAdapter]
