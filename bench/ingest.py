@@ -67,7 +67,9 @@ NEW_CUSTOMER_FRACTION = 0.3
 RETURNING_POOL = 2000
 TEXT = "Hello, my order has not arrived yet. Could you check where it is? Thanks!"
 
-INGEST_LUA = """
+# One wrk script for the token-authenticated ways (ingest, events): 30% new senders, the rest from
+# a pool of returning ones; %(body)s is the Lua format of the JSON body (sender, run, thread, n).
+SENDER_LUA = """
 local counter = 0
 local run = "run"
 local threads = {}
@@ -92,12 +94,13 @@ function request()
   else
     who = string.format("returning-%%d@example.com", math.random(%(pool)d))
   end
-  local body = string.format(
-    '{"identity":{"kind":"email","value":"%%s"},"channel":"api","external_id":"%%s-%%d-%%d","text":"%(text)s"}',
-    who, run, tid or 0, counter)
+  local body = string.format(%(body)s, who, run, tid or 0, counter)
   return wrk.format("POST", "%(path)s", nil, body)
 end
 """
+INGEST_BODY_LUA = (  # the Lua format string of one inbound message
+    '\'{"identity":{"kind":"email","value":"%s"},"channel":"api","external_id":"%s-%d-%d","text":"' + TEXT + "\"}'"
+)
 
 ECHO_LUA = """
 wrk.method = "POST"
@@ -145,37 +148,9 @@ def echo_requests() -> Any:
 
 
 EVENTS = "/api/v1/events"
-EVENTS_LUA = """
-local counter = 0
-local run = "run"
-local threads = {}
-
-function setup(thread)
-  thread:set("tid", #threads + 1)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  run = args[1] or "run"
-  math.randomseed(os.time() * 1000 + (tid or 0))
-  wrk.headers["Authorization"] = "Bearer %(token)s"
-  wrk.headers["Content-Type"] = "application/json"
-end
-
-function request()
-  counter = counter + 1
-  local who
-  if math.random() < %(new_fraction)s then
-    who = string.format("new-%%s-%%d-%%d@example.com", run, tid or 0, counter)
-  else
-    who = string.format("returning-%%d@example.com", math.random(%(pool)d))
-  end
-  local body = string.format(
-    '{"type":"order.shipped","identity":{"kind":"email","value":"%%s"},"properties":{"order":"%%s-%%d-%%d"}}',
-    who, run, tid or 0, counter)
-  return wrk.format("POST", "%(path)s", nil, body)
-end
-"""
+EVENTS_BODY_LUA = (
+    '\'{"type":"order.shipped","identity":{"kind":"email","value":"%s"},"properties":{"order":"%s-%d-%d"}}\''
+)
 
 # The API channel's bodies are signed (HMAC-SHA256 of "<timestamp>.<body>"), which Lua cannot do
 # cheaply: the bodies and their signatures are made beforehand, one "signature<TAB>body" a line.
@@ -302,7 +277,8 @@ def load(
         }
         if target == "apichannel":
             values.update(_signed_bodies(tmp, run, setup.api_secret, fresh=int(seconds * 2000) + 1000))
-        template = {"ingest": INGEST_LUA, "echo": ECHO_LUA, "events": EVENTS_LUA, "apichannel": APICHANNEL_LUA}
+        values["body"] = {"ingest": INGEST_BODY_LUA, "events": EVENTS_BODY_LUA}.get(target, "")
+        template = {"ingest": SENDER_LUA, "echo": ECHO_LUA, "events": SENDER_LUA, "apichannel": APICHANNEL_LUA}
         script.write_text(template[target] % values + WRK_DONE_LUA)
         return run_wrk(srv.base_url + path, script, seconds=seconds, connections=connections, args=[run])
     return asyncio.run(

@@ -27,8 +27,10 @@ from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from frontdesk import clock
 from frontdesk.db import after_commit
@@ -307,14 +309,36 @@ def connection_counter(app: Starlette) -> ConnectionCounter:
     return counter
 
 
+FIRST_FRAME_MAX_BYTES = 4096
+
+
+async def first_frame_credential(ws: WebSocket, field: str, timeout: float) -> str | None:
+    """The credential a socket sends in its first frame, ``{"type": "auth", <field>: …}``, or ``None``
+    (silent for ``timeout`` seconds, gone, a binary or oversized frame, not JSON, no such field).
+
+    Credentials travel in a frame, never in the URL, where proxies and logs would keep them. The
+    desk socket sends ``token``, the widget ``visitor_token``.
+    """
+    try:
+        raw = await asyncio.wait_for(ws.receive_text(), timeout)
+    except (TimeoutError, WebSocketDisconnect, RuntimeError, KeyError):  # silent, gone, or a binary frame
+        return None
+    if len(raw) > FIRST_FRAME_MAX_BYTES:
+        return None
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    value = frame.get(field) if isinstance(frame, dict) and frame.get("type") == "auth" else None
+    return value if isinstance(value, str) and value else None
+
+
 async def run_socket_loops(*loops: Coroutine[Any, Any, None], label: str) -> None:
     """Run a WebSocket's loops (push, receive, heartbeat) until the first one ends, then stop the rest.
 
     The peer leaving ends the receive loop; that is normal and not logged. Anything else that ends a
     loop with an error is logged with ``label`` (whose socket it was).
     """
-    from starlette.websockets import WebSocketDisconnect
-
     tasks = [asyncio.create_task(loop) for loop in loops]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -96,7 +96,7 @@ async def resolve_credentials(
         cached = _cached_token_principal(token_hash, now)
         if cached is not None:
             return cached
-        return await _look_up_token(db, token, token_hash, now)
+        return await _look_up_token(db, token_hash, now)
     if cookie:
         async with db.transaction() as session:
             return await _session_principal(session, cookie, now, unsafe=unsafe, csrf=csrf, hours=session_hours)
@@ -154,7 +154,7 @@ def _cached_token_principal(token_hash: str, now: datetime) -> Principal | None:
 _in_flight: dict[tuple[int, str, int], asyncio.Future[Principal]] = {}
 
 
-async def _look_up_token(db: Database, token: str, token_hash: str, now: datetime) -> Principal:
+async def _look_up_token(db: Database, token_hash: str, now: datetime) -> Principal:
     since = cache.generation()
     key = (id(db), token_hash, since)
     shared = _in_flight.get(key)
@@ -162,7 +162,7 @@ async def _look_up_token(db: Database, token: str, token_hash: str, now: datetim
 
         async def look_up() -> Principal:
             async with db.transaction() as session:
-                principal = await _token_principal(session, token, now)
+                principal = await _token_principal(session, token_hash, now)
             cache.put(token_hash, (principal, principal.expires_at), since)
             return principal
 
@@ -177,9 +177,8 @@ async def _look_up_token(db: Database, token: str, token_hash: str, now: datetim
     return await asyncio.shield(shared)
 
 
-async def _token_principal(session: AsyncSession, token: str, now: datetime) -> Principal:
-    """Resolve a Bearer token from the database (the caller caches it once committed)."""
-    token_hash = hash_token(token)
+async def _token_principal(session: AsyncSession, token_hash: str, now: datetime) -> Principal:
+    """Resolve a Bearer token (by its hash) from the database; the caller caches it once committed."""
     row = (
         await session.execute(
             select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == token_hash)

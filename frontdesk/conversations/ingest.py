@@ -31,7 +31,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -58,7 +58,6 @@ from frontdesk.models.enums import (
     Direction,
     IdentityKind,
 )
-from frontdesk.realtime_payloads import message_received_data
 from frontdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -762,9 +761,6 @@ class _Pending:
     future: asyncio.Future[IngestResult]
 
 
-Listener = Callable[[list[dict[str, Any]]], Awaitable[None]]
-
-
 class IngestWriter:
     """Group commit for inbound messages: ``app.state.ingest`` in the server.
 
@@ -784,7 +780,6 @@ class IngestWriter:
         self._publisher: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[list[MessageReceived] | None] = asyncio.Queue()
         self._stopping = False
-        self.listeners: list[Listener] = []
         # Figures for tests and benchmarks.
         self.batches = 0
         self.largest_batch = 0
@@ -924,11 +919,6 @@ class IngestWriter:
             if events is None:
                 return
             await bus.run_after_commit(events, self.db.hub)
-            for listener in list(self.listeners):
-                try:
-                    await listener([message_received_data(ev) for ev in events])
-                except Exception:
-                    log.exception("ingest: listener failed")
 
 
 __all__ = ["InboundMessage", "IngestResult", "IngestWriter", "receive", "sanitise_html", "write_batch"]

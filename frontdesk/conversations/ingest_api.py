@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -98,15 +97,12 @@ async def post_inbound(body: InboundIn, request: Request, principal: AgentDep) -
 def inbound_answer(result: IngestResult) -> Response:
     """The :class:`InboundOut` answer, serialised once here (hot path): returning the model would
     have FastAPI validate it again and then serialise it through ``jsonable_encoder``."""
-    content = orjson.dumps(
-        {
-            # str(): ids read back from PostgreSQL are asyncpg's UUID subclass, which orjson refuses.
-            "message_id": str(result.message_id),
-            "conversation_id": str(result.conversation_id),
-            "customer_id": str(result.customer_id),
-            "duplicate": not result.created,
-        }
-    )
+    content = InboundOut(
+        message_id=result.message_id,
+        conversation_id=result.conversation_id,
+        customer_id=result.customer_id,
+        duplicate=not result.created,
+    ).model_dump_json()
     code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
     return Response(content, status_code=code, media_type="application/json")
 

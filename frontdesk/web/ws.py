@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from frontdesk.auth.deps import SESSION_COOKIE, resolve_credentials
 from frontdesk.auth.revocation import LiveCredential, LiveSockets, close_revoked
@@ -51,7 +51,15 @@ from frontdesk.conversations import service as conversation_service
 from frontdesk.db import Database
 from frontdesk.errors import NotFound, ProblemError
 from frontdesk.ratelimit import TokenBucket
-from frontdesk.realtime import CLOSE_TOO_MANY, Event, Hub, Subscription, connection_counter, run_socket_loops
+from frontdesk.realtime import (
+    CLOSE_TOO_MANY,
+    Event,
+    Hub,
+    Subscription,
+    connection_counter,
+    first_frame_credential,
+    run_socket_loops,
+)
 from frontdesk.routing import service as routing_service
 
 log = logging.getLogger(__name__)
@@ -103,22 +111,6 @@ async def _authenticate(db: Database, token: str | None, cookie: str | None) -> 
         session_id=principal.session_id,
         token_id=principal.token_id,
     )
-
-
-async def _first_frame_token(ws: WebSocket, timeout: float) -> str | None:
-    """The API token of the first frame, ``{"type": "auth", "token": …}``, or ``None``."""
-    try:
-        raw = await asyncio.wait_for(ws.receive_text(), timeout)
-    except (TimeoutError, WebSocketDisconnect, RuntimeError, KeyError):  # silent, gone, or a binary frame
-        return None
-    if len(raw) > 4096:
-        return None
-    try:
-        msg = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    token = msg.get("token") if isinstance(msg, dict) and msg.get("type") == "auth" else None
-    return token if isinstance(token, str) and token else None
 
 
 def _same_origin(ws: WebSocket) -> bool:
@@ -351,7 +343,7 @@ async def _serve(ws: WebSocket) -> None:
         await ws.close(code=CLOSE_FORBIDDEN_ORIGIN, reason="cross-origin")
         return
     if not (token or cookie):
-        token = await _first_frame_token(ws, settings.ws_auth_timeout_seconds)
+        token = await first_frame_credential(ws, "token", settings.ws_auth_timeout_seconds)
     user = await _authenticate(db, token, cookie) if (token or cookie) else None
     if user is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, reason='sign in, or send {"type": "auth", "token": …} first')

@@ -22,8 +22,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-import orjson
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import WebSocket
 from starlette.applications import Starlette
 
 from frontdesk import clock
@@ -47,7 +46,15 @@ from frontdesk.db import Database
 from frontdesk.errors import ProblemError
 from frontdesk.models import Inbox
 from frontdesk.models.enums import Channel, IdentityKind
-from frontdesk.realtime import CLOSE_TOO_MANY, Event, Hub, Subscription, connection_counter, run_socket_loops
+from frontdesk.realtime import (
+    CLOSE_TOO_MANY,
+    Event,
+    Hub,
+    Subscription,
+    connection_counter,
+    first_frame_credential,
+    run_socket_loops,
+)
 
 log = logging.getLogger(__name__)
 
@@ -439,22 +446,6 @@ class WidgetConnection:
             await self.sub.close()
 
 
-async def _first_frame_token(ws: WebSocket, timeout: float) -> str | None:
-    """The visitor token of the first frame, ``{"type": "auth", "visitor_token": …}``, or ``None``."""
-    try:
-        raw = await asyncio.wait_for(ws.receive_text(), timeout)
-    except (TimeoutError, WebSocketDisconnect, RuntimeError, KeyError):  # silent, gone, or a binary frame
-        return None
-    if len(raw) > 4096:
-        return None
-    try:
-        frame = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    token = frame.get("visitor_token") if isinstance(frame, dict) and frame.get("type") == "auth" else None
-    return token if isinstance(token, str) and token else None
-
-
 async def widget_socket(ws: WebSocket) -> None:
     """The widget's socket. Not in the OpenAPI document (WebSocket)."""
     app = ws.app
@@ -476,7 +467,7 @@ async def _serve(ws: WebSocket) -> None:
     db: Database = app.state.db
     token = ws.query_params.get("visitor_token")  # deprecated: URLs are logged; the first frame carries it
     if token is None:
-        token = await _first_frame_token(ws, app.state.settings.ws_auth_timeout_seconds)
+        token = await first_frame_credential(ws, "visitor_token", app.state.settings.ws_auth_timeout_seconds)
     visitor_id = visitor.verify_token(rt.key, token)
     if visitor_id is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, reason="a valid visitor_token is needed")
