@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         "(and mail never proves its sender, so it never joins a customer who holds the address verified).",
     )
     routing_tick_seconds: float = Field(0.25, gt=0, le=10, description="How often the routing leader decides.")
+    routing_step_gap_seconds: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Least time between two routing steps: wake-ups that come sooner are handled together.",
+    )
     routing_lock_retry_seconds: float = Field(
         1.0, gt=0, le=60, description="How often a standby process tries to become the routing leader."
     )

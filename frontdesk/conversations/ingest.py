@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from frontdesk import clock
 from frontdesk.bus import bus, emit
 from frontdesk.conversations import sanitize
-from frontdesk.db import Database, after_commit, make_engine
+from frontdesk.db import Database, after_commit, among, insert_parents_and_rows, insert_rows, make_engine
 from frontdesk.errors import Invalid, ServiceUnavailable
 from frontdesk.events import MessageReceived
 from frontdesk.ids import new_id
@@ -228,16 +228,6 @@ class _Written:
     created_by_channel: dict[str, int] = field(default_factory=dict)
 
 
-def _insert(dialect: str, table: Table) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
-
-
 _B_LAST = bindparam("b_last", type_=_conversations.c.last_message_at.type)
 _LINK_ATTACHMENT = (
     update(_attachments)
@@ -340,8 +330,11 @@ async def _existing_messages(conn: AsyncConnection, keys: list[tuple[str, str]])
     return {(r[0], r[1]): IngestResult(r[2], r[3], r[4], created=False) for r in rows}
 
 
+ConvKey = tuple[uuid.UUID, str, uuid.UUID | None]  # customer, channel, inbox
+
+
 async def _resolve_customers(
-    conn: AsyncConnection, dialect: str, items: Sequence[InboundMessage], todo: list[int], now: datetime
+    conn: AsyncConnection, items: Sequence[InboundMessage], todo: list[int], now: datetime
 ) -> tuple[dict[tuple[str, str], uuid.UUID], set[uuid.UUID]]:
     """Customer id per (kind, value); also the ids of customers created by this batch."""
     wanted: dict[tuple[str, str], int] = {}
@@ -364,24 +357,21 @@ async def _resolve_customers(
         return found, created
 
     new_customer: dict[tuple[str, str], uuid.UUID] = {k: new_id() for k in missing}
-    await conn.execute(
-        _insert(dialect, _customers),
-        [
-            {
-                "id": new_customer[k],
-                "name": items[wanted[k]].name,
-                "locale": None,
-                "time_zone": None,
-                "attributes": {},
-                "satisfaction_tier": "unknown",
-                "lifetime_value": Decimal("0"),
-                "merged_into_id": None,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for k in missing
-        ],
-    )
+    customer_rows: list[dict[str, Any]] = [
+        {
+            "id": new_customer[k],
+            "name": items[wanted[k]].name,
+            "locale": None,
+            "time_zone": None,
+            "attributes": {},
+            "satisfaction_tier": "unknown",
+            "lifetime_value": Decimal("0"),
+            "merged_into_id": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for k in missing
+    ]
     identity_rows = [
         {
             "id": new_id(),
@@ -394,8 +384,11 @@ async def _resolve_customers(
         }
         for k in missing
     ]
-    stmt = _insert(dialect, _identities).on_conflict_do_nothing(index_elements=["kind", "value"])
-    inserted = {r[0] for r in await conn.execute(stmt.returning(_identities.c.id), identity_rows)}
+    inserted = set(
+        await insert_parents_and_rows(
+            conn, _customers, customer_rows, _identities, identity_rows, conflict=("kind", "value"), returning="id"
+        )
+    )
     lost: list[tuple[str, str]] = []
     for k, row in zip(missing, identity_rows, strict=True):
         if row["id"] in inserted:
@@ -460,9 +453,6 @@ async def _proofs_win(
         await session.close()
 
 
-ConvKey = tuple[uuid.UUID, str, uuid.UUID | None]  # customer, channel, inbox
-
-
 async def _open_conversations(
     conn: AsyncConnection, customer_ids: set[uuid.UUID], channels: set[str]
 ) -> dict[ConvKey, tuple[uuid.UUID, str]]:
@@ -474,9 +464,9 @@ async def _open_conversations(
         rows = await conn.execute(
             select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status)
             .where(
-                cv.customer_id.in_(customer_ids),
+                among(conn.dialect.name, cv.customer_id, customer_ids),
                 cv.status != ConversationStatus.resolved.value,
-                cv.channel.in_(channels),
+                among(conn.dialect.name, cv.channel, channels),
             )
             .order_by(cv.id)
         )
@@ -494,7 +484,7 @@ async def _store(
     written: _Written,
     now: datetime,
 ) -> None:
-    customer_of, new_customers = await _resolve_customers(conn, dialect, items, todo, now)
+    customer_of, new_customers = await _resolve_customers(conn, items, todo, now)
 
     def sender(m: InboundMessage) -> uuid.UUID:
         return m.customer_id or customer_of[(str(m.identity_kind), m.identity_value)]
@@ -593,12 +583,12 @@ async def _store(
     if new_convs:
         # The unique index on auto-opened, not resolved conversations turns a race with another
         # process (both found none, both open one) into a conflict: the loser joins the winner's.
-        stmt = _insert(dialect, _conversations).on_conflict_do_nothing()
-        opened = {r[0] for r in await conn.execute(stmt.returning(_conversations.c.id), list(new_convs.values()))}
+        opened = set(await insert_rows(conn, _conversations, list(new_convs.values()), conflict=True, returning="id"))
         if len(opened) < len(new_convs):
             await _join_winners(conn, new_convs, opened, bumps, message_rows, meta_of, now)
-    stmt = _insert(dialect, _messages).on_conflict_do_nothing(index_elements=["channel", "external_id"])
-    inserted = {r[0] for r in await conn.execute(stmt.returning(_messages.c.id), message_rows)}
+    inserted = set(
+        await insert_rows(conn, _messages, message_rows, conflict=("channel", "external_id"), returning="id")
+    )
 
     raced: list[tuple[str, str]] = []
     for row in message_rows:

@@ -19,29 +19,31 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from frontdesk import clock
-from frontdesk.db import after_commit, before_commit
+from frontdesk.db import after_commit, before_commit, insert_rows
 from frontdesk.events import ConversationUpdated, MessageReceived
 from frontdesk.models.routing import RoutingInboxEvent
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "frontdesk_routing"
+_inbox_table: Table = RoutingInboxEvent.__table__  # type: ignore[assignment]
 
 
-_local_wakeups: set[Callable[[], None]] = set()
+_local_wakeups: dict[Callable[[], None], Callable[[], bool]] = {}
 
 
-def register_wakeup(fn: Callable[[], None]) -> None:
-    """A leader of this process asks to be woken when an inbox row commits here."""
-    _local_wakeups.add(fn)
+def register_wakeup(fn: Callable[[], None], leads: Callable[[], bool] = lambda: False) -> None:
+    """A leader of this process asks to be woken when an inbox row commits here; ``leads`` says
+    whether it currently leads (then no other process needs a ``NOTIFY``)."""
+    _local_wakeups[fn] = leads
 
 
 def unregister_wakeup(fn: Callable[[], None]) -> None:
-    _local_wakeups.discard(fn)
+    _local_wakeups.pop(fn, None)
 
 
 def wake_local_leaders() -> None:
@@ -50,6 +52,20 @@ def wake_local_leaders() -> None:
             fn()
         except Exception:  # a wake-up must never fail a request
             log.exception("routing: waking the leader failed")
+
+
+def _leads_here() -> bool:
+    return any(leads() for leads in list(_local_wakeups.values()))
+
+
+async def notify_leader(conn: AsyncConnection | AsyncSession) -> None:
+    """``NOTIFY`` the leader of another process (PostgreSQL; delivered at commit), in the caller's
+    transaction. Skipped when this process leads: it is woken directly after the commit, and a
+    round trip per write is saved on the hot path. Should it lose the lead meanwhile, the new
+    leader reads the inbox on taking over, and every tick."""
+    bind = conn.get_bind() if isinstance(conn, AsyncSession) else conn
+    if bind.dialect.name == "postgresql" and not _leads_here():
+        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 async def _wake_after_commit() -> None:
@@ -76,8 +92,7 @@ async def forward(
 
     async def _notify() -> None:
         session.info.pop("routing_forwarded", None)
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        await notify_leader(session)
 
     before_commit(session, _notify)
     after_commit(session, _wake_after_commit)
@@ -125,13 +140,13 @@ async def forward_conversation_events(
     if not ids:
         return []
     now = clock.now()
-    await conn.execute(
-        insert(RoutingInboxEvent),
+    await insert_rows(
+        conn,
+        _inbox_table,
         [
             {"kind": "conversation", "conversation_id": uuid.UUID(c), "user_id": None, "data": {}, "created_at": now}
             for c in ids
         ],
     )
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    await notify_leader(conn)
     return [wake_local_leaders]

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, insert, select, text, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk import clock
 from frontdesk.events import TeamChanged, UserChanged
 from frontdesk.models import Queue
 from frontdesk.models.routing import RoutingInboxEvent
-from frontdesk.routing.inbox import NOTIFY_CHANNEL, wake_local_leaders
+from frontdesk.routing.inbox import notify_leader, wake_local_leaders
 
 _queues: Table = Queue.__table__  # type: ignore[assignment]
 
@@ -56,6 +56,5 @@ async def forward_user_events(
     if not rows:
         return []
     await conn.execute(insert(RoutingInboxEvent), rows)
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    await notify_leader(conn)
     return [wake_local_leaders]

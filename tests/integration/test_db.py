@@ -4,8 +4,11 @@ time: a write behind a savepoint must wait its turn, never fail."""
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import StatementError
 
 from frontdesk.db import Database
 from frontdesk.models import Skill
@@ -37,3 +40,69 @@ async def test_a_savepoint_write_waits_for_a_writer_that_committed_after_its_rea
     async with db.transaction() as session:
         names = set((await session.scalars(select(Skill.name))).all())
     assert names == {"billing", "retention"}
+
+
+# -- insert_rows: the hot path's multi-row insert, the same meaning on both databases ------------
+
+
+async def test_insert_rows_skips_conflicts_and_returns_what_it_inserted(db: Database) -> None:
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from frontdesk.db import insert_parents_and_rows, insert_rows
+    from frontdesk.ids import new_id
+    from frontdesk.models import Customer, Identity
+
+    customers: Any = Customer.__table__
+    identities: Any = Identity.__table__
+    at = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+
+    def customer(name: str | None, attributes: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "name": name,
+            "locale": None,
+            "time_zone": None,
+            "attributes": attributes,
+            "satisfaction_tier": "unknown",
+            "lifetime_value": Decimal("12.50"),
+            "merged_into_id": None,
+            "created_at": at,
+            "updated_at": at,
+        }
+
+    def identity(customer_id: Any, value: str) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "customer_id": customer_id,
+            "kind": "email",
+            "value": value,
+            "verified": False,
+            "undeliverable": False,
+            "created_at": at,
+        }
+
+    ada, bob = customer("Ada", {"plan": "gold", "tags": ["a", "b"]}), customer(None, {})
+    taken = identity(ada["id"], "ada@example.com")
+    async with db.engine.begin() as conn:
+        await insert_rows(conn, customers, [ada, bob])
+        assert await insert_rows(conn, identities, [taken], conflict=("kind", "value"), returning="id") == [taken["id"]]
+        # Bob's address is new, Ada's is taken: only Bob's row goes in, and only its id comes back.
+        carol = customer("Carol", {"n": 1})
+        rows = [identity(bob["id"], "bob@example.com"), identity(carol["id"], "ada@example.com")]
+        got = await insert_parents_and_rows(
+            conn, customers, [carol], identities, rows, conflict=("kind", "value"), returning="id"
+        )
+        assert got == [rows[0]["id"]]
+        naive = {**identity(bob["id"], "x@example.com"), "created_at": at.replace(tzinfo=None)}
+        with pytest.raises((ValueError, StatementError), match="naive datetime"):
+            await insert_rows(conn, identities, [naive])
+    async with db.sessionmaker() as s:
+        stored = {c.name: c for c in (await s.scalars(select(Customer))).all()}
+        owners = {r[0]: r[1] for r in await s.execute(select(Identity.value, Identity.customer_id))}
+    assert set(stored) == {"Ada", None, "Carol"}
+    assert stored["Ada"].attributes == {"plan": "gold", "tags": ["a", "b"]}  # JSON round-trips
+    assert stored["Ada"].lifetime_value == Decimal("12.50")
+    assert stored["Ada"].created_at == at
+    assert owners == {"ada@example.com": ada["id"], "bob@example.com": bob["id"]}
