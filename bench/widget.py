@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
 import time
@@ -39,6 +40,12 @@ def raise_nofile(wanted: int) -> int:
     if target > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid: int) -> int:
@@ -170,6 +177,7 @@ async def run_level(
                 pass
 
     total = int(rate * seconds)
+    paced_cpu = cpu_seconds(pid)
     log(f"level {n}: {rate:.0f} messages/s for {seconds:.0f}s over {len(sockets)} sockets")
     paced_tasks = []
     start = time.perf_counter() + 0.1
@@ -184,12 +192,14 @@ async def run_level(
     while len(paced_latencies) < total and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
     paced_ms = sorted(v * 1000 for v in paced_latencies)
+    paced_cpu = cpu_seconds(pid) - paced_cpu
 
     # 2. Throughput: every visitor sends ``per_client`` messages as fast as acks come back.
     acks = 0
     errors = 0
     first_send = time.perf_counter()
     last_ack = first_send
+    burst_cpu = cpu_seconds(pid)
 
     async def client(ws: ClientConnection) -> None:
         nonlocal acks, errors, last_ack
@@ -211,6 +221,7 @@ async def run_level(
 
     results = await asyncio.gather(*(client(ws) for ws in sockets), return_exceptions=True)
     errors += sum(1 for r in results if isinstance(r, BaseException))
+    burst_cpu = cpu_seconds(pid) - burst_cpu
     expected = acks
     if len(latencies) < expected:
         try:
@@ -232,6 +243,9 @@ async def run_level(
         "rtt_p99_ms": round(percentile(paced_ms, 99), 2),
         "paced_received": len(paced_latencies),
         "messages_per_s": round(acks / window, 1),
+        # CPU the server spent per message: steadier than the rates on a shared 2-core machine.
+        "server_cpu_ms_per_message": round(1000 * burst_cpu / max(1, acks), 3),
+        "paced_server_cpu_ms_per_message": round(1000 * paced_cpu / max(1, total), 3),
         "burst_rtt_p50_ms": round(percentile(ms, 50), 2),
         "burst_rtt_p99_ms": round(percentile(ms, 99), 2),
         "agent_received": len(latencies),
