@@ -15,7 +15,9 @@ for each way in (``--ways``, default all):
 Every HTTP way: 30% of the senders are new customers, 70% come from a pool of returning ones;
 loaded with concurrent clients (``wrk`` when installed, else an asyncio load generator) →
 per second, p50/p99, the server's CPU per item; then paced at half that rate (open loop, latency
-from the scheduled time, like wrk2) → p99 at half load. ``POST /api/v1/echo`` (a bare endpoint
+from the scheduled time, like wrk2) → p99 at half load; then paced at ``--fixed-rate`` (100/s),
+the same for every version → p99 and the server's CPU per item there, the figures to compare two
+versions by (half load follows each version's own throughput). ``POST /api/v1/echo`` (a bare endpoint
 parsing a small JSON body) loaded the same way is the ceiling; each way's ratio is to it.
 
 Progress goes to stderr; ONE JSON line goes to stdout, per backend, keys naming the way and the
@@ -24,7 +26,7 @@ Goals for one process on PostgreSQL: ≥ 1,000 messages/s, ≥ 0.35 of the ceili
 half load.
 
     .venv/bin/python bench/ingest.py [--quick] [--backend sqlite|postgresql|both]
-                                     [--ways ingest,apichannel,events,widget]
+                                     [--ways ingest,apichannel,events,widget] [--fixed-rate 100]
 """
 
 from __future__ import annotations
@@ -443,7 +445,13 @@ async def widget_paced(base_url: str, tokens: list[str], rate: float, seconds: f
 
 
 def bench_backend(
-    backend: str, quick: bool, connections: int, use_wrk: bool, ways: list[str] | None = None, sockets: int = 64
+    backend: str,
+    quick: bool,
+    connections: int,
+    use_wrk: bool,
+    ways: list[str] | None = None,
+    sockets: int = 64,
+    fixed_rate: float = 0.0,
 ) -> dict[str, Any]:
     ways = list(ways or WAYS)
     warm = 1.0 if quick else 3.0
@@ -459,7 +467,9 @@ def bench_backend(
             if not quick:
                 load(srv, tmp, "echo", setup, warm / 2, connections, use_wrk)
             for way in ways:
-                runs[way] = _bench_way(backend, srv, tmp, way, setup, warm, measure, connections, use_wrk, out)
+                runs[way] = _bench_way(
+                    backend, srv, tmp, way, setup, warm, measure, connections, use_wrk, out, fixed_rate
+                )
                 if way == ways[0]:  # the ceiling in the same run, early (before the database grows)
                     echo, echo_cpu = _ceiling(backend, srv, tmp, setup, measure, connections, use_wrk)
             stored = asyncio.run(_count_messages(url))
@@ -539,6 +549,7 @@ def _bench_way(
     connections: int,
     use_wrk: bool,
     out: dict[str, Any],
+    fixed_rate: float = 0.0,
 ) -> tuple[LoadResult, float, LoadResult]:
     """Full load, then half load, on one way in; (full-load result, server CPU seconds, half-load result)."""
     unit = UNIT[way]
@@ -566,16 +577,32 @@ def _bench_way(
     )
     rate = max(10.0, full.requests_per_s / 2)
     log(f"{backend}: {way}: paced at {rate:.0f}/s (half the measured throughput)")
-    if way == "widget":
-        half = asyncio.run(widget_paced(srv.base_url, setup.visitor_tokens, rate, measure))
-    else:
-        run = f"half-{uuid.uuid4().hex[:6]}"
-        half = asyncio.run(paced(srv.host, srv.port, requests_for(way, setup, run), rate=rate, seconds=measure))
-    log(
-        f"{backend}:   achieved {half.requests_per_s:.0f}/s, p50 {half.p50_ms} ms, p99 {half.p99_ms} ms, "
-        f"errors {half.errors} {half.error_sample}"
-    )
+    half, _ = _paced(backend, srv, way, setup, rate, measure)
+    if fixed_rate > 0:
+        # Half load follows the measured throughput, so a faster version gets a harder half load;
+        # the same rate for every version is what compares them (latency, and CPU per item).
+        log(f"{backend}: {way}: paced at {fixed_rate:.0f}/s (the fixed rate)")
+        fixed, fixed_cpu = _paced(backend, srv, way, setup, fixed_rate, measure if measure >= 10 else 1.0)
+        unit = UNIT[way]
+        out[f"{way}_fixed_rate_p99_ms"] = fixed.p99_ms
+        out[f"{way}_fixed_rate_server_cpu_ms_per_{unit[:-1]}"] = _per(fixed_cpu, fixed)
     return full, cpu_s, half
+
+
+def _paced(backend: str, srv: Any, way: str, setup: Setup, rate: float, seconds: float) -> tuple[LoadResult, float]:
+    """Open-loop load on ``way`` at ``rate``; (its result, the server's CPU seconds meanwhile)."""
+    cpu = srv.cpu_seconds()
+    if way == "widget":
+        result = asyncio.run(widget_paced(srv.base_url, setup.visitor_tokens, rate, seconds))
+    else:
+        run = f"paced-{uuid.uuid4().hex[:6]}"
+        result = asyncio.run(paced(srv.host, srv.port, requests_for(way, setup, run), rate=rate, seconds=seconds))
+    cpu = srv.cpu_seconds() - cpu
+    log(
+        f"{backend}:   achieved {result.requests_per_s:.0f}/s, p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, "
+        f"{_per(cpu, result)} ms CPU each, errors {result.errors} {result.error_sample}"
+    )
+    return result, cpu
 
 
 def _per(cpu_seconds: float, result: LoadResult) -> float:
@@ -625,6 +652,12 @@ def main() -> int:
         "--ways", default=",".join(WAYS), help=f"comma-separated ways in to measure (default: {','.join(WAYS)})"
     )
     parser.add_argument("--sockets", type=int, default=64, help="widget sockets sending at once")
+    parser.add_argument(
+        "--fixed-rate",
+        type=float,
+        default=100.0,
+        help="also pace every way at this rate (items/s) for p99 and CPU per item that compare across versions; 0: no",
+    )
     opts = parser.parse_args()
     ways = [w.strip() for w in opts.ways.split(",") if w.strip()]
     unknown = sorted(set(ways) - set(WAYS))
@@ -647,9 +680,12 @@ def main() -> int:
         "quick": opts.quick,
         "ways": ways,
         "goals": {"postgresql_messages_per_s": 1000, "ratio_to_ceiling": 0.35, "p99_ms_at_half_load": 50},
+        "fixed_rate_per_s": opts.fixed_rate,
     }
     for backend in backends:
-        result[backend] = bench_backend(backend, opts.quick, opts.connections, use_wrk, ways, opts.sockets)
+        result[backend] = bench_backend(
+            backend, opts.quick, opts.connections, use_wrk, ways, opts.sockets, opts.fixed_rate
+        )
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     emit(result)
     return 0
