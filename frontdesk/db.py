@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import unicodedata
 import uuid
@@ -268,7 +269,9 @@ def _unnest_insert_sql(
     for n, name in enumerate(columns, start=first):
         col = table.c[name]
         is_json = isinstance(col.type, JSON) or isinstance(getattr(col.type, "impl", None), JSON)
-        element = "TEXT" if is_json else col.type.compile(dialect=pg)
+        # The element type without its length (VARCHAR(32) → VARCHAR): an explicit cast to
+        # VARCHAR(32) would silently cut a longer value; the INSERT's own assignment refuses it.
+        element = "TEXT" if is_json else re.sub(r"\(.*?\)", "", col.type.compile(dialect=pg))
         arrays.append(f"${n}::{element}[]")
         picks.append(f"u.c{n}::jsonb" if is_json else f"u.c{n}")
     names = ", ".join(f'"{c}"' for c in columns)

@@ -106,3 +106,33 @@ async def test_insert_rows_skips_conflicts_and_returns_what_it_inserted(db: Data
     assert stored["Ada"].lifetime_value == Decimal("12.50")
     assert stored["Ada"].created_at == at
     assert owners == {"ada@example.com": ada["id"], "bob@example.com": bob["id"]}
+
+
+async def test_insert_rows_refuses_a_value_longer_than_its_column_on_postgresql(postgres_url: str) -> None:
+    """The unnest arrays are cast without the column's length, so PostgreSQL refuses an over-long
+    value as a plain INSERT does, instead of cutting it to fit."""
+    from datetime import UTC, datetime
+
+    import pytest
+    from sqlalchemy.exc import DBAPIError
+
+    from frontdesk.db import insert_rows
+    from frontdesk.ids import new_id
+    from frontdesk.models import Identity
+
+    db = Database(postgres_url)
+    row = {
+        "id": new_id(),
+        "customer_id": new_id(),
+        "kind": "k" * 40,  # the column holds 32
+        "value": "over-long@example.com",
+        "verified": False,
+        "undeliverable": False,
+        "created_at": datetime(2026, 12, 7, tzinfo=UTC),
+    }
+    try:
+        with pytest.raises(DBAPIError, match="too long"):
+            async with db.engine.begin() as conn:
+                await insert_rows(conn, Identity.__table__, [row])  # type: ignore[arg-type]
+    finally:
+        await db.dispose()
