@@ -268,7 +268,7 @@ def _unnest_insert_sql(
     arrays, picks = [], []
     for n, name in enumerate(columns, start=first):
         col = table.c[name]
-        is_json = isinstance(col.type, JSON) or isinstance(getattr(col.type, "impl", None), JSON)
+        is_json = _is_json(col.type)
         # The element type without its length (VARCHAR(32) → VARCHAR): an explicit cast to
         # VARCHAR(32) would silently cut a longer value; the INSERT's own assignment refuses it.
         element = "TEXT" if is_json else re.sub(r"\(.*?\)", "", col.type.compile(dialect=pg))
@@ -349,9 +349,14 @@ async def insert_parents_and_rows(
     return [r[0] for r in result] if returning else []
 
 
+def _is_json(kind: Any) -> bool:
+    """A JSON column, or a type decorator over one: its arrays go as text, cast back to jsonb."""
+    return isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON)
+
+
 def _column_array(column: Any, values: list[Any]) -> list[Any]:
     kind = column.type
-    if isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON):
+    if _is_json(kind):
         return [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
     if isinstance(kind, UTCDateTime):
         for v in values:

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     ws_heartbeat_seconds: float = Field(20.0, gt=0, description="Ping interval on /ws connections.")
     run_loops: bool = Field(True, description="Run the timer/outbox loops inside `serve`.")
     ingest_batch_max: int = Field(256, ge=1, description="Most inbound messages written in one commit.")
+    ingest_concurrent_batches: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Most group commits one process writes at once on PostgreSQL (SQLite: always one). "
+        "A second starts only while the first is written and enough messages wait for it.",
+    )
     # -- channels -----------------------------------------------------------------------------
     smtp_listen: str | None = Field(
         None, description="host:port of the built-in SMTP receiver for inbound email; unset = off."

@@ -3,8 +3,9 @@
 An adapter (web chat, SMTP, IMAP, SMS webhook, the public API…) turns what it received into an
 :class:`InboundMessage` and calls :meth:`IngestWriter.submit`. Requests in flight wait on a
 future; one writer task takes everything queued (up to ``settings.ingest_batch_max``) and
-writes it in ONE transaction with a handful of SQLAlchemy Core statements, whatever the batch
-size:
+writes it in ONE transaction (on PostgreSQL, under full load, a second batch is written while
+the first commits: ``settings.ingest_concurrent_batches``) with a handful of SQLAlchemy Core
+statements, whatever the batch size:
 
 1. find messages already stored under the batch's idempotency keys (``channel, external_id``);
 2. look up the identities (``(kind, value) IN …``); create the missing customers and identities
@@ -287,7 +288,6 @@ async def write_batch(conn: AsyncConnection, items: Sequence[InboundMessage]) ->
 
     Returns one result per item, in order, and the events to publish after the commit.
     """
-    dialect = conn.dialect.name
     now = clock.now()
     results: list[IngestResult | None] = [None] * len(items)
 
@@ -307,7 +307,7 @@ async def write_batch(conn: AsyncConnection, items: Sequence[InboundMessage]) ->
 
     written = _Written(results=[])
     if todo:
-        await _store(conn, dialect, items, todo, results, written, now)
+        await _store(conn, items, todo, results, written, now)
 
     for i, leader in followers:
         r = results[leader]
@@ -352,7 +352,9 @@ async def _resolve_customers(
     proofs = [k for k in vouched if k in held and not held[k][1]]
     if proofs:  # rare: a proof for an identity someone only claimed
         await _proofs_win(conn, items, wanted, proofs, found, created)
-    missing = [k for k in wanted if k not in found]
+    # Sorted: batches written at once (or by other processes) lock the identities they insert in
+    # one order, so they wait for each other instead of deadlocking.
+    missing = sorted(k for k in wanted if k not in found)
     if not missing:
         return found, created
 
@@ -477,7 +479,6 @@ async def _open_conversations(
 
 async def _store(
     conn: AsyncConnection,
-    dialect: str,
     items: Sequence[InboundMessage],
     todo: list[int],
     results: list[IngestResult | None],
@@ -583,11 +584,19 @@ async def _store(
     if new_convs:
         # The unique index on auto-opened, not resolved conversations turns a race with another
         # process (both found none, both open one) into a conflict: the loser joins the winner's.
-        opened = set(await insert_rows(conn, _conversations, list(new_convs.values()), conflict=True, returning="id"))
+        # In one order (customer, channel), like the identities above and the bumps below.
+        rows = sorted(new_convs.values(), key=lambda c: (c["customer_id"], c["channel"], str(c["inbox_id"])))
+        opened = set(await insert_rows(conn, _conversations, rows, conflict=True, returning="id"))
         if len(opened) < len(new_convs):
             await _join_winners(conn, new_convs, opened, bumps, message_rows, meta_of, now)
     inserted = set(
-        await insert_rows(conn, _messages, message_rows, conflict=("channel", "external_id"), returning="id")
+        await insert_rows(
+            conn,
+            _messages,
+            sorted(message_rows, key=lambda r: (r["channel"], r["external_id"])),  # one lock order (a retry)
+            conflict=("channel", "external_id"),
+            returning="id",
+        )
     )
 
     raced: list[tuple[str, str]] = []
@@ -610,7 +619,7 @@ async def _store(
             await conn.execute(delete(_conversations).where(_conversations.c.id.in_(empty)))
         log.info("ingest: %d messages were stored concurrently elsewhere; answered as duplicates", len(raced))
 
-    live_bumps = [b for b in bumps.values() if b["b_n"] > 0]
+    live_bumps = sorted((b for b in bumps.values() if b["b_n"] > 0), key=lambda b: b["b_id"])
     if live_bumps:
         await conn.execute(_UPDATE_CONVERSATION, live_bumps)
 
@@ -745,6 +754,9 @@ async def receive(session: AsyncSession, msg: InboundMessage) -> IngestResult:
 # -- the group-commit writer ----------------------------------------------------------------
 
 
+OVERLAP_MIN_WAITING = 16  # messages waiting before a second batch overlaps the one being written
+
+
 @dataclass(slots=True)
 class _Pending:
     item: InboundMessage
@@ -754,8 +766,9 @@ class _Pending:
 class IngestWriter:
     """Group commit for inbound messages: ``app.state.ingest`` in the server.
 
-    ``submit`` may be called from any task of the event loop; one writer task drains the queue.
-    The writer uses its own small connection pool, so requests that hold a pooled connection
+    ``submit`` may be called from any task of the event loop; one writer task drains the queue
+    into batches, at most ``concurrent_max`` written at once. The writer uses its own small
+    connection pool, so requests that hold a pooled connection
     while they wait can never starve it.
     """
 
@@ -763,6 +776,8 @@ class IngestWriter:
         self.db = db
         self.settings = settings
         self.batch_max = settings.ingest_batch_max
+        # SQLite has one writer at a time (the database's write gate): overlapping commits only queue.
+        self.concurrent_max = 1 if db.url.startswith("sqlite") else settings.ingest_concurrent_batches
         self._engine: AsyncEngine | None = None
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
@@ -774,6 +789,7 @@ class IngestWriter:
         self.batches = 0
         self.largest_batch = 0
         self.fallbacks = 0  # batches that failed and were retried item by item
+        self.most_in_flight = 0  # batches written at once, at most
 
     async def start(self) -> None:
         if self._task is not None:
@@ -781,7 +797,7 @@ class IngestWriter:
         # Its own small pool, without a ping per checkout (a round trip per batch): a dropped
         # connection fails the batch, which is then retried once on a fresh connection.
         kw: dict[str, Any] = {} if self.db.url.startswith("sqlite") else {"pool_pre_ping": False}
-        self._engine = make_engine(self.db.url, pool_size=2, max_overflow=0, **kw)
+        self._engine = make_engine(self.db.url, pool_size=self.concurrent_max + 1, max_overflow=0, **kw)
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="ingest-writer")
         self._publisher = asyncio.create_task(self._publish_loop(), name="ingest-publisher")
@@ -816,9 +832,15 @@ class IngestWriter:
         return await future
 
     async def _run(self) -> None:
+        in_flight: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            self._wakeup.set()
+
         while True:
-            if not self._pending:
-                if self._stopping:
+            if not self._pending or not self._may_start(len(in_flight)):
+                if self._stopping and not self._pending and not in_flight:
                     return
                 await self._wakeup.wait()
                 self._wakeup.clear()
@@ -828,13 +850,28 @@ class IngestWriter:
             batch = [p for p in batch if not p.future.done()]  # callers that gave up
             if not batch:
                 continue
-            try:
-                await self._write(batch)
-            except Exception as exc:  # never let the writer die; fail the batch instead
-                log.exception("ingest writer failed")
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+            task = asyncio.create_task(self._write_guarded(batch), name="ingest-batch")
+            in_flight.add(task)
+            task.add_done_callback(finished)
+            self.most_in_flight = max(self.most_in_flight, len(in_flight))
+
+    def _may_start(self, in_flight: int) -> bool:
+        """A batch starts at once when none is being written. Another overlaps it only while at
+        least ``OVERLAP_MIN_WAITING`` messages wait (full load: the commit's round trips, not the
+        CPU, bound the rate); under lighter load the next batch waits and grows, which costs less
+        per message than two small ones."""
+        if in_flight == 0:
+            return True
+        return in_flight < self.concurrent_max and len(self._pending) >= OVERLAP_MIN_WAITING
+
+    async def _write_guarded(self, batch: list[_Pending]) -> None:
+        try:
+            await self._write(batch)
+        except Exception as exc:  # never let the writer die; fail the batch instead
+            log.exception("ingest writer failed")
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
 
     async def _write(self, batch: list[_Pending]) -> None:
         assert self._engine is not None
