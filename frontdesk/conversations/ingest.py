@@ -45,7 +45,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from frontdesk import clock
 from frontdesk.bus import bus, emit
 from frontdesk.conversations import sanitize
-from frontdesk.db import Database, after_commit, among, insert_parents_and_rows, insert_rows, make_engine
+from frontdesk.db import (
+    Database,
+    after_commit,
+    among_param,
+    insert_parents_and_rows,
+    insert_rows,
+    make_engine,
+)
 from frontdesk.errors import Invalid, ServiceUnavailable
 from frontdesk.events import MessageReceived
 from frontdesk.ids import new_id
@@ -407,20 +414,50 @@ async def _resolve_customers(
     return found, created
 
 
+# The writer's lookups are built once per dialect (see db.among_param: a statement built per batch
+# left garbage behind for the collector, whose pauses were the hot path's tail latency).
+
+
+@functools.cache
+def _identities_statement(dialect: str) -> Any:
+    """Identities whose kind is one of ``kinds`` and value one of ``values`` (a superset of the
+    wanted pairs, narrowed by the caller): one statement for any number of pairs, and the
+    ``(kind, value)`` index serves it."""
+    i, c = _identities.c, _customers.c
+    return (
+        select(i.kind, i.value, i.customer_id, c.merged_into_id, i.verified)
+        .join_from(_identities, _customers, c.id == i.customer_id)
+        .where(among_param(dialect, i.kind, "kinds"), among_param(dialect, i.value, "values"))
+    )
+
+
+@functools.cache
+def _open_conversations_statement(dialect: str) -> Any:
+    cv = _conversations.c
+    return (
+        select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status)
+        .where(
+            among_param(dialect, cv.customer_id, "customers"),
+            cv.status != ConversationStatus.resolved.value,
+            among_param(dialect, cv.channel, "channels"),
+        )
+        .order_by(cv.id)
+    )
+
+
 async def _select_identities(
     conn: AsyncConnection, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[uuid.UUID, bool]]:
     """(customer id, verified) per (kind, value) found."""
     if not keys:
         return {}
-    i, c = _identities.c, _customers.c
+    wanted = set(keys)
     rows = await conn.execute(
-        select(i.kind, i.value, i.customer_id, c.merged_into_id, i.verified)
-        .join_from(_identities, _customers, c.id == i.customer_id)
-        .where(tuple_(i.kind, i.value).in_(keys))
+        _identities_statement(conn.dialect.name),
+        {"kinds": sorted({k for k, _ in wanted}), "values": sorted({v for _, v in wanted})},
     )
     # A merged customer's identities are normally moved to the survivor; follow the pointer anyway.
-    return {(r[0], r[1]): (r[3] or r[2], bool(r[4])) for r in rows}
+    return {(r[0], r[1]): (r[3] or r[2], bool(r[4])) for r in rows if (r[0], r[1]) in wanted}
 
 
 async def _proofs_win(
@@ -462,15 +499,9 @@ async def _open_conversations(
     the newest one where there are several (agent-started threads, reopened ones)."""
     open_conv: dict[ConvKey, tuple[uuid.UUID, str]] = {}
     if customer_ids:
-        cv = _conversations.c
         rows = await conn.execute(
-            select(cv.id, cv.customer_id, cv.channel, cv.inbox_id, cv.status)
-            .where(
-                among(conn.dialect.name, cv.customer_id, customer_ids),
-                cv.status != ConversationStatus.resolved.value,
-                among(conn.dialect.name, cv.channel, channels),
-            )
-            .order_by(cv.id)
+            _open_conversations_statement(conn.dialect.name),
+            {"customers": sorted(customer_ids), "channels": sorted(channels)},
         )
         for r in rows:
             open_conv[(r[1], r[2], r[3])] = (r[0], r[4])

@@ -315,12 +315,15 @@ def _wake_loops() -> None:
         wake()
 
 
+# Built once: the bus runs this for every batch of the ingest writer.
+_ACTIVE_SUBSCRIPTIONS = select(_subscriptions.c.id, _subscriptions.c.events).where(_subscriptions.c.active)
+
+
 async def enqueue_deliveries(conn: AsyncConnection, events: list[WebhookSource]) -> list[Callable[[], None]]:
     """Bus subscriber, in the transaction: a delivery per (event, matching active subscription)."""
     if not events:
         return []
-    active = select(_subscriptions.c.id, _subscriptions.c.events).where(_subscriptions.c.active)
-    subs = (await conn.execute(active)).all()
+    subs = (await conn.execute(_ACTIVE_SUBSCRIPTIONS)).all()
     if not subs:
         return []
     wanted = {t for _id, types in subs for t in (types or [])}

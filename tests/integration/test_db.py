@@ -136,3 +136,32 @@ async def test_insert_rows_refuses_a_value_longer_than_its_column_on_postgresql(
                 await insert_rows(conn, Identity.__table__, [row])  # type: ignore[arg-type]
     finally:
         await db.dispose()
+
+
+async def test_among_selects_the_listed_rows_and_leaves_no_reference_cycle(db: Database) -> None:
+    """``among`` (``= any(array)`` on PostgreSQL, ``IN`` elsewhere) runs on every routing step: on
+    PostgreSQL it must not leave garbage only the collector frees (``any_()`` did: a parameter and
+    its comparator point at each other)."""
+    import gc
+    import uuid
+
+    from frontdesk.db import among
+
+    async with db.transaction() as s:
+        skills = [Skill(name=f"among-{n}") for n in range(4)]
+        s.add_all(skills)
+        await s.flush()
+        wanted = [skills[0].id, skills[2].id, uuid.uuid4()]
+    async with db.sessionmaker() as s:
+        found = set((await s.scalars(select(Skill.name).where(among(db.dialect, Skill.id, wanted)))).all())
+    assert found == {"among-0", "among-2"}
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            among("postgresql", Skill.id, wanted)
+        cyclic = gc.collect()
+    finally:
+        gc.enable()
+    assert cyclic == 0
