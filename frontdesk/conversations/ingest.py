@@ -8,7 +8,8 @@ the first commits: ``settings.ingest_concurrent_batches``) with a handful of SQL
 statements, whatever the batch size:
 
 1. find messages already stored under the batch's idempotency keys (``channel, external_id``);
-2. look up the identities (``(kind, value) IN …``); create the missing customers and identities
+2. look up the identities (``kind = any(…) AND value = any(…)``, narrowed to the wanted pairs);
+   create the missing customers and identities
    (``ON CONFLICT DO NOTHING`` on ``(kind, value)``, then re-select: another process may have
    won the race, and its customer is used);
 3. find the open (not resolved) conversations of those customers on that channel and inbox; open
@@ -615,7 +616,7 @@ async def _store(
     if new_convs:
         # The unique index on auto-opened, not resolved conversations turns a race with another
         # process (both found none, both open one) into a conflict: the loser joins the winner's.
-        # In one order (customer, channel), like the identities above and the bumps below.
+        # In one order (customer, channel, inbox), like the identities above and the bumps below.
         rows = sorted(new_convs.values(), key=lambda c: (c["customer_id"], c["channel"], str(c["inbox_id"])))
         opened = set(await insert_rows(conn, _conversations, rows, conflict=True, returning="id"))
         if len(opened) < len(new_convs):
@@ -799,8 +800,7 @@ class IngestWriter:
 
     ``submit`` may be called from any task of the event loop; one writer task drains the queue
     into batches, at most ``concurrent_max`` written at once. The writer uses its own small
-    connection pool, so requests that hold a pooled connection
-    while they wait can never starve it.
+    connection pool, so requests that hold a pooled connection while they wait can never starve it.
     """
 
     def __init__(self, db: Database, settings: Settings) -> None:
