@@ -89,6 +89,37 @@ def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
         yield url
 
 
+def analyse(database_url: str) -> dict[str, Any]:
+    """Give the query planner statistics, as a database in service has them: ``ANALYZE``.
+
+    A fresh database has none, and the planner then picks plans for empty tables (an identity
+    lookup by kind alone, filtering every email identity by value). PostgreSQL's autovacuum
+    analyses a growing table within a minute, so in service that lasts a minute at most; on a
+    server that runs with autovacuum off (this development machine's) it lasts for ever. A
+    benchmark calls this after its warm-up, then measures. Returns what was done and whether
+    PostgreSQL's autovacuum is on, for the benchmark's JSON line."""
+
+    async def _postgres() -> bool:
+        import asyncpg
+
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute("ANALYZE")
+            return bool((await conn.fetchval("SHOW autovacuum")) == "on")
+        finally:
+            await conn.close()
+
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(database_url.split("///", 1)[1])) as conn:
+            conn.execute("ANALYZE")
+            conn.commit()
+        return {"analysed_after_warm_up": True}
+    autovacuum = asyncio.run(_postgres())
+    return {"analysed_after_warm_up": True, "postgres_autovacuum": autovacuum}
+
+
 def make_token(database_url: str, role: str = "agent") -> str:
     """Create a user with ``role`` and an API token for it directly in the database."""
 
@@ -199,6 +230,33 @@ def server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class ProcessesCpu:
+    """CPU time (user + system) that every process called ``name`` (e.g. ``postgres``: the
+    database's own share of a request's cost, on the same machine) uses from now until
+    :meth:`seconds` is asked. Counted per process, so a backend that starts meanwhile counts from
+    zero; one that ends meanwhile is left out (its last figures are gone with it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.start = self._now()
+
+    def _now(self) -> dict[str, int]:
+        ticks: dict[str, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                head, tail = stat.read_text().rsplit(")", 1)
+            except OSError:  # the process ended meanwhile
+                continue
+            if head.split("(", 1)[1] == self.name:
+                fields = tail.split()
+                ticks[stat.parent.name] = int(fields[11]) + int(fields[12])
+        return ticks
+
+    def seconds(self) -> float:
+        now = self._now()
+        return sum(t - self.start.get(pid, 0) for pid, t in now.items()) / os.sysconf("SC_CLK_TCK")
 
 
 def _healthy(host: str, port: int) -> bool:

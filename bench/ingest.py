@@ -20,6 +20,10 @@ the same for every version → p99 and the server's CPU per item there, the figu
 versions by (half load follows each version's own throughput). ``POST /api/v1/echo`` (a bare endpoint
 parsing a small JSON body) loaded the same way is the ceiling; each way's ratio is to it.
 
+After the warm-up the database is analysed (``ANALYZE``), as PostgreSQL's autovacuum does within a
+minute for a table that grows: without statistics the planner plans for empty tables. On PostgreSQL
+the CPU its own processes spent per item is reported too (``*_postgres_cpu_ms_per_*``).
+
 Progress goes to stderr; ONE JSON line goes to stdout, per backend, keys naming the way and the
 unit (``apichannel_messages_per_s``, ``events_p99_half_load_ms``, ``widget_ratio_to_ceiling`` …).
 Goals for one process on PostgreSQL: ≥ 1,000 messages/s, ≥ 0.35 of the ceiling, p99 < 50 ms at
@@ -48,7 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     WRK_DONE_LUA,
     LoadResult,
+    ProcessesCpu,
     Request,
+    analyse,
     closed_loop,
     emit,
     fresh_database,
@@ -466,6 +472,8 @@ def bench_backend(
             load(srv, tmp, "ingest", setup, warm, connections, use_wrk)
             if not quick:
                 load(srv, tmp, "echo", setup, warm / 2, connections, use_wrk)
+            out.update(analyse(url))
+            log(f"{backend}: ANALYZE (statistics for the query planner, as autovacuum would give them)")
             for way in ways:
                 runs[way] = _bench_way(
                     backend, srv, tmp, way, setup, warm, measure, connections, use_wrk, out, fixed_rate
@@ -556,24 +564,28 @@ def _bench_way(
     if way == "widget":
         log(f"{backend}: widget: {len(setup.visitor_tokens)} sockets sending back to back ({measure:.0f}s)")
         asyncio.run(widget_closed_loop(srv.base_url, setup.visitor_tokens, warm))
-        cpu = srv.cpu_seconds()
+        cpu, db = srv.cpu_seconds(), ProcessesCpu("postgres")
         full = asyncio.run(widget_closed_loop(srv.base_url, setup.visitor_tokens, measure))
-        cpu_s = srv.cpu_seconds() - cpu
+        cpu_s, db_cpu = srv.cpu_seconds() - cpu, db.seconds()
     else:
         if way != "ingest":
             load(srv, tmp, way, setup, warm, connections, use_wrk)
         log(f"{backend}: {way}: full load ({connections} connections, {measure:.0f}s)")
         before = batch_stats(srv.base_url)
-        cpu = srv.cpu_seconds()
+        cpu, db = srv.cpu_seconds(), ProcessesCpu("postgres")
         full = load(srv, tmp, way, setup, measure, connections, use_wrk)
-        cpu_s = srv.cpu_seconds() - cpu
+        cpu_s, db_cpu = srv.cpu_seconds() - cpu, db.seconds()
         after = batch_stats(srv.base_url)
         if way == "ingest":
             batches = after[1] - before[1]
             out["mean_messages_per_commit"] = round((after[0] - before[0]) / batches, 1) if batches else 0.0
+    db_note = ""
+    if backend == "postgresql":  # its own processes; SQLite's work is inside the server's CPU
+        out[f"{way}_postgres_cpu_ms_per_{unit[:-1]}"] = _per(db_cpu, full)
+        db_note = f" (+ {_per(db_cpu, full)} ms in PostgreSQL)"
     log(
         f"{backend}:   {full.requests_per_s:.0f} {unit}/s, p50 {full.p50_ms} ms, p99 {full.p99_ms} ms, "
-        f"{_per(cpu_s, full)} ms CPU each, errors {full.errors} {full.error_sample}"
+        f"{_per(cpu_s, full)} ms CPU each{db_note}, errors {full.errors} {full.error_sample}"
     )
     rate = max(10.0, full.requests_per_s / 2)
     log(f"{backend}: {way}: paced at {rate:.0f}/s (half the measured throughput)")
