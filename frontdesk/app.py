@@ -72,6 +72,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     await prepare_database(settings)
     db = Database(settings.effective_database_url)
+    for warning in await db.maintenance_warnings():
+        log.warning(warning)
     hub = make_hub(settings.redis_url, prefix=settings.redis_prefix)
     await hub.start()
     db.attach_hub(hub)

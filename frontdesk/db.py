@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, String, Table, bindparam, event, func, literal
+from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, String, Table, bindparam, event, func, literal, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DisconnectionError, IntegrityError
@@ -527,6 +527,23 @@ class Database:
                 discard_pending(session)
                 raise
             await run_after_commit(session)
+
+    async def maintenance_warnings(self) -> list[str]:
+        """What in the database server's configuration will slow Frontdesk down, in words for the
+        operator (logged at start-up). On PostgreSQL: autovacuum off. Without it no table is ever
+        analysed, so the planner keeps the plans it made for empty tables (the ingest path's
+        identity lookup then reads every email identity per batch), and dead rows pile up."""
+        if self.dialect != "postgresql":
+            return []
+        async with self.engine.connect() as conn:
+            autovacuum = (await conn.execute(text("SHOW autovacuum"))).scalar()
+        if autovacuum == "on":
+            return []
+        return [
+            "PostgreSQL runs with autovacuum off: tables are never analysed or vacuumed, and queries "
+            "slow down as they grow (the ingest path several-fold). Set autovacuum = on in "
+            "postgresql.conf, or run VACUUM ANALYZE on a schedule (docs/deployment.md)."
+        ]
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -7,7 +7,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import StatementError
 
 from frontdesk.db import Database
@@ -165,3 +165,20 @@ async def test_among_selects_the_listed_rows_and_leaves_no_reference_cycle(db: D
     finally:
         gc.enable()
     assert cyclic == 0
+
+
+async def test_the_operator_is_warned_when_postgresql_never_analyses_its_tables(db: Database) -> None:
+    """Autovacuum off (this development machine's PostgreSQL runs so) leaves the planner with the
+    plans it made for empty tables: the warning logged at start-up says so, and only then."""
+    warnings = await db.maintenance_warnings()
+    if db.dialect != "postgresql":
+        assert warnings == []
+        return
+    async with db.engine.connect() as conn:
+        autovacuum = (await conn.execute(text("SELECT current_setting('autovacuum')"))).scalar()
+    if autovacuum == "on":
+        assert warnings == []
+    else:
+        assert len(warnings) == 1
+        assert "autovacuum off" in warnings[0]
+        assert "VACUUM ANALYZE" in warnings[0]
