@@ -1,16 +1,18 @@
 """When a credential stops working, what rides on it stops at once — in every process.
 
-A credential change is a sign-out, a password change, a disabled (or re-roled) user or a revoked
-API token. The service that makes it calls :func:`record` inside its unit of work, which writes a
-``credential_changes`` row in the same transaction and, after the commit, publishes
-``auth.credentials_changed`` on the hub topic ``system.auth`` (naming the user, session and token).
+A credential change is a sign-out, a password change, a disabled (or re-roled) user, a revoked
+API token, or an API inbox whose inbound secret or state changed. The service that makes it calls
+:func:`record` inside its unit of work, which writes a ``credential_changes`` row in the same
+transaction and, after the commit, publishes ``auth.credentials_changed`` on the hub topic
+``system.auth`` (naming the user, session and token, where it names them).
 
 Every server process runs one :class:`Watcher`. It hears the hub event at once (every process in
 scaled mode, through Redis) and, as a backstop that needs nothing but the database, reads new rows
 every ``auth_watch_seconds`` — that is how a change made by ``frontdesk user disable`` in another
 process, without Redis, reaches a running server. For each change it
 
-1. empties the process's API-token cache (``auth/cache.py``), and
+1. empties the process's API-token cache (``auth/cache.py``) and moves :func:`generation` on,
+   which retires the API inboxes' cached signing secrets (``channels/apichannel/inbound.py``), and
 2. re-checks, against the database, the credential of every local WebSocket of the named user,
    session or token (:class:`LiveSockets`), and closes those whose credential is gone with
    **4401** and a reason. Other users' sockets, and the user's sockets whose credential is still
@@ -64,7 +66,16 @@ REASONS = {
     "role_changed": "the role was changed",
     "profile_changed": "the profile was changed",
     "token_revoked": "the API token was revoked",
+    "inbox_signing_changed": "an API inbox's inbound secret or state changed",
 }
+INBOX_SIGNING_CHANGED = "inbox_signing_changed"  # recorded by the inbox services (channels)
+
+
+def generation() -> int:
+    """Changes whenever this process learns of a credential change (its own at once, another
+    process's when the :class:`Watcher` hears of it). A cache of credential-derived data (the API
+    inboxes' signing secrets) keeps an entry only while the generation it was read at is current."""
+    return cache.generation()
 
 
 @dataclass(frozen=True)

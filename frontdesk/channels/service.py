@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk import netguard
 from frontdesk.audit.service import Actor, record
+from frontdesk.auth import revocation
 from frontdesk.channels.webchat import config as webchat_config
 from frontdesk.db import flush_or_conflict, get_or_404
 from frontdesk.errors import Conflict, Invalid, NotFound
@@ -179,7 +180,16 @@ async def update_inbox(
     await flush_or_conflict(session, f"An inbox named {inbox.name!r} already exists.")
     if audit:
         await record(session, actor, "inbox.updated", "inbox", inbox.id, audit)
+    if "config" in audit or "is_active" in audit:
+        await _signing_changed(session, inbox)
     return inbox
+
+
+async def _signing_changed(session: AsyncSession, inbox: Inbox) -> None:
+    """An API inbox's secret or state decides who may post to it: its change is a credential
+    change, so every process stops honouring the old one at once (``apichannel.inbound``)."""
+    if inbox.channel == Channel.api.value:
+        await revocation.record(session, revocation.INBOX_SIGNING_CHANGED)
 
 
 async def deactivate_inbox(session: AsyncSession, inbox: Inbox, actor: Actor | None) -> Inbox:
@@ -188,4 +198,5 @@ async def deactivate_inbox(session: AsyncSession, inbox: Inbox, actor: Actor | N
         inbox.is_active = False
         await session.flush()
         await record(session, actor, "inbox.deactivated", "inbox", inbox.id, {"name": inbox.name})
+        await _signing_changed(session, inbox)
     return inbox

@@ -159,13 +159,54 @@ async def test_refusals_name_the_problem(app, client):
 async def test_rotating_the_inbound_secret_retires_the_old_one(app, client):
     admin = await auth_headers(app, "admin")
     inbox_id, old, _ = await make_api_inbox(client, admin)
+    # Accepted with the old secret first: the inbox is now read and kept (the API channel's cache).
+    assert (await post_signed(client, inbox_id, old, MESSAGE, key="before")).status_code == 201
     r = await client.post(f"/api/v1/inboxes/{inbox_id}/secrets", json={"secrets": ["inbound_secret"]}, headers=admin)
     new = r.json()["inbound_secret"]
     assert r.json()["webhook_secret"] is None
-    assert (await post_signed(client, inbox_id, old, MESSAGE)).status_code == 401
+    assert (await post_signed(client, inbox_id, old, MESSAGE)).status_code == 401  # at once
     assert (await post_signed(client, inbox_id, new, MESSAGE)).status_code == 201
     agent = await auth_headers(app, "agent")
     assert (await client.post(f"/api/v1/inboxes/{inbox_id}/secrets", json={}, headers=agent)).status_code == 403
+
+
+async def test_an_inbox_switched_off_takes_no_more_messages_at_once(app, client):
+    admin = await auth_headers(app, "admin")
+    inbox_id, secret, _ = await make_api_inbox(client, admin)
+    assert (await post_signed(client, inbox_id, secret, MESSAGE, key="before")).status_code == 201
+    r = await client.patch(f"/api/v1/inboxes/{inbox_id}", json={"is_active": False}, headers=admin)
+    assert r.status_code == 200, r.text
+    assert (await post_signed(client, inbox_id, secret, MESSAGE, key="after")).status_code == 404
+    r = await client.patch(f"/api/v1/inboxes/{inbox_id}", json={"is_active": True}, headers=admin)
+    assert (await post_signed(client, inbox_id, secret, MESSAGE, key="again")).status_code == 201
+
+
+async def test_a_secret_rotated_by_another_process_is_refused_once_the_watcher_hears(app, client):
+    """Another process rotates the secret (its row and its credential change written directly, no
+    hub event reaches this one): the secret this process read and kept stops working within the
+    credential watch interval (0.5 s)."""
+    from frontdesk.auth import revocation
+    from frontdesk.models import CredentialChange, Inbox
+
+    admin = await auth_headers(app, "admin")
+    inbox_id, old, _ = await make_api_inbox(client, admin)
+    assert (await post_signed(client, inbox_id, old, MESSAGE, key="k-0")).status_code == 201
+    async with app.state.db.transaction() as s:
+        inbox = await s.get(Inbox, uuid.UUID(inbox_id))
+        inbox.config = {**inbox.config, "inbound_secret": "rotated-elsewhere-0123456789"}
+        s.add(CredentialChange(changed_at=clock.now(), reason=revocation.INBOX_SIGNING_CHANGED))
+    deadline = asyncio.get_running_loop().time() + 5
+    n = 0
+    while True:
+        n += 1
+        r = await post_signed(client, inbox_id, old, MESSAGE, key=f"k-{n}")
+        if r.status_code == 401:
+            break
+        assert r.status_code == 201, r.text
+        assert asyncio.get_running_loop().time() < deadline, "the old secret is still honoured"
+        await asyncio.sleep(0.05)
+    r = await post_signed(client, inbox_id, "rotated-elsewhere-0123456789", MESSAGE, key="k-new")
+    assert r.status_code == 201
 
 
 async def wait_for(predicate: Any, timeout: float = 10.0) -> None:

@@ -9,6 +9,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.audit.service import Actor, record
+from frontdesk.auth import revocation
 from frontdesk.db import get_or_404
 from frontdesk.errors import Invalid
 from frontdesk.models import Inbox
@@ -34,5 +35,6 @@ async def rotate_secrets(
     fresh_values = {key: new_secret() for key in dict.fromkeys(which) if key in SECRET_KEYS}
     inbox.config = {**(inbox.config or {}), **fresh_values}
     await session.flush()
+    await revocation.record(session, revocation.INBOX_SIGNING_CHANGED)  # every process drops the old secret at once
     await record(session, actor, "inbox.secrets_rotated", "inbox", inbox.id, {"secrets": sorted(fresh_values)})
     return fresh_values
