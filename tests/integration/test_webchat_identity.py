@@ -31,7 +31,7 @@ from frontdesk.channels.webchat import visitor as visitors
 from frontdesk.conversations.ingest import InboundMessage, receive
 from frontdesk.customers import personal
 from frontdesk.errors import Invalid
-from frontdesk.models import AuditEntry, EmailConfirmation, Identity, Inbox, Message, WebchatVisitor
+from frontdesk.models import AuditEntry, CustomerEvent, EmailConfirmation, Identity, Inbox, Message, WebchatVisitor
 from frontdesk.models.merge import MergeSuggestion
 from frontdesk.settings import Settings
 from tests.builders import auth_headers
@@ -451,7 +451,14 @@ async def test_a_vouched_sender_takes_an_address_a_visitor_only_claimed(app, cli
     admin = await auth_headers(app, "admin")
     inbox_id, secret, _ = await make_api_inbox(client, admin)
     claimants = {}
-    for address in ("token@example.com", "signed@example.com", "unit@example.com", "event@example.com"):
+    addresses = (
+        "token@example.com",
+        "signed@example.com",
+        "unit@example.com",
+        "event@example.com",
+        "batch@example.com",
+    )
+    for address in addresses:
         r = await client.post("/api/v1/widget/sessions", json={"inbox": inbox.public_token, "email": address})
         assert r.status_code == 200, r.text
         async with app.state.db.transaction() as s:
@@ -497,12 +504,24 @@ async def test_a_vouched_sender_takes_an_address_a_visitor_only_claimed(app, cli
     )
     assert r.status_code == 201, r.text
     by_event = r.json()["customer_id"]
+    r = await client.post(  # the same through the batch endpoint
+        "/api/v1/events/batch",
+        json={"events": [{"type": "order.shipped", "identity": {"kind": "email", "value": "batch@example.com"}}]},
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1, r.text
+    async with app.state.db.transaction() as s:
+        stored = await s.get(CustomerEvent, uuid.UUID(r.json()["results"][0]["event_id"]))
+        assert stored is not None
+        by_batch = str(stored.customer_id)
 
     owners = (
         ("token@example.com", by_token),
         ("signed@example.com", by_signature),
         ("unit@example.com", in_unit),
         ("event@example.com", by_event),
+        ("batch@example.com", by_batch),
     )
     for address, owner in owners:
         assert owner != str(claimants[address])
