@@ -67,6 +67,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from frontdesk.channels import listeners
     from frontdesk.channels.context import ListenerContext
     from frontdesk.conversations.ingest import IngestWriter
+    from frontdesk.proactive.intake import EventWriter
     from frontdesk.routing.leader import RoutingLeader
 
     settings: Settings = app.state.settings
@@ -81,6 +82,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.hub = hub
     app.state.ingest = IngestWriter(db, settings)
     await app.state.ingest.start()
+    app.state.events = EventWriter(db, settings)
+    await app.state.events.start()
     app.state.context = ListenerContext(db=db, hub=hub, settings=settings, ingest=app.state.ingest, state=app.state)
     loops = await wiring.start_loops(db, settings) if settings.run_loops else None
     app.state.loops = loops
@@ -103,6 +106,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await routing.stop()
         if loops is not None:
             await loops.stop()
+        await app.state.events.stop()
         await app.state.ingest.stop()
         await close_login_limiter(app)
         if (store := getattr(app.state, "attachment_store", None)) is not None:

@@ -23,6 +23,11 @@ INGEST_BATCH = Histogram(
     "Inbound messages written per group commit",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+EVENTS_BATCH = Histogram(
+    "frontdesk_events_batch_size",
+    "Customer events written per group commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 TIMERS_RUN = Counter("frontdesk_timers_run_total", "Timers run", ["kind", "result"])
 REJECTED_DROPPED = Counter(
     "frontdesk_rejected_inputs_dropped_total", "Refused inputs not kept (or cut) by the limits", ["source", "why"]

@@ -29,7 +29,6 @@ flushes, the boundary commits and releases the push). See ``docs/architecture/in
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import uuid
@@ -40,8 +39,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table, bindparam, case, delete, false, func, null, select, tuple_, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from frontdesk import clock
 from frontdesk.bus import bus, emit
@@ -52,10 +51,10 @@ from frontdesk.db import (
     among_param,
     insert_parents_and_rows,
     insert_rows,
-    make_engine,
 )
-from frontdesk.errors import Invalid, ServiceUnavailable
+from frontdesk.errors import Invalid
 from frontdesk.events import MessageReceived
+from frontdesk.groupcommit import Batch, GroupCommit
 from frontdesk.ids import new_id
 from frontdesk.metrics import INBOUND_MESSAGES, INGEST_BATCH
 from frontdesk.models import Attachment, Conversation, Customer, Identity, Inbox, Message
@@ -746,13 +745,6 @@ async def _explain_failure(conn: AsyncConnection, item: InboundMessage, exc: Exc
     return exc
 
 
-def _brief(exc: BaseException) -> str:
-    """The first line of an error, without the SQL parameters (personal data, and long)."""
-    inner = getattr(exc, "orig", None) or exc
-    first = (str(inner).strip().splitlines() or [""])[0]
-    return f"{type(inner).__name__}: {first[:300]}"
-
-
 # -- inside an existing unit of work ----------------------------------------------------------
 
 
@@ -786,197 +778,48 @@ async def receive(session: AsyncSession, msg: InboundMessage) -> IngestResult:
 # -- the group-commit writer ----------------------------------------------------------------
 
 
-OVERLAP_MIN_WAITING = 16  # messages waiting before a second batch overlaps the one being written
-
-
-@dataclass(slots=True)
-class _Pending:
-    item: InboundMessage
-    future: asyncio.Future[IngestResult]
-
-
-class IngestWriter:
+class IngestWriter(GroupCommit[InboundMessage, IngestResult]):
     """Group commit for inbound messages: ``app.state.ingest`` in the server.
 
-    ``submit`` may be called from any task of the event loop; one writer task drains the queue
-    into batches, at most ``concurrent_max`` written at once. The writer uses its own small
-    connection pool, so requests that hold a pooled connection while they wait can never starve it.
+    ``submit`` may be called from any task of the event loop (``frontdesk.groupcommit`` drains the
+    queue into batches); each batch is :func:`write_batch` plus the bus's in-transaction
+    subscribers on its ``MessageReceived`` events, in one transaction; the push follows the commit.
     """
 
+    name = "ingest"
+
     def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
+        super().__init__(db, batch_max=settings.ingest_batch_max, concurrent_max=settings.ingest_concurrent_batches)
         self.settings = settings
-        self.batch_max = settings.ingest_batch_max
-        # SQLite has one writer at a time (the database's write gate): overlapping commits only queue.
-        self.concurrent_max = 1 if db.url.startswith("sqlite") else settings.ingest_concurrent_batches
-        self._engine: AsyncEngine | None = None
-        self._pending: list[_Pending] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._publisher: asyncio.Task[None] | None = None
-        self._events: asyncio.Queue[list[MessageReceived] | None] = asyncio.Queue()
-        self._stopping = False
-        # Figures for tests and benchmarks.
-        self.batches = 0
-        self.largest_batch = 0
-        self.fallbacks = 0  # batches that failed and were retried item by item
-        self.most_in_flight = 0  # batches written at once, at most
 
-    async def start(self) -> None:
-        if self._task is not None:
-            return
-        # Its own small pool, without a ping per checkout (a round trip per batch): a dropped
-        # connection fails the batch, which is then retried once on a fresh connection.
-        kw: dict[str, Any] = {} if self.db.url.startswith("sqlite") else {"pool_pre_ping": False}
-        self._engine = make_engine(self.db.url, pool_size=self.concurrent_max + 1, max_overflow=0, **kw)
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="ingest-writer")
-        self._publisher = asyncio.create_task(self._publish_loop(), name="ingest-publisher")
+    def prepare(self, item: InboundMessage) -> InboundMessage:
+        return item.prepared()
 
-    async def stop(self) -> None:
-        """Write what is queued, publish what was written, then stop."""
-        if self._task is None:
-            return
-        self._stopping = True
-        self._wakeup.set()
-        await self._task
-        self._task = None
-        self._events.put_nowait(None)
-        if self._publisher is not None:
-            await self._publisher
-            self._publisher = None
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
+    def observe(self, batch_size: int) -> None:
+        INGEST_BATCH.observe(batch_size)
 
-    async def submit(self, msg: InboundMessage) -> IngestResult:
-        """Store ``msg`` (idempotent by ``channel, external_id``) and return once it is committed.
+    def describe(self, item: InboundMessage) -> str:
+        return f"message {item.channel}/{item.external_id}"
 
-        Raises :class:`Invalid` for bad input (naming the field) before anything is queued.
-        """
-        item = msg.prepared()
-        if self._task is None or self._stopping:
-            raise ServiceUnavailable("The server is shutting down; retry in a moment.")
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(item, future))
-        self._wakeup.set()
-        return await future
+    async def write(self, conn: AsyncConnection, items: list[InboundMessage]) -> Batch[IngestResult]:
+        written = await write_batch(conn, items)
+        # Same transaction: rows the bus's subscribers derive (routing inbox, webhook deliveries).
+        wakeups = await bus.run_in_transaction(conn, written.events)
+        counts = written.created_by_channel
 
-    async def _run(self) -> None:
-        in_flight: set[asyncio.Task[None]] = set()
+        def count() -> None:
+            for channel, n in counts.items():
+                INBOUND_MESSAGES.labels(channel).inc(n)
 
-        def finished(task: asyncio.Task[None]) -> None:
-            in_flight.discard(task)
-            self._wakeup.set()
+        events, hub = written.events, self.db.hub
 
-        while True:
-            if not self._pending or not self._may_start(len(in_flight)):
-                if self._stopping and not self._pending and not in_flight:
-                    return
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                continue
-            batch = self._pending[: self.batch_max]
-            del self._pending[: self.batch_max]
-            batch = [p for p in batch if not p.future.done()]  # callers that gave up
-            if not batch:
-                continue
-            task = asyncio.create_task(self._write_guarded(batch), name="ingest-batch")
-            in_flight.add(task)
-            task.add_done_callback(finished)
-            self.most_in_flight = max(self.most_in_flight, len(in_flight))
+        async def publish() -> None:
+            await bus.run_after_commit(events, hub)
 
-    def _may_start(self, in_flight: int) -> bool:
-        """A batch starts at once when none is being written. Another overlaps it only while at
-        least ``OVERLAP_MIN_WAITING`` messages wait (full load: the commit's round trips, not the
-        CPU, bound the rate); under lighter load the next batch waits and grows, which costs less
-        per message than two small ones."""
-        if in_flight == 0:
-            return True
-        return in_flight < self.concurrent_max and len(self._pending) >= OVERLAP_MIN_WAITING
+        return Batch(list(written.results), after=[*wakeups, count], publish=publish if events else None)
 
-    async def _write_guarded(self, batch: list[_Pending]) -> None:
-        try:
-            await self._write(batch)
-        except Exception as exc:  # never let the writer die; fail the batch instead
-            log.exception("ingest writer failed")
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(exc)
-
-    async def _write(self, batch: list[_Pending]) -> None:
-        assert self._engine is not None
-        self.batches += 1
-        self.largest_batch = max(self.largest_batch, len(batch))
-        INGEST_BATCH.observe(len(batch))
-        try:
-            written = await self._attempt([p.item for p in batch])
-        except Exception as exc:
-            if len(batch) == 1:
-                await self._fail(batch[0], exc)
-                return
-            self.fallbacks += 1
-            log.warning("ingest batch of %d failed (%s); retrying its items one by one", len(batch), _brief(exc))
-            for p in batch:
-                await self._write_one(p)
-            return
-        self._done(batch, written)
-
-    async def _write_one(self, p: _Pending) -> None:
-        assert self._engine is not None
-        try:
-            written = await self._attempt([p.item])
-        except Exception as exc:
-            await self._fail(p, exc)
-            return
-        self._done([p], written)
-
-    async def _attempt(self, items: list[InboundMessage]) -> _Written:
-        """One transaction; again once if the connection had dropped (the pool does not ping)."""
-        assert self._engine is not None
-        for attempt in (1, 2):
-            try:
-                async with self._engine.begin() as conn:
-                    written = await write_batch(conn, items)
-                    # Same transaction: rows the bus's subscribers derive (routing inbox, webhook deliveries).
-                    wakeups = await bus.run_in_transaction(conn, written.events)
-                for wakeup in wakeups:
-                    wakeup()
-                return written
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-                log.warning("ingest: database connection lost; retrying the batch on a new one")
-        raise AssertionError("unreachable")
-
-    async def _fail(self, p: _Pending, exc: Exception) -> None:
-        assert self._engine is not None
-        try:
-            async with self._engine.connect() as conn:
-                exc = await _explain_failure(conn, p.item, exc)
-        except Exception:  # explaining must not hide the original error
-            log.exception("ingest: could not explain a failure")
-        if not isinstance(exc, Invalid):
-            log.error("ingest: message %s/%s failed: %s", p.item.channel, p.item.external_id, _brief(exc))
-        if not p.future.done():
-            p.future.set_exception(exc)
-
-    def _done(self, batch: list[_Pending], written: _Written) -> None:
-        for p, result in zip(batch, written.results, strict=True):
-            if not p.future.done():
-                p.future.set_result(result)
-        for channel, n in written.created_by_channel.items():
-            INBOUND_MESSAGES.labels(channel).inc(n)
-        if written.events:
-            self._events.put_nowait(written.events)
-
-    async def _publish_loop(self) -> None:
-        """Push committed messages in commit order, off the writer's path."""
-        while True:
-            events = await self._events.get()
-            if events is None:
-                return
-            await bus.run_after_commit(events, self.db.hub)
+    async def explain(self, conn: AsyncConnection, item: InboundMessage, exc: Exception) -> Exception:
+        return await _explain_failure(conn, item, exc)
 
 
 __all__ = ["InboundMessage", "IngestResult", "IngestWriter", "receive", "sanitise_html", "write_batch"]

@@ -138,7 +138,8 @@ async def post_event(request: Request, response: Response, session: SessionDep, 
             422, "Validation failed", detail, slug="validation", instance=request.url.path, extra={"errors": errors}
         )
     try:
-        event, created = await service.ingest(session, event_in)
+        # Written together with the events of concurrent requests (proactive/intake.py).
+        event, created = await request.app.state.events.submit(event_in)
     except ProblemError as exc:
         await _keep(request, session, principal, raw, exc.detail)
         return problem_response(

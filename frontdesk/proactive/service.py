@@ -167,6 +167,17 @@ async def ingest_batch(session: AsyncSession, items: list[EventIn]) -> list[Batc
     named = await _survivors(session, [e.customer_id for e in items if e.customer_id is not None])
     pairs = await asyncio.to_thread(_normalised_identities, items)  # CPU work off the event loop
     owners = await _identity_owners(session, [p for p in pairs.values() if isinstance(p, tuple)])
+    # The customers of identities nobody holds as proven, made before the events and in one order:
+    # two batches written at once (the group commit) lock the new identities alike, and so wait
+    # for each other instead of deadlocking. Events come from authenticated integrations (API
+    # tokens): they vouch for the identity.
+    unowned = {
+        pair
+        for index, pair in pairs.items()
+        if isinstance(pair, tuple) and pair not in owners and items[index].idempotency_key not in stored
+    }
+    for kind, value in sorted(unowned):
+        owners[(kind, value)] = await customers.resolve_by_identity(session, kind, value, create=True, proven=True)
 
     now = clock.now()
     outcomes: list[BatchOutcome | None] = [None] * len(items)
@@ -189,9 +200,7 @@ async def ingest_batch(session: AsyncSession, items: list[EventIn]) -> list[Batc
             if not isinstance(pair, tuple):
                 outcomes[index] = pair
                 continue
-            # Events come from authenticated integrations (API tokens): they vouch for the identity.
-            customer = owners.get(pair) or await customers.resolve_by_identity(session, *pair, create=True, proven=True)
-            owners[pair] = customer
+            customer = owners[pair]
         event = CustomerEvent(
             id=new_id(),
             customer_id=customer.id,
@@ -207,7 +216,11 @@ async def ingest_batch(session: AsyncSession, items: list[EventIn]) -> list[Batc
             in_batch[key] = event
 
     inserted: set[uuid.UUID] = set()
-    rows = [{c.name: getattr(event, c.key) for c in _events.columns} for _, event in pending]
+    # In idempotency-key order, so batches written at once lock the keys alike (see above).
+    ordered = sorted(
+        (event for _, event in pending), key=lambda e: (e.idempotency_key is None, e.idempotency_key or "")
+    )
+    rows = [{c.name: getattr(event, c.key) for c in _events.columns} for event in ordered]
     stmt = _insert_new_keys(session.get_bind().dialect.name).returning(_events.c.id)
     for chunk in _chunks(rows):
         inserted.update((await session.execute(stmt, chunk)).scalars())

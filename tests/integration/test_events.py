@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from frontdesk import clock
+from frontdesk.errors import NotFound
 from frontdesk.models import Customer, CustomerEvent, RejectedInput
 from frontdesk.proactive import service
 from frontdesk.proactive.schemas import EventIn
@@ -255,6 +257,7 @@ async def test_ingest_service_is_idempotent(db):
 async def events_server(database_url: str, tmp_path):
     from frontdesk.db import Database
     from tests.builders import make_token, make_user
+    from tests.conftest import truncate_all
     from tests.e2e.browser import ServerProcess
 
     db = Database(database_url)
@@ -274,6 +277,11 @@ async def events_server(database_url: str, tmp_path):
         yield srv, {"Authorization": f"Bearer {token}"}
     finally:
         await srv.stop()
+        db = Database(database_url)
+        try:
+            await truncate_all(db)  # as the db fixture does: the next test on PostgreSQL starts empty
+        finally:
+            await db.dispose()
 
 
 async def test_parallel_event_batches_all_succeed_and_health_answers_meanwhile(events_server, database_url):
@@ -338,3 +346,83 @@ async def test_parallel_event_batches_all_succeed_and_health_answers_meanwhile(e
         await db.dispose()
     assert stored == 8000
     assert customers == 8 * 300
+
+
+# -- the group commit of single events (proactive/intake.py) ------------------------------------
+
+
+async def test_concurrent_events_are_written_together_each_answered_as_if_alone(db, settings):
+    """Concurrent single events share a transaction: one customer per new identity, one event per
+    idempotency key, an unknown customer refused to its caller alone."""
+    from frontdesk.models import Identity
+    from frontdesk.proactive.intake import EventWriter
+
+    writer = EventWriter(db, settings.model_copy(update={"ingest_batch_max": 50}))
+    await writer.start()
+    try:
+        items = [
+            EventIn(type="page.viewed", identity={"kind": "email", "value": f"Reader{n % 7}@Example.com"})
+            for n in range(35)
+        ]
+        items += [EventIn(type="order.shipped", identity={"kind": "email", "value": "ada@example.com"},
+                          idempotency_key="ship-1") for _ in range(5)]  # fmt: skip
+        items.append(EventIn(type="login", customer_id=uuid.uuid4()))
+        outcomes = await asyncio.gather(*(writer.submit(item) for item in items), return_exceptions=True)
+    finally:
+        await writer.stop()
+
+    assert writer.largest_batch > 1  # written together
+    assert isinstance(outcomes[-1], NotFound)
+    stored = [o for o in outcomes[:-1] if not isinstance(o, BaseException)]
+    assert len(stored) == 40
+    assert sum(created for _, created in stored) == 36  # 35 page views, one shipment; 4 duplicates
+    assert len({event.id for event, _ in stored[35:]}) == 1
+    async with db.sessionmaker() as s:
+        assert await s.scalar(select(func.count()).select_from(CustomerEvent)) == 36
+        assert await s.scalar(select(func.count()).select_from(Customer)) == 8
+        values = set((await s.scalars(select(Identity.value))).all())
+        verified = set((await s.scalars(select(Identity.verified))).all())
+    assert values == {f"reader{n}@example.com" for n in range(7)} | {"ada@example.com"}
+    assert verified == {True}  # an integration's token vouches for the identities it sends
+
+
+async def test_overlapping_event_batches_share_new_customers_without_deadlock(db, settings):
+    """Two batches written at once (PostgreSQL) that make the same new customers, in opposite
+    orders, must not deadlock (which would fail the batch and retry it item by item) nor make a
+    customer twice."""
+    from frontdesk.proactive.intake import EventWriter
+
+    writer = EventWriter(db, settings.model_copy(update={"ingest_batch_max": 20, "ingest_concurrent_batches": 2}))
+    await writer.start()
+    try:
+        who = [f"new{n}@example.com" for n in range(20)]
+        burst = []
+        for round_ in range(10):  # each batch of 20 has every identity, the next batch in reverse
+            for email in who if round_ % 2 == 0 else who[::-1]:
+                key = f"r{round_}-{email}"
+                burst.append(
+                    EventIn(type="cart.updated", identity={"kind": "email", "value": email}, idempotency_key=key)
+                )
+        outcomes = await asyncio.gather(*(writer.submit(item) for item in burst))
+    finally:
+        await writer.stop()
+
+    assert writer.most_in_flight == (1 if db.url.startswith("sqlite") else 2)
+    assert writer.fallbacks == 0
+    assert all(created for _, created in outcomes)
+    async with db.sessionmaker() as s:
+        assert await s.scalar(select(func.count()).select_from(CustomerEvent)) == len(burst)
+        assert await s.scalar(select(func.count()).select_from(Customer)) == 20
+
+
+async def test_a_single_event_is_answered_through_the_group_commit(client, agent, app):
+    writer = app.state.events
+    before = writer.batches
+    r = await client.post(
+        EVENTS, json={"type": "signup", "identity": {"kind": "email", "value": "x@example.com"}}, headers=agent
+    )
+    assert r.status_code == 201, r.text
+    assert writer.batches == before + 1
+    r = await client.post(EVENTS, json={"type": "login", "customer_id": str(uuid.uuid4())}, headers=agent)
+    assert r.status_code == 404
+    assert "No customer" in r.json()["detail"]

@@ -1,0 +1,52 @@
+"""Customer events through a group commit: ``app.state.events`` in the server.
+
+``POST /api/v1/events`` hands each event to :class:`EventWriter` instead of writing it in a unit
+of work of its own: concurrent events are written together by :func:`service.ingest_batch` (the
+rules of :func:`service.ingest`, in a few statements for the whole batch), in one transaction,
+and each caller is answered once it is committed. An item's own problem (an unknown customer, an
+invalid identity) is raised to that caller alone; the others commit. The pushes
+(``customer.event_created``) follow the commit, in commit order. See ``frontdesk/groupcommit.py``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from frontdesk.db import Database, run_before_commit
+from frontdesk.groupcommit import Batch, GroupCommit
+from frontdesk.metrics import EVENTS_BATCH
+from frontdesk.models import CustomerEvent
+from frontdesk.proactive.schemas import EventIn
+from frontdesk.proactive.service import ingest_batch
+from frontdesk.settings import Settings
+
+Stored = tuple[CustomerEvent, bool]  # the event, and whether this call created it
+
+
+class EventWriter(GroupCommit[EventIn, Stored]):
+    name = "events"
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(db, batch_max=settings.ingest_batch_max, concurrent_max=settings.ingest_concurrent_batches)
+
+    def observe(self, batch_size: int) -> None:
+        EVENTS_BATCH.observe(batch_size)
+
+    def describe(self, item: EventIn) -> str:
+        return f"event {item.type}"
+
+    async def write(self, conn: AsyncConnection, items: list[EventIn]) -> Batch[Stored]:
+        # A session on the writer's connection and transaction: ingest_batch is written for one.
+        session = AsyncSession(bind=conn, autoflush=False, expire_on_commit=False, info={"hub": self.db.hub})
+        try:
+            outcomes = await ingest_batch(session, items)
+            await run_before_commit(session)  # the in-transaction subscribers of its domain events
+            effects = session.info.pop("after_commit", [])
+        finally:
+            await session.close()
+
+        async def publish() -> None:
+            for effect in effects:
+                await effect()
+
+        return Batch(list(outcomes), publish=publish if effects else None)
