@@ -84,6 +84,7 @@ async def ingest(session: AsyncSession, event_in: EventIn) -> tuple[CustomerEven
 BatchOutcome = tuple[CustomerEvent, bool] | ProblemError
 _IN_CHUNK = 250  # values per IN (...) list and rows per INSERT
 _YIELD_EVERY = 25  # items between two turns of the event loop
+_INLINE_NORMALISE = 64  # items normalised on the event loop; more go to a thread
 _events: Table = CustomerEvent.__table__  # type: ignore[assignment]
 
 
@@ -165,7 +166,10 @@ async def ingest_batch(session: AsyncSession, items: list[EventIn]) -> list[Batc
     """
     stored = await _stored_by_key(session, {e.idempotency_key for e in items if e.idempotency_key})
     named = await _survivors(session, [e.customer_id for e in items if e.customer_id is not None])
-    pairs = await asyncio.to_thread(_normalised_identities, items)  # CPU work off the event loop
+    # CPU work: off the event loop for a large batch (the API's /events/batch); a group commit's
+    # batch is small, and a thread hop would cost more than the work.
+    small = len(items) <= _INLINE_NORMALISE
+    pairs = _normalised_identities(items) if small else await asyncio.to_thread(_normalised_identities, items)
     owners = await _identity_owners(session, [p for p in pairs.values() if isinstance(p, tuple)])
     # The customers of identities nobody holds as proven, made before the events and in one order:
     # two batches written at once (the group commit) lock the new identities alike, and so wait
