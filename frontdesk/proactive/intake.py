@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from frontdesk.db import Database, run_before_commit
+from frontdesk.db import Database, run_after_commit, run_before_commit
 from frontdesk.errors import ProblemError
 from frontdesk.groupcommit import Batch, GroupCommit
 from frontdesk.metrics import EVENTS_BATCH
@@ -45,15 +45,13 @@ class EventWriter(GroupCommit[EventIn, Stored]):
             else:
                 outcomes = await ingest_batch(session, items)
             await run_before_commit(session)  # the in-transaction subscribers of its domain events
-            effects = session.info.pop("after_commit", [])
         finally:
-            await session.close()
+            await session.close()  # its info (the after-commit effects) stays with the object
 
         async def publish() -> None:
-            for effect in effects:
-                await effect()
+            await run_after_commit(session)  # each effect on its own: one failing is logged
 
-        return Batch(list(outcomes), publish=publish if effects else None)
+        return Batch(list(outcomes), publish=publish if session.info.get("after_commit") else None)
 
 
 async def _ingest_one(session: AsyncSession, item: EventIn) -> BatchOutcome:
