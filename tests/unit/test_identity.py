@@ -94,3 +94,15 @@ def test_guess_kind():
     assert guess_kind("+44 20 7946 0958").value == "phone"
     assert guess_kind("Ivan") is None
     assert guess_kind("12") is None
+
+
+def test_a_refused_email_is_refused_every_time_and_a_good_one_kept_exact():
+    """Normalised addresses are kept (the validator is slow); a refusal is not, and each refusal
+    names the field it was given for."""
+    for field in ("identity.value", "email"):
+        with pytest.raises(Invalid) as refused:
+            normalise("email", "not an email", field=field)
+        assert refused.value.extra["errors"][0]["field"] == field
+    assert normalise("email", "Ada@Example.com") == "ada@example.com"
+    assert normalise("email", "mailto:Ada@Example.COM ") == "ada@example.com"
+    assert normalise("email", "Ada@Example.com") == "ada@example.com"
