@@ -81,8 +81,9 @@ def _is_json(content_type: str) -> bool:
 async def json_body(request: Request, model: type[M]) -> M:
     """The request's JSON body as ``model``, with FastAPI's rules and errors (a 422 problem naming
     the field), for a hot-path route that takes only the ``Request``: FastAPI's body parameter and
-    dependency resolution cost more than the route's own work. Document the body with
-    ``openapi_extra=frontdesk.openapi.request_body_ref(model)``.
+    dependency resolution cost more than the route's own work. Such a route is left out of the
+    OpenAPI document and described by a declaration-only route with the body parameter, registered
+    after it (``conversations/ingest_api.py``).
 
     As FastAPI does: the body is parsed as JSON only when it is declared JSON (``application/json``
     or ``…+json``); anything else fails validation as "not an object"."""

@@ -235,6 +235,11 @@ class _Written:
     events: list[MessageReceived] = field(default_factory=list)
     created_by_channel: dict[str, int] = field(default_factory=dict)
 
+    def count(self) -> None:
+        """Add the messages this write created to ``frontdesk_inbound_messages_total`` (after the commit)."""
+        for channel, n in self.created_by_channel.items():
+            INBOUND_MESSAGES.labels(channel).inc(n)
+
 
 _B_LAST = bindparam("b_last", type_=_conversations.c.last_message_at.type)
 _LINK_ATTACHMENT = (
@@ -765,11 +770,9 @@ async def receive(session: AsyncSession, msg: InboundMessage) -> IngestResult:
     for ev in written.events:
         emit(session, ev)
     if written.created_by_channel:
-        counts = dict(written.created_by_channel)
 
         async def _count() -> None:
-            for channel, n in counts.items():
-                INBOUND_MESSAGES.labels(channel).inc(n)
+            written.count()
 
         after_commit(session, _count)
     return written.results[0]
@@ -805,18 +808,12 @@ class IngestWriter(GroupCommit[InboundMessage, IngestResult]):
         written = await write_batch(conn, items)
         # Same transaction: rows the bus's subscribers derive (routing inbox, webhook deliveries).
         wakeups = await bus.run_in_transaction(conn, written.events)
-        counts = written.created_by_channel
-
-        def count() -> None:
-            for channel, n in counts.items():
-                INBOUND_MESSAGES.labels(channel).inc(n)
-
         events, hub = written.events, self.db.hub
 
         async def publish() -> None:
             await bus.run_after_commit(events, hub)
 
-        return Batch(list(written.results), after=[*wakeups, count], publish=publish if events else None)
+        return Batch(list(written.results), after=[*wakeups, written.count], publish=publish if events else None)
 
     async def explain(self, conn: AsyncConnection, item: InboundMessage, exc: Exception) -> Exception:
         return await _explain_failure(conn, item, exc)
